@@ -1,0 +1,50 @@
+# The two commands of the README (`make demo`, `make test`) create .venv when needed, install the
+# project with the pinned versions of constraints.txt, and check Python 3.11+ and Java 17+ first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: demo test lint format bench bench-reference airflow airflow-stop install prereqs clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@scripts/prereqs.sh $(PYTHON)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[airflow,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+prereqs:
+	@scripts/prereqs.sh $(PYTHON)
+
+demo: $(STAMP)
+	@scripts/prereqs.sh $(BIN)/python
+	$(BIN)/msp demo
+
+test: $(STAMP)
+	@scripts/prereqs.sh $(BIN)/python
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check lakehouse schemas jobs models dags tests || true
+
+bench: $(STAMP)
+	$(BIN)/msp bench --scale tiny,small --out bench-results
+
+bench-reference: $(STAMP)
+	$(BIN)/msp bench --scale small,reference --out bench-results
+
+airflow: $(STAMP)
+	@scripts/airflow.sh start
+
+airflow-stop:
+	@scripts/airflow.sh stop
+
+clean:
+	rm -rf .msp bench-results .pytest_cache

@@ -1,0 +1,320 @@
+"""Ingestion: landing files → raw tables with lineage.
+
+Every raw dataset declared in ``schemas/datasets/raw/`` names its landing folder (``source``) and format.
+Files are grouped by export day (the first ``YYYY-MM-DD`` in their path) into the raw partition
+``dt=<day>``. A day is ingested again only when its set of files changed (new file, or new content under
+the same name: the SHA-256 of each file is kept in the partition pointer), so ingesting the same file
+twice adds nothing, and a corrected export replaces that day.
+
+Raw rows keep every source value as text plus ``_source_file``, ``_row_number``, ``_row_hash``,
+``_ingested_at`` and ``_run_id``. A malformed file (undecodable bytes, ragged rows, broken JSON, a
+declared column missing from the header, an unreadable PDF) is rejected whole, reported with its name,
+line and reason in ``quarantine.rejected_files``, and the other files still load. Columns that a file
+adds beyond the declaration are reported as schema drift warnings.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+import schemas
+from lakehouse.lake import partition_key
+from lakehouse.stages import stage
+from schemas import LINEAGE_COLUMNS, Dataset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lakehouse.context import RunContext
+
+DATE_IN_PATH = re.compile(r"(\d{4}-\d{2}-\d{2})")
+REJECTED = "quarantine.rejected_files"
+SEP = "\x1f"
+
+
+class MalformedFile(ValueError):
+    def __init__(self, line: int | None, reason: str, column: str | None = None):
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+        self.column = column
+
+
+@dataclass
+class Parsed:
+    rows: list[list[str | None]] = field(default_factory=list)  # data columns in declared order
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    dataset: str
+    relative: str  # path relative to the landing root
+    dt: str
+
+
+# ---- landing area ---------------------------------------------------------------------------------
+class Landing:
+    """Read access to the landing area (a local folder or an S3 prefix)."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        if self.root.startswith("s3://"):
+            self.fs, base = pafs.FileSystem.from_uri(self.root)
+            self._base = base.rstrip("/")
+        else:
+            from pathlib import Path
+
+            self.fs = pafs.LocalFileSystem()
+            self._base = str(Path(self.root).resolve())
+
+    def files(self, ds: Dataset) -> list[LandingFile]:
+        folder = f"{self._base}/{ds.source}/{ds.name}"
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+        except FileNotFoundError:
+            return []
+        out = []
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            below = info.path[len(folder) + 1:]
+            if below.startswith(".") or "/." in below:
+                continue  # partial uploads and editor files
+            m = DATE_IN_PATH.search(below)
+            if m:
+                out.append(LandingFile(ds.name, info.path[len(self._base) + 1:], m.group(1)))
+        return sorted(out, key=lambda f: (f.dt, f.relative))
+
+    def read(self, relative: str) -> bytes:
+        with self.fs.open_input_stream(f"{self._base}/{relative}") as fh:
+            return fh.read()
+
+
+# ---- parsers ---------------------------------------------------------------------------------------
+def _decode(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise MalformedFile(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                                  "re-export the file as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def _header_columns(ds: Dataset, header: list[str], warnings: list[str]) -> list[int | None]:
+    """Map declared data columns to header positions; reject on missing columns, warn on added ones."""
+    names = [ds.renames.get(h.strip(), h.strip()) for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MalformedFile(1, f"header repeats column(s) {', '.join(dupes)}", dupes[0])
+    declared = [c.name for c in ds.data_columns]
+    missing = [c for c in declared if c not in names]
+    if missing:
+        raise MalformedFile(1, f"schema drift: declared column(s) {', '.join(missing)} missing from the header "
+                               "(removed or renamed upstream)", missing[0])
+    added = [n for n in names if n not in declared]
+    if added:
+        warnings.append(f"schema drift: column(s) {', '.join(added)} not declared; accepted and ignored")
+    return [names.index(c) for c in declared]
+
+
+def parse_csv(ds: Dataset, data: bytes) -> Parsed:
+    text = _decode(data)
+    if not text.strip():
+        raise MalformedFile(1, "empty file: no header row")
+    out = Parsed()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+        positions = _header_columns(ds, header, out.warnings)
+        width = len(header)
+        for row in reader:
+            if len(row) != width:
+                if not row:
+                    continue  # a blank line
+                raise MalformedFile(reader.line_num, f"expected {width} fields, found {len(row)}")
+            out.rows.append([row[i] for i in positions])
+    except csv.Error as exc:
+        raise MalformedFile(reader.line_num, f"CSV syntax error: {exc}") from None
+    return out
+
+
+def _jsonl_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def parse_jsonl(ds: Dataset, data: bytes) -> Parsed:
+    text = _decode(data)
+    out = Parsed()
+    declared = [c.name for c in ds.data_columns]
+    extra: set[str] = set()
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MalformedFile(n, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+        if not isinstance(obj, dict):
+            raise MalformedFile(n, f"expected a JSON object per line, found {type(obj).__name__}")
+        obj = {ds.renames.get(k, k): v for k, v in obj.items()}
+        extra.update(k for k in obj if k not in declared)
+        out.rows.append([_jsonl_value(obj.get(c)) for c in declared])
+    if extra:
+        out.warnings.append(f"schema drift: key(s) {', '.join(sorted(extra))} not declared; accepted and ignored")
+    return out
+
+
+def parse_document(ds: Dataset, data: bytes, relative: str) -> Parsed:
+    """One row per document: its text (from the text layer, or flagged for OCR when there is none)."""
+    name = relative.rsplit("/", 1)[-1]
+    lower = name.lower()
+    if lower.endswith(".pdf"):
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            pages = len(reader.pages)
+            text = "\n".join((p.extract_text() or "") for p in reader.pages).strip()
+        except (PdfReadError, ValueError, KeyError, OSError) as exc:
+            raise MalformedFile(None, f"unreadable PDF: {exc}") from None
+        mime, extraction = "application/pdf", ("pdf_text" if len(text) >= 40 else "needs_ocr")
+    elif lower.endswith((".txt", ".text", ".md")):
+        text, pages, mime, extraction = _decode(data), 1, "text/plain", "text"
+    else:
+        raise MalformedFile(None, f"unsupported document type {name!r} (expected .pdf or .txt)")
+    values = {
+        "file_name": name, "mime_type": mime, "size_bytes": str(len(data)),
+        "sha256": hashlib.sha256(data).hexdigest(), "page_count": str(pages),
+        "text": text if extraction != "needs_ocr" else "", "extraction": extraction,
+    }
+    declared = [c.name for c in ds.data_columns]
+    return Parsed(rows=[[values.get(c) for c in declared]])
+
+
+def parse(ds: Dataset, data: bytes, relative: str) -> Parsed:
+    if ds.format == "csv":
+        return parse_csv(ds, data)
+    if ds.format == "jsonl":
+        return parse_jsonl(ds, data)
+    return parse_document(ds, data, relative)
+
+
+# ---- building the raw table ------------------------------------------------------------------------
+def row_hash(values: Iterable[str | None]) -> str:
+    return hashlib.sha256(SEP.join("\x00" if v is None else v for v in values).encode("utf-8")).hexdigest()
+
+
+def raw_table(ds: Dataset, parsed: list[tuple[str, Parsed]], dt: str, ingested_at, run_id: str) -> pa.Table:
+    names = [c.name for c in ds.data_columns]
+    columns: list[list[Any]] = [[] for _ in names]
+    sources, numbers, hashes = [], [], []
+    for relative, p in parsed:
+        for i, row in enumerate(p.rows, start=1):
+            for col, value in zip(columns, row, strict=True):
+                col.append(value)
+            sources.append(relative)
+            numbers.append(i)
+            hashes.append(row_hash(row))
+    n = len(sources)
+    arrays = {name: pa.array(col, pa.string()) for name, col in zip(names, columns, strict=True)}
+    lineage = dict(zip([c for c, _, _ in LINEAGE_COLUMNS], [
+        pa.array(sources, pa.string()), pa.array(numbers, pa.int64()), pa.array(hashes, pa.string()),
+        pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")), pa.array([run_id] * n, pa.string()),
+    ], strict=True))
+    arrays.update(lineage)
+    arrays["dt"] = pa.array([dt] * n, pa.string())
+    return pa.table(arrays)
+
+
+def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool = False) -> dict[str, int]:
+    """Ingest the run's export days of one raw dataset; returns file and row statistics."""
+    wanted = {d.isoformat() for d in ctx.dates}
+    by_day: dict[str, list[LandingFile]] = {}
+    for f in landing.files(ds):
+        if f.dt in wanted:
+            by_day.setdefault(f.dt, []).append(f)
+    stats = {"files": 0, "skipped": 0, "rejected": 0, "rows": 0}
+    count = ctx.count(ds.qualified_name)
+    tables, partition_meta = [], {}
+    for dt, files in sorted(by_day.items()):
+        blobs = {f.relative: landing.read(f.relative) for f in files}
+        hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in blobs.items()}
+        stats["files"] += len(files)
+        previous = ctx.lake.pointer(ds, {"dt": dt})
+        if not force and previous and previous.get("meta", {}).get("sources") == hashes:
+            stats["skipped"] += len(files)
+            continue
+        good: list[tuple[str, Parsed]] = []
+        rejected, warnings = [], []
+        for rel, data in blobs.items():
+            try:
+                p = parse(ds, data, rel)
+            except MalformedFile as exc:
+                rejected.append({"source_file": rel, "line": exc.line, "column": exc.column, "reason": exc.reason,
+                                 "sha256": hashes[rel]})
+                ctx.warn(f"{ds.name}: rejected {rel}" + (f" line {exc.line}" if exc.line else "") + f": {exc.reason}")
+                continue
+            good.append((rel, p))
+            for w in p.warnings:
+                warnings.append({"source_file": rel, "warning": w})
+                ctx.warn(f"{ds.name}: {rel}: {w}")
+        stats["rejected"] += len(rejected)
+        table = raw_table(ds, good, dt, ctx.started_at, ctx.run_id)
+        stats["rows"] += table.num_rows
+        tables.append(table)
+        partition_meta[partition_key({"dt": dt})] = {"sources": hashes, "rejected": rejected,
+                                                     "warnings": warnings}
+    count.rows_in += stats["rows"]
+    if tables:
+        ctx.write_arrow(ds, pa.concat_tables(tables),
+                        replace=[{"dt": k.split("=", 1)[1]} for k in partition_meta],
+                        partition_meta=partition_meta)
+    count.notes.append(f"{stats['files']} files: {stats['files'] - stats['skipped'] - stats['rejected']} loaded, "
+                       f"{stats['skipped']} already ingested, {stats['rejected']} rejected")
+    return stats
+
+
+def rejected_files_table(ctx: RunContext, datasets: list[Dataset]) -> pa.Table:
+    """Every rejected landing file of the run's days, from the raw partition pointers."""
+    wanted = {f"dt={d.isoformat()}" for d in ctx.dates}
+    rows = []
+    for ds in datasets:
+        for key, ptr in ctx.lake.published(ds).items():
+            if key not in wanted:
+                continue
+            for r in ptr.get("meta", {}).get("rejected", []):
+                rows.append({"dataset": ds.name, "source_file": r["source_file"], "line": r.get("line"),
+                             "column": r.get("column"), "reason": r["reason"], "sha256": r["sha256"],
+                             "run_id": ptr["run_id"], "dt": key.split("=", 1)[1]})
+    return pa.Table.from_pylist(rows, schema=schemas.get(REJECTED).arrow_schema())
+
+
+@stage("ingest", agent="platform", writes=("raw.*", REJECTED))
+def run(ctx: RunContext) -> None:
+    """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
+    landing = Landing(ctx.settings.landing_root)
+    raw = schemas.datasets("raw")
+    for i, ds in enumerate(raw):
+        ctx.progress(f"ingest {ds.name}", i, len(raw))
+        ingest_dataset(ctx, ds, landing)
+    ctx.progress("ingest", len(raw), len(raw))
+    ctx.write_arrow(REJECTED, rejected_files_table(ctx, raw), replace=ctx.date_partitions())
