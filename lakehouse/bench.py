@@ -7,6 +7,8 @@ JVM, and how time grows from one scale to the next. Reports are written as JSON 
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import json
 import platform
 import resource
@@ -100,8 +102,6 @@ def bench_scale(base: Settings, scale: str, seed: int, workdir: Path, progress=N
     from lakehouse.stages import discover
 
     registry = discover()
-    import fnmatch
-
     for st in summary.stages:
         writes = registry[st.name].writes
         stage_rows[st.name] = sum(r for ds, r in outputs.items() if any(fnmatch.fnmatchcase(ds, w) for w in writes))
@@ -119,7 +119,7 @@ def bench_scale(base: Settings, scale: str, seed: int, workdir: Path, progress=N
 def growth(results: list[ScaleResult]) -> list[dict[str, float | str]]:
     """How run time grows relative to data volume between consecutive scales (1.0 = linear)."""
     out = []
-    for a, b in zip(results, results[1:], strict=False):
+    for a, b in itertools.pairwise(results):
         rows_x = b.raw_rows / a.raw_rows if a.raw_rows else float("nan")
         time_x = b.run_seconds / a.run_seconds if a.run_seconds else float("nan")
         out.append({"from": a.scale, "to": b.scale, "rows_factor": round(rows_x, 2),

@@ -149,11 +149,7 @@ class GlueCatalog:
 
     def _location(self, ds: Dataset, version_location: str, partition_key: str) -> str:
         loc = version_location.rstrip("/")
-        if partition_key:
-            loc = loc[: loc.index("/" + partition_key)]
-        else:
-            loc = loc.rsplit("/", 1)[0]
-        return loc
+        return loc[: loc.index("/" + partition_key)] if partition_key else loc.rsplit("/", 1)[0]
 
     def _table_input(self, ds: Dataset, location: str) -> dict[str, Any]:
         table = self.glue.get_table(DatabaseName=glue_database(self.settings, ds), Name=ds.name)["Table"]

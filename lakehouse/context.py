@@ -56,6 +56,8 @@ class RunContext:
     #: ``progress(description, completed, total)``; the CLI draws bars, Airflow logs lines.
     progress: Callable[[str, int, int], None] = lambda *_: None
     current_stage: str = ""
+    #: Optional narrowing of a stage's work, e.g. ``{"sources": ["psa"]}`` (one Airflow task per source).
+    params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod

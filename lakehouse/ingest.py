@@ -285,36 +285,26 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
                                                      "warnings": warnings}
     count.rows_in += stats["rows"]
     if tables:
-        ctx.write_arrow(ds, pa.concat_tables(tables),
-                        replace=[{"dt": k.split("=", 1)[1]} for k in partition_meta],
+        days = [k.split("=", 1)[1] for k in partition_meta]
+        ctx.write_arrow(ds, pa.concat_tables(tables), replace=[{"dt": d} for d in days],
                         partition_meta=partition_meta)
+        rejected_rows = [{**r, "dataset": ds.name, "run_id": ctx.run_id, "dt": k.split("=", 1)[1]}
+                         for k, meta in partition_meta.items() for r in meta["rejected"]]
+        ctx.write_arrow(REJECTED, pa.Table.from_pylist(rejected_rows, schema=schemas.get(REJECTED).arrow_schema()),
+                        replace=[{"dataset": ds.name, "dt": d} for d in days])
     count.notes.append(f"{stats['files']} files: {stats['files'] - stats['skipped'] - stats['rejected']} loaded, "
                        f"{stats['skipped']} already ingested, {stats['rejected']} rejected")
     return stats
-
-
-def rejected_files_table(ctx: RunContext, datasets: list[Dataset]) -> pa.Table:
-    """Every rejected landing file of the run's days, from the raw partition pointers."""
-    wanted = {f"dt={d.isoformat()}" for d in ctx.dates}
-    rows = []
-    for ds in datasets:
-        for key, ptr in ctx.lake.published(ds).items():
-            if key not in wanted:
-                continue
-            for r in ptr.get("meta", {}).get("rejected", []):
-                rows.append({"dataset": ds.name, "source_file": r["source_file"], "line": r.get("line"),
-                             "column": r.get("column"), "reason": r["reason"], "sha256": r["sha256"],
-                             "run_id": ptr["run_id"], "dt": key.split("=", 1)[1]})
-    return pa.Table.from_pylist(rows, schema=schemas.get(REJECTED).arrow_schema())
 
 
 @stage("ingest", agent="platform", writes=("raw.*", REJECTED))
 def run(ctx: RunContext) -> None:
     """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
     landing = Landing(ctx.settings.landing_root)
-    raw = schemas.datasets("raw")
+    sources = ctx.params.get("sources")
+    raw = [d for d in schemas.datasets("raw") if not sources or d.source in sources]
     for i, ds in enumerate(raw):
         ctx.progress(f"ingest {ds.name}", i, len(raw))
         ingest_dataset(ctx, ds, landing)
     ctx.progress("ingest", len(raw), len(raw))
-    ctx.write_arrow(REJECTED, rejected_files_table(ctx, raw), replace=ctx.date_partitions())
+

@@ -16,6 +16,7 @@ keeping ``keep_versions`` of them so that a query already running on the previou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -220,7 +221,7 @@ class Lake:
                 self.fs.create_dir(self._fs_path(folder), recursive=True)
                 name = "part-00000.parquet"
                 data = part_table.drop_columns([c for c in ds.partition_by if c in part_table.column_names])
-                pq.write_table(data, self._fs_path(f"{folder}/{name}"), compression="snappy")
+                pq.write_table(data, self._fs_path(f"{folder}/{name}"), compression="snappy", filesystem=self.fs)
                 files.append(name)
             staged[key] = files
         return self._audit_and_publish(ds, version, staged, run_id, meta, partition_meta)
@@ -290,10 +291,8 @@ class Lake:
             self.fs.move(self._fs_path(f"{src}/{name}"), self._fs_path(f"{dst}/{name}"))
 
     def _delete_dir(self, uri: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(self._fs_path(uri))
-        except (FileNotFoundError, OSError):
-            pass
 
     def _audit_and_publish(self, ds: Dataset, version: str, staged: dict[str, list[str]], run_id: str,
                            meta: Mapping[str, Any] | None,
@@ -307,7 +306,7 @@ class Lake:
                 uri = f"{self._version_dir(ds, key, version)}/{name}"
                 try:
                     md = pq.read_metadata(self._fs_path(uri), filesystem=self.fs)
-                except Exception as exc:  # noqa: BLE001 - any unreadable file aborts the publish
+                except Exception as exc:
                     raise LakeError(f"{ds.qualified_name}: staged file {uri} is unreadable ({exc}); "
                                     "nothing was published") from exc
                 got = set(md.schema.to_arrow_schema().names)

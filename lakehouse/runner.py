@@ -65,10 +65,10 @@ class StageObserver:
 def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str] | None = None,
                  stages: Iterable[str] | None = None, observer: StageObserver | None = None,
                  run_id: str | None = None, context_factory: Callable[..., RunContext] = RunContext.create,
-                 refresh_catalog: bool = True) -> RunSummary:
+                 refresh_catalog: bool = True, params: dict[str, Any] | None = None) -> RunSummary:
     observer = observer or StageObserver()
     ordered = plan(agents=list(agents) if agents else None, names=list(stages) if stages else None)
-    ctx = context_factory(settings, dates, run_id=run_id, progress=observer.progress)
+    ctx = context_factory(settings, dates, run_id=run_id, progress=observer.progress, params=dict(params or {}))
     summary = RunSummary(ctx.run_id, dates[0].isoformat(), dates[-1].isoformat())
     t_run = time.perf_counter()
     failed: list[Stage] = []
@@ -87,7 +87,7 @@ def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str]
         try:
             st.func(ctx)
             report.status = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, dependents skipped, others continue
+        except Exception as exc:
             report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
             log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
             failed.append(st)

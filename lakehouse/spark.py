@@ -63,8 +63,8 @@ def stop_spark() -> None:
 
 def _is_stopped(session: SparkSession) -> bool:
     try:
-        return session.sparkContext._jsc is None  # noqa: SLF001 - pyspark exposes no public flag
-    except Exception:  # noqa: BLE001
+        return session.sparkContext._jsc is None
+    except Exception:
         return True
 
 

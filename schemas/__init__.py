@@ -177,7 +177,7 @@ class Dataset:
     def glue_columns(self) -> tuple[dict[str, str], dict[str, str]]:
         """(columns, partition columns) as awswrangler/Glue ``{name: athena type}`` mappings."""
         cols = {c.name: athena_type(c.type) for c in self.stored_columns() if c.name not in self.partition_by}
-        parts = {p: "string" for p in self.partition_by}
+        parts = dict.fromkeys(self.partition_by, "string")
         return cols, parts
 
     def glue_ddl(self, database: str, location: str) -> str:
@@ -291,15 +291,16 @@ def _parse(path: Path) -> Dataset:
             formats=tuple(raw_col["formats"]) if raw_col.get("formats") else None,
         ))
     pk = tuple(doc.get("primary_key") or ())
+    partition_by = tuple(doc.get("partition_by", [PARTITION_COLUMN]) or ())
     for k in pk:
-        if k not in seen:
+        if k not in seen and k not in partition_by:
             raise SchemaError(f"{where}: primary key column {k!r} is not declared")
     if path.stem != doc["name"]:
         raise SchemaError(f"{where}: file name must match the dataset name {doc['name']!r}")
     return Dataset(
         name=doc["name"], zone=zone, owner=doc["owner"], description=doc["description"].strip(),
         columns=tuple(columns), primary_key=pk,
-        partition_by=tuple(doc.get("partition_by", [PARTITION_COLUMN]) or ()),
+        partition_by=partition_by,
         source=doc.get("source"), format=doc.get("format"), renames=dict(doc.get("renames") or {}),
         null_tokens=tuple(doc.get("null_tokens") or ()), path=path,
     )
