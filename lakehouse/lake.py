@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 POINTER = "_CURRENT"
 STAGING = "_staging"
 ZONES = ("raw", "processed", "analytics/daily-summaries", "analytics/monthly-reports",
-         "analytics/kpi-metrics", "analytics/predictions", "ml-models", "quarantine")
+         "analytics/kpi-metrics", "analytics/predictions", "ml-models", "quarantine", "events")
 
 Partition = Mapping[str, str]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
 
 AGENTS = ("platform", "cpi", "spo", "ram", "sli", "dsa", "vcm")
-BUILTIN_STAGE_PACKAGES = ("lakehouse.ingest", "lakehouse.quality", "jobs")
+BUILTIN_STAGE_PACKAGES = ("lakehouse.ingest", "lakehouse.quality", "lakehouse.events", "jobs")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parent
 DATASETS_DIR = SCHEMAS_DIR / "datasets"
 EVENTS_DIR = SCHEMAS_DIR / "events"
 
-ZONE_ROOTS = ("raw", "processed", "analytics", "quarantine", "ml-models")
+ZONE_ROOTS = ("raw", "processed", "analytics", "quarantine", "ml-models", "events")
 ANALYTICS_KINDS = ("daily-summaries", "monthly-reports", "kpi-metrics", "predictions")
 OWNERS = ("platform", "cpi", "spo", "ram", "sli", "dsa", "vcm")
 RAW_FORMATS = ("csv", "jsonl", "document")

@@ -1,0 +1,72 @@
+"""Events: validated envelopes with deterministic ids, an idempotent outbox, routing to agents."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+import schemas
+from lakehouse.context import RunContext
+from lakehouse.events import EventError, dispatch, make_event, write_outbox
+
+EVIDENCE = {"metric": "margin_pct", "value": 12.5, "threshold": 20, "comparison": "<",
+            "source_rows": [{"dataset": "processed.client_profitability_monthly",
+                             "keys": {"client_id": "C1", "month": "2024-02"}}],
+            "drivers": [{"factor": "labour_hours", "change": "+40%", "before": 10, "after": 14}]}
+
+
+def margin_event(client="C1", period="2024-02", new=12.5):
+    return make_event("client.profitability.changed", "cpi.margin_monitor", f"client:{client}", date(2024, 2, 29),
+                      period, "tier_down", {"client_id": client, "period": period, "old_margin_pct": 41.0,
+                                            "new_margin_pct": new, "old_tier": "silver", "new_tier": "at_risk",
+                                            "reason": "tier_down"}, EVIDENCE)
+
+
+def test_event_ids_are_deterministic_and_depend_on_subject_period_and_rule():
+    a, b = margin_event(), margin_event(new=11.0)
+    assert a["id"] == b["id"] and len(a["id"]) == 32
+    assert margin_event(client="C2")["id"] != a["id"]
+    assert margin_event(period="2024-03")["id"] != a["id"]
+
+
+def test_invalid_events_are_refused_with_the_field_named():
+    with pytest.raises(EventError, match="reason"):
+        make_event("client.profitability.changed", "cpi.margin_monitor", "client:C1", date(2024, 2, 29), "2024-02",
+                   "x", {"client_id": "C1", "period": "2024-02", "old_margin_pct": 1, "new_margin_pct": 1,
+                         "old_tier": "a", "new_tier": "b", "reason": "because"}, EVIDENCE)
+    with pytest.raises(EventError, match="threshold"):
+        make_event("contract.renewal.due", "vcm.renewals", "contract:K1", date(2024, 1, 1), "2024-01-01", "x",
+                   {"contract_id": "K1", "counterparty": "Acme", "term_end": "2024-06-30",
+                    "opt_out_date": "2024-05-31", "days_to_opt_out": 151}, {"metric": "days", "value": 1,
+                                                                          "source_rows": []})
+    with pytest.raises(EventError, match=r"client\.exploded.* is not one of"):
+        make_event("client.exploded", "cpi.margin_monitor", "client:C1", date(2024, 1, 1), "p", "r", {}, EVIDENCE)
+
+
+def test_rerun_writes_no_duplicate_events_and_dispatch_routes_once_per_agent(settings):
+    days = [date(2024, 2, 29)]
+    for _ in range(2):
+        ctx = RunContext.create(settings, days)
+        write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event("C2")], ["2024-02-29"])
+        dispatch(ctx)
+    outbox = ctx.lake.read_arrow(schemas.get("events.outbox")).to_pylist()
+    assert sorted(e["subject"] for e in outbox) == ["client:C1", "client:C2"]
+    inbox = ctx.lake.read_arrow(schemas.get("events.inbox")).to_pylist()
+    routes = settings.get("events.routes")["client.profitability.changed"]
+    assert sorted((r["agent"], r["subject"]) for r in inbox) == sorted(
+        (a, s) for a in routes for s in ("client:C1", "client:C2"))
+    # a rerun that no longer finds C2 withdraws its event for that day
+    ctx = RunContext.create(settings, days)
+    write_outbox(ctx, "client.profitability.changed", [margin_event()], ["2024-02-29"])
+    dispatch(ctx)
+    assert [e["subject"] for e in ctx.lake.read_arrow(schemas.get("events.outbox")).to_pylist()] == ["client:C1"]
+    assert {r["subject"] for r in ctx.lake.read_arrow(schemas.get("events.inbox")).to_pylist()} == {"client:C1"}
+
+
+def test_outbox_refuses_mixed_types_and_duplicate_ids(settings):
+    ctx = RunContext.create(settings, [date(2024, 2, 29)])
+    with pytest.raises(EventError, match="duplicate"):
+        write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event()], ["2024-02-29"])
+    with pytest.raises(EventError, match="not of type"):
+        write_outbox(ctx, "spend.anomaly.detected", [margin_event()], ["2024-02-29"])
