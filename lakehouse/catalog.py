@@ -95,8 +95,7 @@ def query_duckdb(settings: Settings, sql: str) -> pd.DataFrame:
 
 # ---- Glue -----------------------------------------------------------------------------------------
 def glue_database(settings: Settings, ds: Dataset) -> str:
-    """Glue database of a dataset: one per zone root (``msp_raw``, ``msp_processed``, ...)."""
-    return f"{settings.glue_database_prefix}_{ds.zone_root.replace('-', '_')}"
+    return ds.glue_database(settings.glue_database_prefix)
 
 
 class GlueCatalog:
@@ -116,8 +115,10 @@ class GlueCatalog:
         database = glue_database(self.settings, ds)
         if (database, ds.name) in self._tables:
             return
-        if database not in wr.catalog.databases(boto3_session=self.session)["Database"].tolist():
-            wr.catalog.create_database(database, exist_ok=True, boto3_session=self.session)
+        if wr.catalog.does_table_exist(database, ds.name, boto3_session=self.session):
+            self._tables.add((database, ds.name))  # created by the infra stack (or an earlier run)
+            return
+        wr.catalog.create_database(database, exist_ok=True, boto3_session=self.session)
         columns, partitions = ds.glue_columns()
         wr.catalog.create_parquet_table(
             database=database, table=ds.name, path=location.rstrip("/") + "/", columns_types=columns,

@@ -124,6 +124,10 @@ class Dataset:
         """``<zone root>.<name>``: the catalog name (DuckDB schema.view, Glue database suffix.table)."""
         return f"{self.zone_root}.{self.name}"
 
+    def glue_database(self, prefix: str = "msp") -> str:
+        """Glue database of this dataset: one per zone root (``msp_raw``, ``msp_processed``, ...)."""
+        return f"{prefix}_{self.zone_root.replace('-', '_')}"
+
     @property
     def asset_uri(self) -> str:
         """Stable URI used for Airflow Assets and lineage; independent of where the lake lives."""

@@ -1,0 +1,1 @@
+"""AWS deployment of the lakehouse as code (AWS CDK v2, Python)."""
