@@ -14,7 +14,7 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infra.stack import LakehouseStack  # noqa: E402
+from infra.stack import LakehouseStack
 
 
 def main() -> None:
