@@ -20,9 +20,10 @@ from rich.table import Table
 
 from lakehouse.config import ConfigError, Settings, load_settings
 
-COMMAND_MODULES = ("lakehouse.synth.cli", "lakehouse.bench")
+COMMAND_MODULES = ("lakehouse.synth.cli", "lakehouse.bench", "lakehouse.quality.cli", "jobs.cpi.cli")
 
-console = Console(stderr=False)
+# Full-width tables when output goes to a file or a CI log (rich would wrap at 80 columns).
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
@@ -83,7 +84,8 @@ class RichObserver:
 def print_summary(summary) -> None:
     table = Table(title=f"Run {summary.run_id}: {summary.start} → {summary.end}", title_justify="left")
     for col in ("dataset", "rows in", "rows out", "quarantined", "duplicates", "partitions", "notes"):
-        table.add_column(col, justify="right" if col not in ("dataset", "notes") else "left")
+        table.add_column(col, justify="right" if col not in ("dataset", "notes") else "left",
+                         no_wrap=col == "dataset")
     for name, c in summary.counts.items():
         table.add_row(name, f"{c['rows_in']:,}", f"{c['rows_out']:,}", f"{c['quarantined']:,}",
                       f"{c['duplicates']:,}", str(c["partitions"]), "; ".join(c["notes"]))

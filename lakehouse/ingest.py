@@ -292,8 +292,8 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
                          for k, meta in partition_meta.items() for r in meta["rejected"]]
         ctx.write_arrow(REJECTED, pa.Table.from_pylist(rejected_rows, schema=schemas.get(REJECTED).arrow_schema()),
                         replace=[{"dataset": ds.name, "dt": d} for d in days])
-    count.notes.append(f"{stats['files']} files: {stats['files'] - stats['skipped'] - stats['rejected']} loaded, "
-                       f"{stats['skipped']} already ingested, {stats['rejected']} rejected")
+    loaded = stats["files"] - stats["skipped"] - stats["rejected"]
+    count.notes.append(f"files: {loaded} loaded, {stats['skipped']} seen before, {stats['rejected']} rejected")
     return stats
 
 
