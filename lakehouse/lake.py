@@ -407,22 +407,30 @@ class Lake:
 
     # ---- small files of the platform itself (run reports, quality results, registries) -------------
     def write_text(self, relative: str, text: str) -> str:
+        return self.write_bytes(relative, text.encode("utf-8"))
+
+    def read_text(self, relative: str) -> str | None:
+        data = self.read_bytes(relative)
+        return None if data is None else data.decode("utf-8")
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write a small file (model artifact, report) atomically: readers see the old or the new bytes."""
         uri = f"{self.root}/{relative.lstrip('/')}"
         target = self._fs_path(uri)
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
         if self.local:
             tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-            Path(tmp).write_text(text, encoding="utf-8")
+            Path(tmp).write_bytes(data)
             Path(tmp).replace(target)
         else:
             with self.fs.open_output_stream(target) as fh:
-                fh.write(text.encode("utf-8"))
+                fh.write(data)
         return uri
 
-    def read_text(self, relative: str) -> str | None:
+    def read_bytes(self, relative: str) -> bytes | None:
         try:
             with self.fs.open_input_stream(self._fs_path(f"{self.root}/{relative.lstrip('/')}")) as fh:
-                return fh.read().decode("utf-8")
+                return fh.read()
         except (FileNotFoundError, OSError):
             return None
 

@@ -5,6 +5,12 @@ datasets it reads and writes (qualified names, ``*`` wildcards allowed). The run
 those names (a stage that reads what another writes runs after it), so adding an agent means adding
 a module under ``jobs/`` (or any package listed in the ``msp.stages`` entry-point group); the runner
 never changes.
+
+Scheduling convention (read by :mod:`lakehouse.orchestration` for Airflow), by the end of a stage's name:
+``…train`` (``cpi.churn_train``) is model training and runs in the weekly training DAG; ``…score``
+(``cpi.churn_score``) is model scoring and runs daily in its agent's DAG, right after the features it
+reads and before the stages that read its scores; anything else is a transform of its agent's DAG
+(platform ingestion stages run in the daily ingestion DAG). See :attr:`Stage.kind`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
 
 AGENTS = ("platform", "cpi", "spo", "ram", "sli", "dsa", "vcm")
+STAGE_KINDS = ("transform", "train", "score")
 BUILTIN_STAGE_PACKAGES = ("lakehouse.ingest", "lakehouse.quality", "lakehouse.events", "jobs")
 
 
@@ -33,6 +40,11 @@ class Stage:
     writes: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``train`` or ``score`` when the name ends so, else ``transform`` (see the module docstring)."""
+        return next((k for k in STAGE_KINDS[1:] if self.name.endswith(k)), STAGE_KINDS[0])
 
     def depends_on(self, other: Stage) -> bool:
         if other.name in self.after:

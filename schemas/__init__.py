@@ -60,6 +60,20 @@ LINEAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 PARTITION_COLUMN = "dt"
 
+#: Columns a quarantine twin adds after the source text: what the quality gate found wrong with the row.
+QUARANTINE_COLUMNS: tuple[tuple[str, bool, str], ...] = (
+    ("_rules_broken", False, "Blocking rules the row broke, '; '-separated rule ids (see expectations/)"),
+    ("_severity", False, "Highest severity among the broken rules (critical: blocking)"),
+    ("_rules_warned", True, "Warning rules the row also broke, '; '-separated, or null"),
+)
+#: Prefix of the source-text copy of a typed column in the quality gate's validation frame.
+RAW_TEXT_PREFIX = "_raw_"
+
+
+def raw_text_column(name: str) -> str:
+    """Name of the source text of column ``name`` in the gate's validation frame (``_raw_<name>``)."""
+    return f"{RAW_TEXT_PREFIX}{name}"
+
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 SIMPLE_TYPES = ("string", "int", "long", "double", "boolean", "date", "timestamp")
 
@@ -208,6 +222,72 @@ class Dataset:
         return replace(self, zone="processed", source=None, format=None, renames={}, null_tokens=(),
                        columns=self.data_columns + lineage, path=self.path)
 
+    def quarantine_twin(self) -> Dataset:
+        """The quarantine dataset a raw declaration implies: rows the quality gate refused, as text.
+
+        Every data column keeps the source text (blanks and null tokens stored as null), followed by the
+        rules the row broke (``_rules_broken``, ``; ``-separated rule ids), the highest severity among
+        them, the warning rules it also broke, and the lineage that finds the row in its landing file.
+        """
+        if self.zone_root != "raw":
+            raise SchemaError(f"{self.qualified_name}: only raw datasets have a quarantine twin")
+        text = tuple(replace(c, type="string", nullable=True, allowed=None, min=None, max=None, formats=None)
+                     for c in self.data_columns)
+        verdict = tuple(Column(n, "string", nullable=nullable, description=d) for n, nullable, d in QUARANTINE_COLUMNS)
+        lineage = tuple(Column(n, t, nullable=False, description=d) for n, t, d in LINEAGE_COLUMNS)
+        return replace(self, zone="quarantine", source=None, format=None, renames={}, null_tokens=(),
+                       columns=text + verdict + lineage, primary_key=("_source_file", "_row_number"),
+                       description=f"Rows of {self.qualified_name} the quality gate refused, with the rules "
+                                   f"they broke. {self.description}", path=self.path)
+
+    # ---- baseline expectations -----------------------------------------------------------------
+    def baseline_expectations(self) -> list[dict[str, Any]]:
+        """The expectations the declaration itself implies, as Great Expectations 1.x configurations.
+
+        Types (raw datasets: a source text that does not parse as the declared type), not-null, allowed
+        values, min/max and a unique primary key within each partition. All are ``critical`` (blocking).
+        For a raw dataset they apply to the gate's validation frame, which holds each typed column under
+        its own name and the source text of each non-string column as ``_raw_<name>``
+        (:func:`raw_text_column`); ``meta.rule`` is the rule id reported with every refused row.
+        """
+        out: list[dict[str, Any]] = []
+        typed_source = self.zone_root == "raw"
+
+        def add(type_: str, kwargs: dict[str, Any], rule: str, description: str) -> None:
+            out.append({"type": type_, "kwargs": kwargs, "severity": "critical",
+                        "meta": {"rule": rule, "source": "schema", "description": description}})
+
+        for c in self.data_columns:
+            text = raw_text_column(c.name) if typed_source and c.type != "string" else c.name
+            if typed_source and c.type != "string":
+                how = f" ({' or '.join(c.formats)})" if c.formats else ""
+                add("expect_column_values_to_not_be_null",
+                    {"column": c.name, "row_condition": {"type": "nullity", "column": {"name": text},
+                                                         "is_null": False}},
+                    f"type:{c.name}", f"{c.name} must read as {c.type}{how}")
+            if not c.nullable:
+                add("expect_column_values_to_not_be_null", {"column": text}, f"not_null:{c.name}",
+                    f"{c.name} is required")
+            if c.allowed is not None:
+                add("expect_column_values_to_be_in_set", {"column": c.name, "value_set": list(c.allowed)},
+                    f"allowed:{c.name}", f"{c.name} is one of {', '.join(map(str, c.allowed))}")
+            if c.min is not None or c.max is not None:
+                kwargs: dict[str, Any] = {"column": c.name}
+                if c.min is not None:
+                    kwargs["min_value"] = c.min
+                if c.max is not None:
+                    kwargs["max_value"] = c.max
+                bounds = (f">= {c.min}" if c.max is None else f"<= {c.max}" if c.min is None
+                          else f"between {c.min} and {c.max}")
+                add("expect_column_values_to_be_between", kwargs, f"range:{c.name}", f"{c.name} {bounds}")
+        if self.primary_key:
+            key = list(self.primary_key) + [p for p in self.partition_by if p not in self.primary_key]
+            add("expect_compound_columns_to_be_unique", {"column_list": key},
+                f"unique:{'+'.join(self.primary_key)}",
+                f"one row per {', '.join(self.primary_key)}" + (
+                    f" in each {', '.join(self.partition_by)} partition" if self.partition_by else ""))
+        return out
+
 
 # ---- type mappings ---------------------------------------------------------------------------
 def athena_type(type_: str) -> str:
@@ -252,6 +332,22 @@ def _pandas_dtype(c: Column) -> str:
 
 
 # ---- loading ------------------------------------------------------------------------------------
+def _check_column_contract(raw_col: dict[str, Any], where: str) -> None:
+    """Refuse column options that the quality gate could not enforce as declared."""
+    type_ = str(raw_col["type"]).strip().lower().replace(" ", "")
+    numeric = type_ in ("int", "long", "double") or bool(_DECIMAL.match(type_))
+    if raw_col.get("formats") and type_ not in ("date", "timestamp"):
+        raise SchemaError(f"{where}: column {raw_col['name']}: formats apply to date and timestamp columns only")
+    for bound in ("min", "max"):
+        value = raw_col.get(bound)
+        if value is None:
+            continue
+        if not numeric:
+            raise SchemaError(f"{where}: column {raw_col['name']}: {bound} applies to numeric columns only")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SchemaError(f"{where}: column {raw_col['name']}: {bound} must be a number, got {value!r}")
+
+
 def _parse(path: Path) -> Dataset:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -284,6 +380,7 @@ def _parse(path: Path) -> Dataset:
         if raw_col["name"] in seen:
             raise SchemaError(f"{where}: column {raw_col['name']!r} declared twice")
         seen.add(raw_col["name"])
+        _check_column_contract(raw_col, where)
         columns.append(Column(
             name=raw_col["name"],
             type=_check_type(str(raw_col["type"]), f"{where}: column {raw_col['name']}"),
@@ -312,7 +409,7 @@ def _parse(path: Path) -> Dataset:
 
 @cache
 def catalog() -> dict[str, Dataset]:
-    """Every declared dataset by qualified name, processed twins of raw datasets included."""
+    """Every declared dataset by qualified name, processed and quarantine twins of raw datasets included."""
     found: dict[str, Dataset] = {}
     for path in sorted(DATASETS_DIR.rglob("*.yaml")):
         ds = _parse(path)
@@ -320,8 +417,8 @@ def catalog() -> dict[str, Dataset]:
             raise SchemaError(f"{path}: {ds.qualified_name} is already declared in {found[ds.qualified_name].path}")
         found[ds.qualified_name] = ds
     for ds in [d for d in found.values() if d.zone_root == "raw"]:
-        twin = ds.processed_twin()
-        found.setdefault(twin.qualified_name, twin)
+        for twin in (ds.processed_twin(), ds.quarantine_twin()):
+            found.setdefault(twin.qualified_name, twin)
     return dict(sorted(found.items()))
 
 

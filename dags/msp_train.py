@@ -1,0 +1,34 @@
+"""
+### Weekly model training
+
+By the stage naming convention (`lakehouse.stages`, `Stage.kind`): stages whose name ends in `train`
+(`cpi.churn_train`) run here every Monday for the week before, one task group per agent. Each trains on a
+time-based split, compares with its named baseline and promotes a new version only if it beats the current
+one (the model registry). Scoring stages (`…score`) are not here: they run daily in their agent's DAG with
+the promoted model, right after the features they read.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
+
+from lakehouse import airflow_dags as msp
+from lakehouse import orchestration as orch
+
+pipeline = msp.pipeline()
+
+if pipeline.training:
+    with DAG(
+        dag_id=orch.TRAIN_DAG,
+        schedule=CronDataIntervalTimetable("@weekly", timezone="UTC"),
+        start_date=msp.START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=msp.DEFAULT_ARGS,
+        params=msp.date_params(),
+        tags=["msp", "models", "training"],
+        doc_md=__doc__ + msp.describe([s for v in pipeline.training.values() for s in v], pipeline, orch.TRAIN_DAG),
+    ) as dag:
+        for agent, stages in pipeline.training.items():
+            with TaskGroup(group_id=agent, tooltip=f"{agent}: weekly training"):
+                msp.stage_chain(stages, pipeline)

@@ -1,0 +1,170 @@
+"""Airflow for real: ``scripts/airflow.sh start`` on a free port with a throw-away AIRFLOW_HOME, trigger the
+ingestion DAG through the REST API, and watch the scheduler start the downstream agent DAG from the asset
+events. Every process the script started is stopped in ``finally``, and the test checks none is left."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import schemas
+from lakehouse import orchestration as orch
+from lakehouse.lake import Lake
+from tests.dags.conftest import REPO, subprocess_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow")]
+DAY = date(2024, 1, 1)
+SCRIPT = REPO / "scripts" / "airflow.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """Just enough of Airflow's REST API (a JWT from ``POST /auth/token``, then ``/api/v2``)."""
+
+    def __init__(self, base: str, password: str):
+        self.base = base
+        self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password},
+                               auth=False)["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        req.add_header("Content-Type", "application/json")
+        if auth:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def get(self, path: str) -> dict:
+        return self.call("GET", path)
+
+
+def wait_for(what: str, probe, timeout: float, every: float = 2.0):
+    """Poll ``probe`` until it returns something truthy (an HTTP error counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except urllib.error.HTTPError as exc:
+            value, last = None, f"HTTP {exc.code}"
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last})")
+
+
+def still_running(pgid: int, instance: str) -> list[str]:
+    """Live processes of the instance: its process group, and everything carrying its environment marker
+    (task processes open sessions of their own)."""
+    marker = f"MSP_AIRFLOW_INSTANCE={instance}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            ours = int(stat[2]) == pgid or marker in (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ours and stat[0] != "Z":
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:100].decode(errors="replace")
+            found.append(f"{proc.name} {command}")
+    return found
+
+
+def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events(tmp_path):
+    from lakehouse.synth import generate
+
+    pipe = orch.Pipeline(orch.load_stages())
+    downstream = sorted(d for d in pipe.by_dag if {x.qualified_name for x in pipe.inputs(d)}
+                        and all(pipe.producers[x.qualified_name] == orch.INGEST_DAG for x in pipe.inputs(d)))
+    assert downstream, "no DAG is scheduled on the ingestion DAG's assets"
+    home, airflow_home = tmp_path / "msp", tmp_path / "airflow"
+    generate(scale="tiny", seed=5, landing_root=home / "landing", truth_root=tmp_path / "truth", start=DAY, days=1)
+    # Only the PSA exports (what CPI reads): every source's tasks still run, but one quality gate starts
+    # Spark instead of eight, which keeps the test within a CI budget on two cores.
+    for folder in (home / "landing").iterdir():
+        if folder.name != "psa":
+            shutil.rmtree(folder)
+    port = free_port()
+    env = subprocess_env(home, airflow_home, MSP_AIRFLOW_PORT=str(port), MSP_AIRFLOW_START_TIMEOUT="150",
+                         MSP_AIRFLOW_STOP_TIMEOUT="20", AIRFLOW__CORE__PARALLELISM="4")
+    t0 = time.monotonic()
+    started = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=200,
+                             check=False)
+    pidfile, instance_file = airflow_home / "standalone.pids", airflow_home / "standalone.instance"
+    parent = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+    instance = instance_file.read_text().strip() if instance_file.exists() else ""
+    try:
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        assert f"http://127.0.0.1:{port}" in started.stdout and "password:" in started.stdout
+        password = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        api = Api(f"http://127.0.0.1:{port}", password)
+        print(f"standalone up in {time.monotonic() - t0:.0f} s")
+
+        for dag_id in [orch.INGEST_DAG, *downstream]:
+            wait_for(f"{dag_id} to be parsed", lambda d=dag_id: api.get(f"/api/v2/dags/{d}"), timeout=120)
+        assert api.get("/api/v2/importErrors")["total_entries"] == 0
+        for dag_id in downstream:
+            api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        # Trigger at the logical date the scheduler would pick next, so that unpausing creates no other run.
+        logical = api.get(f"/api/v2/dags/{orch.INGEST_DAG}")["next_dagrun_logical_date"]
+        run = api.call("POST", f"/api/v2/dags/{orch.INGEST_DAG}/dagRuns",
+                       {"logical_date": logical, "conf": {"start": DAY.isoformat(), "end": DAY.isoformat()}})
+        api.call("PATCH", f"/api/v2/dags/{orch.INGEST_DAG}", {"is_paused": False})
+        run_path = f"/api/v2/dags/{orch.INGEST_DAG}/dagRuns/{run['dag_run_id']}"
+        state = wait_for("the ingestion run to finish",
+                         lambda: (s := api.get(run_path)["state"]) in ("success", "failed") and s, timeout=600, every=3)
+        tis = api.get(f"{run_path}/taskInstances")["task_instances"]
+        assert state == "success", {t["task_id"]: t["state"] for t in tis}
+        print(f"ingestion done at {time.monotonic() - t0:.0f} s")
+
+        for dag_id in downstream:
+            def finished(d=dag_id):
+                runs = api.get(f"/api/v2/dags/{d}/dagRuns")["dag_runs"]
+                done = [r for r in runs if r["state"] in ("success", "failed")]
+                return done[0] if done else None
+
+            agent_run = wait_for(f"{dag_id} to run from the asset events", finished, timeout=600, every=3)
+            assert agent_run["run_type"] == "asset_triggered" and agent_run["state"] == "success", agent_run
+            events = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{agent_run['dag_run_id']}/upstreamAssetEvents")
+            sources = {(e["source_dag_id"], e["source_run_id"]) for e in events["asset_events"]}
+            assert (orch.INGEST_DAG, run["dag_run_id"]) in sources
+            assert all(e["extra"]["dates"] == [DAY.isoformat()] and "rows" in e["extra"]
+                       for e in events["asset_events"])
+            lake = Lake(str(home / "lake"))
+            for ds in pipe.writes(dag_id):
+                if ds.zone_root != "events":
+                    assert lake.partitions(ds), f"{dag_id} published nothing in {ds.qualified_name}"
+        assert Lake(str(home / "lake")).partitions(schemas.get("processed.tickets"))
+        print(f"downstream done at {time.monotonic() - t0:.0f} s")
+    finally:
+        stopped = subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120,
+                                 check=False)
+        print(stopped.stdout)
+        if parent is not None:
+            left = still_running(parent, instance)
+            assert not left, f"processes left after stop: {left}"
+        assert not pidfile.exists() and not instance_file.exists()
+    assert stopped.returncode == 0, stopped.stderr
+    print(f"integration test: {time.monotonic() - t0:.0f} s")
+
+
+def test_stop_without_a_running_airflow_is_harmless(tmp_path):
+    env = subprocess_env(tmp_path / "msp", tmp_path / "airflow")
+    proc = subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0 and "not running" in proc.stdout
+    assert not Path(tmp_path / "airflow" / "standalone.pids").exists()

@@ -1,0 +1,219 @@
+"""The gate on hand-written landing files: each kind of dirt is quarantined with the right reason,
+good rows are published, and raw = processed + quarantined + duplicates."""
+
+from __future__ import annotations
+
+from tests.quality.conftest import CLIENTS, HEADER, TICKETS
+
+DAY = "2024-03-01"
+CLIENTS_CSV = "client_id,name,tier\nC1,Acme,gold\nC2,Globex,silver\n"
+
+
+def reasons(rows):
+    return {r["ticket_id"]: r["_rules_broken"] for r in rows}
+
+
+def test_each_dirty_kind_is_quarantined_with_its_reason_and_nothing_is_lost(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, HEADER + "\n" + "\n".join([
+        "T1,C1,low,1.50,2024-03-01 09:00:00,2024-03-01 10:00:00,2024-03-05",  # good
+        "T1,C1,low,1.50,2024-03-01 09:00:00,2024-03-01 10:00:00,2024-03-05",  # exact duplicate
+        "T2,C2,high,,2024-03-01T11:00:00Z,,",                                 # good, optional blanks
+        "T3,,low,1,2024-03-01 09:00:00,,",                                     # blank required field
+        "T4,C1,low,1,03/01/2024 09:00,,",                                      # wrong date format
+        "T5,C1,low,-2.00,2024-03-01 09:00:00,,",                               # negative amount
+        "T6,C9,low,1,2024-03-01 09:00:00,,",                                   # unknown foreign key
+        "T7,C1,urgent,1,2024-03-01 09:00:00,,",                                # value not allowed
+        "T8,C1,low,1,2024-03-01 09:00:00,2024-02-28 09:00:00,",                # resolved before created
+        "T9,C1,low,abc,2024-03-01 09:00:00,,2024-02-30",                       # wrong types, impossible date
+        "T10,C1,low,13,2024-03-01 09:00:00,,",                                 # warning only: published
+    ]) + "\n")
+    ctx, results = lakehouse.run(DAY)
+    r = results["q_tickets"]
+    assert r.status == "warned", r.errors
+    got = reasons(lakehouse.quarantined(TICKETS))
+    assert got == {
+        "T3": "not_null:client_id",
+        "T4": "type:created_at",
+        "T5": "range:hours",
+        "T6": "fk:client_id",
+        "T7": "allowed:priority",
+        "T8": "resolved_after_created",
+        "T9": "type:hours; type:due_date",
+    }
+    published = sorted(row["ticket_id"] for row in lakehouse.processed(TICKETS))
+    assert published == ["T1", "T10", "T2"]
+    assert r.counts == {"raw": 11, "processed": 3, "quarantined": 7, "duplicates": 1, "reconciled": True}
+    count = ctx.counts["processed.q_tickets"]
+    assert (count.rows_in, count.rows_out, count.quarantined, count.duplicates) == (11, 3, 7, 1)
+    assert ctx.counts["quarantine.q_tickets"].rows_out == 7
+    long_ticket = next(x for x in r.rules if x["id"] == "long_ticket")
+    assert long_ticket["failed_rows"] == 1 and long_ticket["samples"][0]["ticket_id"] == "T10"
+    assert r.gx["engine"] == "pandas" and not r.gx["disagreements"]
+    assert set(r.gx["agreement"].values()) == {"rows"}
+
+
+def ticket(i, client="C1", hours="1.00", created="2024-03-01 09:00:00", priority="low"):
+    return f"T{i},{client},{priority},{hours},{created},,"
+
+
+def tickets_csv(rows):
+    return HEADER + "\n" + "\n".join(rows) + "\n"
+
+
+def test_a_rerun_of_the_day_gives_the_same_tables(lakehouse):
+    from lakehouse.lake import Lake
+
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2, client="C9"), ticket(1)]))
+    lakehouse.run(DAY)
+    lake = Lake(lakehouse.settings.lake_root)
+    before = [lake.checksum(d) for d in (TICKETS.processed_twin(), TICKETS.quarantine_twin())]
+    _, results = lakehouse.run(DAY)
+    assert [lake.checksum(d) for d in (TICKETS.processed_twin(), TICKETS.quarantine_twin())] == before
+    assert results["q_tickets"].counts == {"raw": 3, "processed": 1, "quarantined": 1, "duplicates": 1,
+                                           "reconciled": True}
+
+
+def test_all_the_run_days_are_gated_together_and_counted_per_day(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2)]))
+    lakehouse.land(TICKETS, "2024-03-02", tickets_csv([ticket(3), ticket(1), ticket(4, hours="-1")]))
+    _, results = lakehouse.run(DAY, "2024-03-02")
+    r = results["q_tickets"]
+    assert r.per_day == {DAY: {"raw": 2, "duplicates": 0, "quarantined": 0, "processed": 2},
+                         "2024-03-02": {"raw": 3, "duplicates": 0, "quarantined": 1, "processed": 2}}
+    # the same key on two export days is two versions of the record, not a duplicate
+    assert sorted((row["ticket_id"], row["dt"]) for row in lakehouse.processed(TICKETS)) == [
+        ("T1", DAY), ("T1", "2024-03-02"), ("T2", DAY), ("T3", "2024-03-02")]
+
+
+def test_conflicting_rows_for_one_key_are_all_quarantined(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1, hours="1.00"), ticket(1, hours="2.00"), ticket(2)]))
+    lakehouse.run(DAY)
+    refused = lakehouse.quarantined(TICKETS)
+    assert sorted((r["ticket_id"], r["hours"], r["_rules_broken"]) for r in refused) == [
+        ("T1", "1.00", "unique:ticket_id"), ("T1", "2.00", "unique:ticket_id")]
+    assert [r["ticket_id"] for r in lakehouse.processed(TICKETS)] == ["T2"]
+    assert {r["_source_file"] for r in refused} == {"psa/q_tickets/q_tickets_2024-03-01.csv"}
+    assert sorted(r["_row_number"] for r in refused) == [1, 2]
+
+
+def test_bad_files_are_refused_whole_with_a_clear_error_and_the_good_files_still_load(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1)]))
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(2)]).encode("utf-16"), name=f"q_tickets_{DAY}_latin.csv")
+    lakehouse.land(TICKETS, DAY, "", name=f"q_tickets_{DAY}_empty.csv")
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(3), "T4,C1,low"]), name=f"q_tickets_{DAY}_ragged.csv")
+    _, results = lakehouse.run(DAY)
+    r = results["q_tickets"]
+    assert r.status == "warned" and not r.errors
+    reasons = {f["source_file"].rsplit("/", 1)[1]: f["reason"] for f in r.rejected_files}
+    assert "not valid UTF-8" in reasons[f"q_tickets_{DAY}_latin.csv"]
+    assert "empty file" in reasons[f"q_tickets_{DAY}_empty.csv"]
+    assert "expected 7 fields, found 3" in reasons[f"q_tickets_{DAY}_ragged.csv"]
+    assert any("_ragged.csv was rejected at ingestion (line 3)" in w for w in r.warnings)
+    assert [row["ticket_id"] for row in lakehouse.processed(TICKETS)] == ["T1"]
+    assert r.counts == {"raw": 1, "processed": 1, "quarantined": 0, "duplicates": 0, "reconciled": True}
+
+
+def test_schema_drift_added_columns_pass_with_a_warning_missing_or_renamed_ones_stop_the_dataset(lakehouse):
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier,region\nC1,Acme,gold,EU\n")
+    renamed = HEADER.replace("priority", "prio")
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1)]))
+    lakehouse.land(TICKETS, DAY, renamed + "\nT2,C1,low,1,2024-03-01 09:00:00,,\n", name=f"q_tickets_{DAY}_b.csv")
+    _, results = lakehouse.run(DAY)
+    clients, tickets = results["q_clients"], results["q_tickets"]
+    assert clients.status == "warned"
+    assert clients.drift == [{"dt": DAY, "file": "psa/q_clients/q_clients_2024-03-01.csv", "column": "region",
+                              "kind": "added", "severity": "warning",
+                              "message": "schema drift: column(s) region not declared; accepted and ignored"}]
+    assert [row["client_id"] for row in lakehouse.processed(CLIENTS)] == ["C1"]
+    assert tickets.status == "failed"
+    assert tickets.errors == [
+        "schema drift in psa/q_tickets/q_tickets_2024-03-01_b.csv: column priority: schema drift: declared "
+        "column(s) priority missing from the header (removed or renamed upstream) (file rejected at ingestion)"]
+    assert lakehouse.processed(TICKETS) == [] and lakehouse.quarantined(TICKETS) == []
+
+
+def test_a_retyped_column_stops_the_dataset_naming_the_file_and_the_column(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2, hours="n/a")]))  # one bad value: quarantined
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(i, hours=f"{i}h30") for i in range(10, 14)]),
+                   name=f"q_tickets_{DAY}_b.csv")
+    _, results = lakehouse.run(DAY)
+    r = results["q_tickets"]
+    assert r.status == "failed"
+    assert r.errors == ["schema drift in psa/q_tickets/q_tickets_2024-03-01_b.csv: column hours: 4 of 4 values do "
+                        "not read as decimal(6,2) (e.g. '10h30'); re-typed upstream?"]
+    assert lakehouse.processed(TICKETS) == []
+
+
+def test_a_collapsed_row_count_or_a_null_share_jump_fails_the_dataset_and_publishes_nothing(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(i) for i in range(40)]))
+    lakehouse.run(DAY)
+    lakehouse.land(TICKETS, "2024-03-02", tickets_csv([ticket(i) for i in range(100, 110)]))
+    lakehouse.land(TICKETS, "2024-03-03", tickets_csv([ticket(i) for i in range(200, 240)]))
+    lakehouse.land(TICKETS, "2024-03-04", tickets_csv(
+        [ticket(i) for i in range(300, 320)] + [f"T{i},C1,low,,2024-03-01 09:00:00,," for i in range(320, 340)]))
+    ctx, results = lakehouse.run("2024-03-02", "2024-03-03", "2024-03-04")
+    r = results["q_tickets"]
+    assert r.status == "failed"
+    assert r.errors == [
+        "row count fell from 40 on 2024-03-01 to 10 on 2024-03-02 (-75%; the limit is -50%)",
+        "null share of hours jumped from 0% on 2024-03-03 to 50% on 2024-03-04 (limit +20%)"]
+    assert sorted({row["dt"] for row in lakehouse.processed(TICKETS)}) == [DAY]
+    assert results["q_clients"].status == "no_data"
+    assert "FAILED the quality gate" in ctx.counts["processed.q_tickets"].notes[0]
+
+
+def test_great_expectations_and_the_gate_must_agree(lakehouse, monkeypatch):
+    from lakehouse.quality import compile as compiler
+
+    real = compiler.failure
+
+    def off_by_one(rule, eligible):  # a compiler bug: the range rule forgets its upper bound
+        if rule.id == "range:hours":
+            from pyspark.sql import functions as F
+
+            return eligible & (F.col("hours") < 0)
+        return real(rule, eligible)
+
+    monkeypatch.setattr(compiler, "failure", off_by_one)
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2, hours="30")]))
+    _, results = lakehouse.run(DAY)
+    r = results["q_tickets"]
+    assert r.status == "failed"
+    assert "range:hours: Great Expectations flags 1 rows, the gate 0" in r.errors[0]
+    assert lakehouse.processed(TICKETS) == []
+
+
+def test_a_json_key_renamed_upstream_stops_the_dataset(lakehouse):
+    from schemas import Column, Dataset
+
+    events = Dataset(name="q_events", zone="raw", owner="platform", description="t", source="crm", format="jsonl",
+                     columns=(Column("event_id", "string", nullable=False),
+                              Column("occurred_at", "timestamp", nullable=False), Column("score", "double")),
+                     primary_key=("event_id",))
+    lakehouse.add(events)
+    lines = [f'{{"event_id": "E{i}", "occurredAt": "2024-03-01T10:00:00Z", "score": {i}}}' for i in range(4)]
+    lakehouse.land(events, DAY, "\n".join(lines) + "\n", name=f"q_events_{DAY}.jsonl")
+    _, results = lakehouse.run(DAY, datasets=(events,))
+    r = results["q_events"]
+    assert r.status == "failed"
+    assert r.errors == ["schema drift in crm/q_events/q_events_2024-03-01.jsonl: column occurred_at: required but "
+                        "empty in all 4 rows (missing or renamed upstream?)"]
+    assert [(d["kind"], d["column"]) for d in r.drift] == [("added", "occurredAt"), ("missing", "occurred_at")]
+
+
+def test_an_export_day_with_only_a_header_publishes_the_day_empty(lakehouse):
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, HEADER + "\n")
+    _, results = lakehouse.run(DAY)
+    r = results["q_tickets"]
+    assert r.status == "passed" and r.published
+    assert r.counts == {"raw": 0, "processed": 0, "quarantined": 0, "duplicates": 0, "reconciled": True}
+    assert lakehouse.processed(TICKETS) == []
