@@ -105,7 +105,13 @@ wait_gone() {  # wait_gone TIMEOUT PID... : wait until none of the PIDs is alive
 
 password() {
   local file="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
-  [ -f "$file" ] && "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("admin", "?"))' "$file"
+  if [ "$(echo "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS:-false}" | tr 'A-Z' 'a-z')" = "true" ]; then
+    echo "(none: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True, no login)"
+  elif [ -f "$file" ]; then
+    "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("admin", "?"))' "$file"
+  else
+    echo "? (not generated yet: see $file)"
+  fi
 }
 
 start() {
@@ -154,7 +160,7 @@ print(p.pid)' "$LOG")"
   echo
   echo "Airflow is running: $URL"
   echo "  user:     admin"
-  echo "  password: $(password)   (from $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated)"
+  echo "  password: $(password)"
   echo "  DAGs:     $AIRFLOW__CORE__DAGS_FOLDER   lake: $MSP_HOME"
   echo "  PIDs:     $(tr '\n' ' ' <"$PIDFILE")(in $PIDFILE)"
   echo "Stop it with: make airflow-stop"

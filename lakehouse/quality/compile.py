@@ -281,15 +281,24 @@ def _joined(flags: list[tuple[str, SparkColumn]]) -> SparkColumn:
     return F.when(text != "", text)
 
 
+FIRST_SEEN = "__first_dt"
+
+
 def lookup_table(source: DataFrame, d: Derived) -> DataFrame:
-    """The rows a lookup joins: one per key of ``source`` (its match flag or aggregated value)."""
+    """The rows a lookup joins: one per key of ``source``.
+
+    Without ``value`` the table holds the first export day of each key (``__first_dt``) so that a key counts
+    as known only from that day on: a row is checked against the parents published up to its own day, as a
+    daily run sees them, whatever window a run covers. With ``value``, the aggregate over all its rows.
+    """
     from pyspark.sql import functions as F
 
     theirs = list(d.on.values())
     if d.value:
         return source.groupBy(*theirs).agg(F.expr(d.value).alias(d.name))
     present = reduce(operator.and_, [F.col(t).isNotNull() for t in theirs])
-    return source.select(*theirs).where(present).distinct().withColumn(d.name, F.lit(True))
+    first = F.min("dt") if "dt" in source.columns else F.lit("")  # "" sorts before every day
+    return source.where(present).groupBy(*theirs).agg(first.alias(FIRST_SEEN))
 
 
 def _lookup(frame: DataFrame, d: Derived, table_of: Callable[[Derived], DataFrame]) -> DataFrame:
@@ -298,9 +307,16 @@ def _lookup(frame: DataFrame, d: Derived, table_of: Callable[[Derived], DataFram
     theirs = list(d.on.values())
     mine = list(d.on.keys())
     keys = [f"__{d.name}_k{i}" for i in range(len(theirs))]
-    table = table_of(d).select(*[F.col(t).alias(k) for t, k in zip(theirs, keys, strict=True)], d.name)
+    source = table_of(d)
+    carried = d.name if d.value else FIRST_SEEN
+    table = source.select(*[F.col(t).alias(k) for t, k in zip(theirs, keys, strict=True)],
+                          F.col(carried).alias(f"__{d.name}_v"))
     cond = reduce(operator.and_, [frame[m] == table[k] for m, k in zip(mine, keys, strict=True)])
-    return frame.join(table, cond, "left").drop(*keys)
+    joined = frame.join(table, cond, "left").drop(*keys)
+    value = F.col(f"__{d.name}_v")
+    if not d.value:  # known when the parent was exported on or before the row's own day
+        value = F.when(value.isNotNull() & (value <= F.col("dt")), F.lit(True))
+    return joined.withColumn(d.name, value).drop(f"__{d.name}_v")
 
 
 # ---- outputs of the gate ----------------------------------------------------------------------------

@@ -281,11 +281,12 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
         t = time.perf_counter()
         processed, quarantine = output_datasets(ds)
         days_owned = ctx.date_partitions()
+        # quarantine first: consumers never see a new processed day whose refused rows are not recorded
+        refused = _publish(ctx, quarantine, quarantine_rows(frame, suite), result.counts["quarantined"], days_owned,
+                           o.arrow_write_max_rows)
         written = _publish(ctx, processed, processed_rows(frame, suite), result.counts["processed"], days_owned,
                            o.arrow_write_max_rows)
         parents.published(processed.qualified_name)
-        refused = _publish(ctx, quarantine, quarantine_rows(frame, suite), result.counts["quarantined"], days_owned,
-                           o.arrow_write_max_rows)
         result.seconds["publish"] = round(time.perf_counter() - t, 3)
         _reconcile_output(per_day, written.partitions, refused.partitions, result)
         result.published = True

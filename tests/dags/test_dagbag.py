@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -66,18 +67,21 @@ def test_dags_import_cleanly_and_follow_the_house_rules(bag, pipeline):
 @pytest.mark.parametrize("dag_file", DAG_FILES)
 def test_each_dag_file_parses_in_under_two_seconds_without_heavy_imports(bag, dag_file, tmp_path):
     """Timed in a fresh interpreter, so the file's own imports are cold. Airflow itself is imported
-    first, as in the dag processor; the time is the one the processor reports for the file."""
+    first, as in the dag processor, and the time is the one the processor reports for the file. The CPU
+    time of the parse is held to the budget always; the wall time too unless the machine is overloaded
+    (more runnable processes than cores), where it measures the neighbours rather than the file."""
     code = r"""
-import json, sys, time
+import json, resource, sys, time
 t0 = time.perf_counter()
 import airflow.sdk
 from airflow.dag_processing.dagbag import DagBag
 before = set(sys.modules)
-t1 = time.perf_counter()
+cpu0 = resource.getrusage(resource.RUSAGE_SELF)
 bag = DagBag(dag_folder=sys.argv[1])
-t2 = time.perf_counter()
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
 new = sorted({m.split(".")[0] for m in set(sys.modules) - before})
-print(json.dumps({"airflow": t1 - t0, "parse": bag.dagbag_stats[0].duration.total_seconds(), "wall": t2 - t1,
+print(json.dumps({"airflow": time.perf_counter() - t0, "parse": bag.dagbag_stats[0].duration.total_seconds(),
+                  "cpu": cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime,
                   "errors": {k: str(v) for k, v in bag.import_errors.items()}, "new_modules": new,
                   "dags": sorted(bag.dag_ids)}))
 """
@@ -86,10 +90,13 @@ print(json.dumps({"airflow": t1 - t0, "parse": bag.dagbag_stats[0].duration.tota
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"{dag_file}: parse {report['parse']:.2f} s (wall {report['wall']:.2f} s, Airflow import "
-          f"{report['airflow']:.2f} s), DAGs {report['dags']}")
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    print(f"{dag_file}: parse {report['parse']:.2f} s wall, {report['cpu']:.2f} s CPU (load {load:.1f} per core), "
+          f"DAGs {report['dags']}")
     assert report["errors"] == {}
-    assert report["parse"] < PARSE_BUDGET_SECONDS, report
+    assert report["cpu"] < PARSE_BUDGET_SECONDS, report
+    if load <= 1:
+        assert report["parse"] < PARSE_BUDGET_SECONDS, report
     heavy = [m for m in report["new_modules"] if m in HEAVY]
     assert heavy == [], f"{dag_file} imports {heavy} at parse time"
 

@@ -217,3 +217,29 @@ def test_an_export_day_with_only_a_header_publishes_the_day_empty(lakehouse):
     assert r.status == "passed" and r.published
     assert r.counts == {"raw": 0, "processed": 0, "quarantined": 0, "duplicates": 0, "reconciled": True}
     assert lakehouse.processed(TICKETS) == []
+
+
+def test_a_foreign_key_counts_from_the_day_its_parent_was_exported(lakehouse):
+    """A backfill gives the same verdicts as daily runs: a parent exported later does not exist yet."""
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(CLIENTS, "2024-03-02", "client_id,name,tier\nC3,Initech,gold\n")
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1, client="C3"), ticket(2, client="C1")]))
+    lakehouse.land(TICKETS, "2024-03-02", tickets_csv([ticket(3, client="C3")]))
+    lakehouse.run(DAY, "2024-03-02")
+    assert [(r["ticket_id"], r["_rules_broken"]) for r in lakehouse.quarantined(TICKETS)] == [("T1", "fk:client_id")]
+    assert sorted(r["ticket_id"] for r in lakehouse.processed(TICKETS)) == ["T2", "T3"]
+
+
+def test_great_expectations_on_spark_agrees_by_count(tmp_path, spark):
+    from tests.conftest import make_settings
+    from tests.quality.conftest import Lakehouse
+
+    lakehouse = Lakehouse(make_settings(tmp_path / "home", MSP_QUALITY__GX_ENGINE="spark"), tmp_path)
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,Acme,gold\nC2,,silver\nC3,Initech,bronze\nC1,Acme,gold\n")
+    _, results = lakehouse.run(DAY, datasets=(CLIENTS,))
+    r = results["q_clients"]
+    assert r.status == "warned", r.errors
+    assert r.gx["engine"] == "spark" and set(r.gx["agreement"].values()) == {"count"}
+    assert {x["id"]: x["gx"]["unexpected_count"] for x in r.rules} == {
+        "not_null:client_id": 0, "not_null:name": 1, "allowed:tier": 1, "unique:client_id": 0}
+    assert r.counts == {"raw": 4, "processed": 1, "quarantined": 2, "duplicates": 1, "reconciled": True}
