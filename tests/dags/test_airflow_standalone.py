@@ -5,9 +5,11 @@ events. Every process the script started is stopped in ``finally``, and the test
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +26,21 @@ from tests.dags.conftest import REPO, subprocess_env
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 DAY = date(2024, 1, 1)
 SCRIPT = REPO / "scripts" / "airflow.sh"
+#: Stops the test's Airflow if the test process dies without reaching its ``finally`` (killed by a CI
+#: timeout, say): polls the test's PID, then runs ``airflow.sh stop`` with the test's environment.
+WATCHDOG = """
+import os, subprocess, sys, time
+pid, script = int(sys.argv[1]), sys.argv[2]
+def alive():
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+while alive():
+    time.sleep(2)
+subprocess.run([script, "stop"], timeout=300, check=False)
+"""
 
 
 def free_port() -> int:
@@ -116,6 +133,9 @@ def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events
     pidfile, instance_file = airflow_home / "standalone.pids", airflow_home / "standalone.instance"
     parent = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
     instance = instance_file.read_text().strip() if instance_file.exists() else ""
+    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(SCRIPT)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
     try:
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
         assert f"http://127.0.0.1:{port}" in started.stdout and "password:" in started.stdout
@@ -163,6 +183,8 @@ def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events
         assert Lake(str(home / "lake")).partitions(schemas.get("processed.tickets"))
         print(f"downstream done at {time.monotonic() - t0:.0f} s")
     finally:
+        watchdog.terminate()
+        watchdog.wait(timeout=10)
         stopped = subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=120,
                                  check=False)
         print(stopped.stdout)
