@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
 log = logging.getLogger(__name__)
-_GX: Any = None
 
 
 class OutputCheckFailed(RuntimeError):
@@ -81,19 +80,6 @@ def suite_config(ds: Dataset, directory: Path = EXPECTATIONS_DIR) -> dict[str, A
                                                                      "derived_columns": derived}}
 
 
-def _gx():
-    global _GX
-    if _GX is None:
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        ctx = gx.get_context(mode="ephemeral")
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        _GX = ctx
-    return _GX
-
-
 def conform(df: DataFrame, ds: Dataset) -> DataFrame:
     """The rows as they will be stored: declared columns, cast to the declared types."""
     from pyspark.sql import functions as F
@@ -131,7 +117,9 @@ def check(df: DataFrame, dataset: str | Dataset) -> CheckResult:
         return result
     from great_expectations.core.expectation_suite import ExpectationSuite
 
-    ctx = _gx()
+    from lakehouse.quality.gx import gx_context
+
+    ctx = gx_context()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         suite = ExpectationSuite(name=ds.name, expectations=config["expectations"])

@@ -57,6 +57,14 @@ def stale_partitions(ctx: RunContext, upstream: str, downstream: str) -> list[st
     return sorted(k.split("=", 1)[1] for k in stale)
 
 
+def to_rebuild(ctx: RunContext, upstream: str, downstream: str) -> list[str]:
+    """Partition values of ``upstream`` that ``downstream`` must recompute: every published one from the
+    first stale value on (later values depend on earlier ones, e.g. trailing months). Empty when
+    ``downstream`` is up to date."""
+    stale = stale_partitions(ctx, upstream, downstream)
+    return [v for v in published_values(ctx, upstream) if v >= stale[0]] if stale else []
+
+
 def published_values(ctx: RunContext, dataset: str) -> list[str]:
     """Values of the (single) partition column of ``dataset`` that are published, sorted."""
     import schemas

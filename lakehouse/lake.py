@@ -459,12 +459,21 @@ def _conform(table: pa.Table, ds: Dataset) -> pa.Table:
 
 
 def _split(table: pa.Table, partition_by: Sequence[str]) -> dict[str, pa.Table]:
+    """The rows of each partition, in their original order: one stable sort and one ``take`` over the
+    whole table, then zero-copy slices (a ``take`` per partition over a many-chunk table is quadratic)."""
     if not partition_by:
         return {"": table}
     if table.num_rows == 0:
         return {}
-    keys = table.select(list(partition_by)).to_pylist()
-    groups: dict[str, list[int]] = {}
-    for i, row in enumerate(keys):
-        groups.setdefault(partition_key(row), []).append(i)
-    return {k: table.take(pa.array(idx)) for k, idx in groups.items()}
+    keys = [partition_key(row) for row in table.select(list(partition_by)).to_pylist()]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    if any(i != j for i, j in enumerate(order)):
+        table = table.take(pa.array(order, pa.int64()))
+    table = table.combine_chunks()
+    groups: dict[str, pa.Table] = {}
+    start = 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or keys[order[i]] != keys[order[start]]:
+            groups[keys[order[start]]] = table.slice(start, i - start)
+            start = i
+    return groups

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from jobs.checks import publish
-from jobs.common import months_frame, published_values, stale_partitions
+from jobs.common import months_frame, to_rebuild
 from jobs.cpi.config import CpiConfig
 from jobs.cpi.lifecycle import TABLE as LIFECYCLE
 from jobs.cpi.margin_report import TABLE as REPORT
@@ -105,10 +105,9 @@ def transform(profit: DataFrame, report: DataFrame, lifecycle: DataFrame, months
 @stage("cpi.kpis", agent="cpi", reads=(CLIENT_TABLE, REPORT, LIFECYCLE), writes=(TABLE,))
 def run(ctx: RunContext) -> None:
     """MSP KPIs per month: MRR, ARR, gross margin, logo churn, average EHR, RHEM, tier counts."""
-    stale = stale_partitions(ctx, CLIENT_TABLE, TABLE)
-    if not stale:
+    months = to_rebuild(ctx, CLIENT_TABLE, TABLE)
+    if not months:
         return
-    months = [m for m in published_values(ctx, CLIENT_TABLE) if m >= stale[0]]
     cfg = CpiConfig.from_settings(ctx.settings)
     out = transform(ctx.read(CLIENT_TABLE), ctx.read(REPORT), ctx.read(LIFECYCLE), months, cfg)
     publish(ctx, TABLE, out, replace=[{"month": m} for m in months])

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from jobs.checks import publish
-from jobs.common import published_values, stale_partitions
+from jobs.common import to_rebuild
 from jobs.cpi.config import CpiConfig
 from jobs.cpi.lifecycle import TABLE as LIFECYCLE
 from jobs.cpi.profitability import CLIENT_TABLE
@@ -125,10 +125,9 @@ def transform(profit: DataFrame, lifecycle: DataFrame, months: Iterable[str], cf
 @stage("cpi.margin_report", agent="cpi", reads=(CLIENT_TABLE, LIFECYCLE), writes=(TABLE,))
 def run(ctx: RunContext) -> None:
     """Margin tiers, problem clients (N months under the lowest tier), flags and suggested actions."""
-    stale = stale_partitions(ctx, CLIENT_TABLE, TABLE)
-    if not stale:
+    months = to_rebuild(ctx, CLIENT_TABLE, TABLE)
+    if not months:
         return
-    months = [m for m in published_values(ctx, CLIENT_TABLE) if m >= stale[0]]
     cfg = CpiConfig.from_settings(ctx.settings)
     report = transform(ctx.read(CLIENT_TABLE), ctx.read(LIFECYCLE), months, cfg)
     publish(ctx, TABLE, report, replace=[{"month": m} for m in months])

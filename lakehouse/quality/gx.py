@@ -56,7 +56,7 @@ class GxOutcome:
                 "note": self.note}
 
 
-def _context():
+def gx_context():
     """One ephemeral GX context per process (building one is cheap, importing GX is not)."""
     global _CONTEXT
     if _CONTEXT is None:
@@ -64,6 +64,8 @@ def _context():
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        # this module sets its own logger to INFO at import, which the parent's level does not override
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
         ctx = gx.get_context(mode="ephemeral")
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         _CONTEXT = ctx
@@ -86,7 +88,7 @@ def expectation_suite(suite: Suite):
 
 
 def _batch(engine: str, data, name: str):
-    ctx = _context()
+    ctx = gx_context()
     source_name = f"gate_{engine}"
     try:
         source = ctx.data_sources.get(source_name)

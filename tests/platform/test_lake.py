@@ -62,6 +62,18 @@ def test_write_reports_rows_per_partition(tmp_path):
     assert result.rows == 3
 
 
+def test_interleaved_days_across_many_chunks_keep_each_days_rows_in_their_order(tmp_path):
+    lake = Lake(str(tmp_path))
+    days = ["2024-01-03", "2024-01-01", "2024-01-02"]
+    rows = [(f"e{i:02d}", i, i, days[i % 3]) for i in range(30)]
+    chunked = pa.concat_tables([table(rows[i:i + 4]) for i in range(0, 30, 4)])  # 8 chunks, days interleaved
+    result = lake.write_arrow(EVENTS, chunked, run_id="run-1")
+    assert result.partitions == {f"dt={d}": 10 for d in days}
+    for d in days:
+        got = lake.read_arrow(EVENTS, [f"dt={d}"]).column("event_id").to_pylist()
+        assert got == [r[0] for r in rows if r[3] == d]
+
+
 def test_rerun_of_a_day_replaces_it_with_identical_content(tmp_path):
     lake = Lake(str(tmp_path))
     lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
