@@ -28,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ event outbox, one asset event per event type that got new events (`msp://events/
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import CronDataIntervalTimetable
 
 from lakehouse import airflow_dags as msp
 from lakehouse import orchestration as orch
@@ -28,15 +28,10 @@ daily = CronDataIntervalTimetable("@daily", timezone="UTC")
 
 for agent, stages in pipeline.agent_dags().items():
     dag_id = orch.agent_dag_id(agent)
-    with DAG(
+    with msp.dag(
         dag_id=dag_id,
         # Daily only if nothing upstream is produced by another DAG (no asset could ever trigger it).
         schedule=msp.data_schedule(pipeline, dag_id, agent, fallback=daily),
-        start_date=msp.START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=msp.DEFAULT_ARGS,
-        params=msp.date_params(),
         tags=["msp", "agent", agent],
         doc_md=__doc__ + msp.describe(stages, pipeline, dag_id),
     ) as dag:

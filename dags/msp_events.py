@@ -12,7 +12,7 @@ and never loops.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, AssetAny
+from airflow.sdk import AssetAny
 
 from lakehouse import airflow_dags as msp
 from lakehouse import orchestration as orch
@@ -20,14 +20,9 @@ from lakehouse import orchestration as orch
 pipeline = msp.pipeline()
 
 if pipeline.dispatch:
-    with DAG(
+    with msp.dag(
         dag_id=orch.EVENTS_DAG,
         schedule=AssetAny(*[msp.event_asset(t) for t in orch.event_types()]),
-        start_date=msp.START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=msp.DEFAULT_ARGS,
-        params=msp.date_params(),
         tags=["msp", "platform", "events"],
         doc_md=__doc__ + msp.describe(pipeline.dispatch, pipeline, orch.EVENTS_DAG),
     ) as dag:

@@ -21,7 +21,7 @@ date). A manual trigger takes the `start`/`end` parameters, else the previous da
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
+from airflow.sdk import CronDataIntervalTimetable, TaskGroup
 
 import schemas
 from lakehouse import airflow_dags as msp
@@ -35,14 +35,9 @@ def of_source(source: str):
     return lambda ds: orch.source_of(ds) in (source, None)
 
 
-with DAG(
+with msp.dag(
     dag_id=orch.INGEST_DAG,
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=msp.START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=msp.DEFAULT_ARGS,
-    params=msp.date_params(),
     tags=["msp", "platform", "ingestion"],
     doc_md=__doc__ + msp.describe(pipeline.ingestion, pipeline, orch.INGEST_DAG),
 ) as dag:

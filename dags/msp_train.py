@@ -10,7 +10,7 @@ the promoted model, right after the features they read.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup
+from airflow.sdk import CronDataIntervalTimetable, TaskGroup
 
 from lakehouse import airflow_dags as msp
 from lakehouse import orchestration as orch
@@ -18,14 +18,9 @@ from lakehouse import orchestration as orch
 pipeline = msp.pipeline()
 
 if pipeline.training:
-    with DAG(
+    with msp.dag(
         dag_id=orch.TRAIN_DAG,
         schedule=CronDataIntervalTimetable("@weekly", timezone="UTC"),
-        start_date=msp.START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=msp.DEFAULT_ARGS,
-        params=msp.date_params(),
         tags=["msp", "models", "training"],
         doc_md=__doc__ + msp.describe([s for v in pipeline.training.values() for s in v], pipeline, orch.TRAIN_DAG),
     ) as dag:

@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import Asset, AssetAlias, AssetAll, AssetAny, Metadata, Param, TaskGroup, get_current_context
+from airflow.sdk import DAG, Asset, AssetAlias, AssetAll, AssetAny, Metadata, Param, TaskGroup, get_current_context
 
 import schemas
 from lakehouse import orchestration as orch
@@ -87,6 +87,13 @@ def date_params() -> dict[str, Param]:
         "end": Param(None, type=["null", "string"], format="date", title="To day",
                      description="Last export day (YYYY-MM-DD); empty: same as From day."),
     }
+
+
+def dag(dag_id: str, schedule: Any, tags: Sequence[str], doc_md: str) -> DAG:
+    """A DAG with the project's conventions: starts 2024-01-01, no catch-up (backfills are explicit), one run
+    at a time, retries with backoff, and the ``start``/``end`` run parameters."""
+    return DAG(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+               default_args=DEFAULT_ARGS, params=date_params(), tags=list(tags), doc_md=doc_md)
 
 
 def data_schedule(pipe: orch.Pipeline, dag_id: str, agent: str | None = None, fallback: Any = None) -> Any:

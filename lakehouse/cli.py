@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from rich.console import Console
@@ -50,9 +51,14 @@ def run_dates(args: argparse.Namespace) -> list[date]:
 
 
 class RichObserver:
-    """Progress bars for a run: one for the stages, one for the current stage's own work."""
+    """Progress bars for a run: one for the stages, one for the current stage's own work. When the output is
+    not a terminal (CI, Airflow, a log file) bars are not drawn, so a line is printed when a stage starts and,
+    at most every ``quiet_every`` seconds, where its work is."""
 
-    def __init__(self, total: int | None = None):
+    def __init__(self, total: int | None = None, quiet_every: float = 30.0):
+        self.plain = not console.is_terminal
+        self.quiet_every = quiet_every
+        self._last_line = 0.0
         self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), TaskProgressColumn(),
                             TimeElapsedColumn(), console=console, transient=False)
         self.stages = None
@@ -70,6 +76,9 @@ class RichObserver:
     def stage_started(self, stage, index, total):
         self.bar.update(self.stages, description=f"stage {stage.name}", completed=index, total=total)
         self.bar.update(self.detail, visible=False)
+        if self.plain:
+            console.print(f"  [{index + 1}/{total}] {stage.name} ...")
+            self._last_line = time.monotonic()
 
     def stage_finished(self, report):
         self.bar.advance(self.stages)
@@ -79,6 +88,9 @@ class RichObserver:
 
     def progress(self, description, completed, total):
         self.bar.update(self.detail, description=f"  {description}", completed=completed, total=total, visible=True)
+        if self.plain and time.monotonic() - self._last_line >= self.quiet_every:
+            console.print(f"      {description} ({completed}/{total})")
+            self._last_line = time.monotonic()
 
 
 def print_summary(summary) -> None:
