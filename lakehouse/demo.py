@@ -9,14 +9,19 @@ from lakehouse.ingest import Landing
 
 #: (question, SQL) pairs shown and answered at the end of the demo.
 EXAMPLE_QUERIES: tuple[tuple[str, str], ...] = (
-    ("What did the run load, per raw table?",
-     "SELECT table_name, estimated_size AS rows FROM duckdb_tables() WHERE schema_name = 'raw' "
-     "UNION ALL SELECT 'tickets (raw)', count(*) FROM raw.tickets ORDER BY 1 LIMIT 12"),
-    ("Which landing files were rejected, and why?",
-     "SELECT dataset, source_file, line, reason FROM quarantine.rejected_files ORDER BY dt LIMIT 10"),
-    ("Tickets per priority and month",
-     "SELECT substr(created_at, 1, 7) AS month, priority, count(*) AS tickets FROM raw.tickets "
-     "GROUP BY ALL ORDER BY month DESC, tickets DESC LIMIT 10"),
+    ("The MSP's KPIs, last six months",
+     "SELECT month, mrr, gross_margin_pct, avg_ehr, active_clients, churned_clients, problem_clients "
+     "FROM analytics.cpi_kpis_monthly ORDER BY month DESC LIMIT 6"),
+    ("Least profitable clients in the last closed month",
+     "SELECT client_name, billed, profit, margin_pct, margin_tier, effective_hourly_rate AS ehr, months_below_lowest "
+     "FROM analytics.client_margin_report "
+     "WHERE month = (SELECT max(month) FROM analytics.client_margin_report WHERE month_final) "
+     "ORDER BY margin_pct LIMIT 8"),
+    ("Clients most likely to churn, as scored on the last day",
+     "SELECT client_id, churn_probability, risk_band, signals FROM analytics.churn "
+     "WHERE dt = (SELECT max(dt) FROM analytics.churn) ORDER BY churn_probability DESC LIMIT 8"),
+    ("Why the quality gate quarantined ticket rows",
+     "SELECT _rules_broken AS rules, count(*) AS rows FROM quarantine.tickets GROUP BY ALL ORDER BY rows DESC LIMIT 6"),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.config import Settings
 
 _LOCK = threading.Lock()
+#: The driver's log4j2 configuration: a quiet start-up (Spark's default prints its chatter on every run).
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 _SESSION: SparkSession | None = None
 
 #: Settings every session gets, local or Glue: they make jobs deterministic and readers consistent.
@@ -86,7 +89,7 @@ def _local_session(conf: dict) -> SparkSession:
         .config("spark.default.parallelism", str(conf.get("shuffle_partitions", 4)))
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}")
     )
     for key, value in COMMON_CONF.items():
         builder = builder.config(key, value)

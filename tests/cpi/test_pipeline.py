@@ -96,6 +96,20 @@ def test_sql_in_the_docs_finds_clients_below_20_percent_two_months_running(tiny)
     assert {(r.client_id, r.month) for r in report.itertuples()} == expected
 
 
+def test_the_demos_example_queries_answer_from_the_agents_tables(tiny):
+    from lakehouse.demo import EXAMPLE_QUERIES
+
+    refresh(tiny, Lake(tiny.lake_root))
+    answers = {question: query_duckdb(tiny, sql) for question, sql in EXAMPLE_QUERIES}
+    assert all(len(frame) for frame in answers.values()), {q: len(f) for q, f in answers.items()}
+    kpis, margins, churn, quarantined = answers.values()
+    assert list(kpis["month"]) == sorted(kpis["month"], reverse=True)
+    assert list(margins["margin_pct"]) == sorted(margins["margin_pct"])
+    assert list(churn["churn_probability"]) == sorted(churn["churn_probability"], reverse=True)
+    refused = Lake(tiny.lake_root).read_pandas(schemas.get("quarantine.tickets"))["_rules_broken"].value_counts()
+    assert {r.rules: r.rows for r in quarantined.itertuples()} == {k: refused[k] for k in quarantined["rules"]}
+
+
 def test_problem_client_events_match_the_truth(tiny):
     lake = Lake(tiny.lake_root)
     events = [json.loads(e) for e in lake.read_pandas(schemas.get("events.outbox"))["envelope"]]
