@@ -109,6 +109,18 @@ def test_time_split_keeps_an_embargo_of_one_horizon():
     assert (info["train_positives"], info["test_positives"], info["embargo_days"]) == (1, 1, 60)
 
 
+def test_a_history_shorter_than_a_month_is_not_enough_data_not_a_crash(data, cfg):
+    from models.churn.train import NotEnoughData, train
+
+    m, life, removals, installs = data
+    # a 10-day run: no month has ended, so there is no snapshot day to train on
+    snaps = F.build_snapshots(m, life, removals, installs, F.month_ends("2024-01", date(2024, 1, 10)), cfg,
+                              date(2024, 1, 10))
+    assert snaps.empty
+    with pytest.raises(NotEnoughData, match="0 snapshot day"):
+        train(snaps, cfg)
+
+
 def test_rules_baseline_turns_rule_counts_into_churn_rates():
     rows = pd.DataFrame({r: [False] * 6 for r in F.RULES})
     rows.loc[4:, "rule_margin_tier"] = True

@@ -21,7 +21,8 @@ from lakehouse.lake import Lake
 from lakehouse.runner import run_pipeline
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.integration
+# one worker builds the tiny lake once (a session fixture is per worker)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("cpi-tiny-lake")]
 
 FIRST, LAST = date(2024, 1, 1), date(2024, 4, 30)
 #: what the CPI stages read, plus the datasets their quality rules look rows up in
