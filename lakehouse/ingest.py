@@ -303,8 +303,14 @@ def run(ctx: RunContext) -> None:
     landing = Landing(ctx.settings.landing_root)
     sources = ctx.params.get("sources")
     raw = [d for d in schemas.datasets("raw") if not sources or d.source in sources]
+    files = 0
     for i, ds in enumerate(raw):
         ctx.progress(f"ingest {ds.name}", i, len(raw))
-        ingest_dataset(ctx, ds, landing)
+        files += ingest_dataset(ctx, ds, landing)["files"]
     ctx.progress("ingest", len(raw), len(raw))
+    if raw and not files:
+        days = f"{ctx.start}" if ctx.start == ctx.end else f"{ctx.start} → {ctx.end}"
+        ctx.warn(f"the landing area {landing.root} holds no export file for {days}"
+                 + (f" from {', '.join(sources)}" if sources else "")
+                 + "; nothing was ingested (`msp generate` writes a sample MSP there)")
 

@@ -52,6 +52,14 @@ def test_csv_rows_get_lineage_and_land_in_their_day(settings, tmp_path):
     assert rows[0]["_row_hash"] != rows[1]["_row_hash"]
 
 
+def test_a_day_without_any_export_says_so_and_where_it_looked(settings):
+    from lakehouse.runner import run_pipeline
+
+    run = run_pipeline(settings, [date(2024, 6, 30)], stages=["ingest"], refresh_catalog=False)
+    assert run.ok
+    assert [w for w in run.warnings if "holds no export file for 2024-06-30" in w and settings.landing_root in w]
+
+
 def test_ingesting_the_same_file_twice_adds_nothing(settings, tmp_path):
     landing = tmp_path / "home" / "landing"
     land(landing, TICKETS, "2024-03-01", "ticket_id,priority,hours\nT1,high,1.5\n")
