@@ -176,9 +176,15 @@ def cmd_stages(args, settings: Settings) -> int:
 def cmd_sql(args, settings: Settings) -> int:
     query = args.query if args.query != "-" else sys.stdin.read()
     if settings.catalog_kind == "duckdb":
+        import duckdb
+
         from lakehouse.catalog import query_duckdb
 
-        frame = query_duckdb(settings, query)
+        try:
+            frame = query_duckdb(settings, query)
+        except duckdb.Error as exc:  # the analyst's SQL, not our bug: the message, no traceback
+            err.print(f"[red]SQL error:[/] {exc}", markup=True, highlight=False)
+            return 2
     else:
         import awswrangler as wr
 

@@ -58,6 +58,13 @@ def test_every_declared_dataset_is_a_view_even_before_it_has_data(settings, monk
     assert capsys.readouterr().out.splitlines() == ["n", "0"]
 
 
+def test_a_wrong_query_gets_the_sql_error_not_a_traceback(settings, monkeypatch, capsys):
+    publish_vendors(settings)
+    assert run_cli(monkeypatch, settings, "sql", "SELECT * FROM processed.vendorz") == 2
+    shown = capsys.readouterr().err
+    assert "SQL error" in shown and "vendorz" in shown and "Traceback" not in shown
+
+
 def test_sql_without_a_catalog_says_what_to_do(settings, monkeypatch, capsys):
     assert run_cli(monkeypatch, settings, "sql", "SELECT 1") == 2
     assert "msp run" in capsys.readouterr().err
