@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 POINTER = "_CURRENT"
+#: Per dataset: its latest write (version, run, time), one small read for whoever derives from it.
+LAST_PUBLISH = "_LAST_PUBLISH"
 STAGING = "_staging"
 ZONES = ("raw", "processed", "analytics/daily-summaries", "analytics/monthly-reports",
          "analytics/kpi-metrics", "analytics/predictions", "ml-models", "quarantine", "events")
@@ -153,6 +155,11 @@ class Lake:
 
     def pointer(self, ds: Dataset, partition: Partition | None = None) -> dict[str, Any] | None:
         return self._read_json(self._pointer_uri(ds, partition_key(partition)))
+
+    def last_publish(self, ds: Dataset) -> dict[str, Any] | None:
+        """The dataset's latest write (``version``, ``run_id``, ``published_at``, ``partitions``), None before
+        the first: a cheap fingerprint for a consumer that must know whether anything was republished."""
+        return self._read_json(f"{self.dataset_path(ds)}/{LAST_PUBLISH}")
 
     def partitions(self, ds: Dataset) -> list[str]:
         """Published partition keys of a dataset, sorted (``['dt=2024-01-01', ...]``)."""
@@ -331,6 +338,9 @@ class Lake:
             if self.on_publish is not None:
                 self.on_publish(ds, key, self._version_dir(ds, key, version))
             self._prune(ds, key, version)
+        self._write_json_atomic(f"{self.dataset_path(ds)}/{LAST_PUBLISH}", {
+            "dataset": ds.qualified_name, "version": version, "run_id": run_id, "published_at": published_at,
+            "partitions": len(staged)})
         result = WriteResult(ds.qualified_name, version, counts)
         log.info("published %s: %d rows in %d partitions", ds.qualified_name, result.rows, len(counts))
         return result

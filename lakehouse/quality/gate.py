@@ -23,11 +23,15 @@ Results go to the run ledger (``ctx.count``) and to ``_meta/quality/`` as JSON a
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import schemas
@@ -78,6 +82,7 @@ class GateOptions:
     gx_engine: str = "pandas"
     gx_max_rows: int = 200_000
     arrow_write_max_rows: int = 200_000
+    skip_unchanged: bool = True
 
     @classmethod
     def from_settings(cls, settings) -> GateOptions:
@@ -205,6 +210,9 @@ def gate_dataset(ctx: RunContext, suite: Suite, options: GateOptions | None = No
     finally:
         if own_parents:
             parents.release()
+    if result.status == "unchanged":  # nothing new to decide: the published tables and last report stand
+        ctx.count(f"processed.{ds.name}").notes.append(f"gate: {result.warnings[-1]}")
+        return result
     if result.status == "failed":
         parents.failed.add(f"processed.{ds.name}")
         ctx.count(f"processed.{ds.name}").notes.append("FAILED the quality gate: " + result.errors[0])
@@ -230,6 +238,13 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
     if broken_parents:
         result.fail(f"looks rows up in {', '.join(broken_parents)}, which failed the gate in this run; "
                     "gating now would quarantine good rows as orphans")
+        return
+    days_owned = ctx.date_partitions()
+    signature = input_signature(ctx, suite, o, parents, pointers)
+    if o.skip_unchanged and (since := gated_before(ctx, ds, days_owned, signature)):
+        result.status = "unchanged"
+        result.warnings.append(f"inputs, suite, settings and code unchanged since run {since}: not gated again "
+                               "(quality.skip_unchanged)")
         return
     _file_checks(pointers, o, result)
     _row_count_check(ctx, suite, pointers, o, result)
@@ -280,12 +295,12 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
 
         t = time.perf_counter()
         processed, quarantine = output_datasets(ds)
-        days_owned = ctx.date_partitions()
+        meta = {GATE_INPUT: signature}
         # quarantine first: consumers never see a new processed day whose refused rows are not recorded
         refused = _publish(ctx, quarantine, quarantine_rows(frame, suite), result.counts["quarantined"], days_owned,
-                           o.arrow_write_max_rows)
+                           o.arrow_write_max_rows, meta)
         written = _publish(ctx, processed, processed_rows(frame, suite), result.counts["processed"], days_owned,
-                           o.arrow_write_max_rows)
+                           o.arrow_write_max_rows, meta)
         parents.published(processed.qualified_name)
         result.seconds["publish"] = round(time.perf_counter() - t, 3)
         _reconcile_output(per_day, written.partitions, refused.partitions, result)
@@ -307,6 +322,62 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
     if result.status == "passed" and (any(r["failed_rows"] and r["severity"] != "critical" for r in result.rules)
                                       or result.drift or result.rejected_files or totals["quarantined"]):
         result.status = "warned"
+
+
+# ---- skipping a rerun that has nothing new to decide ---------------------------------------------------------
+GATE_INPUT = "gate_input"  # key of the signature in the meta of every partition the gate publishes
+#: What the gate's decisions are made of, besides the data: a change to any of these re-gates every day.
+CODE = (*sorted(Path(__file__).parent.glob("*.py")), Path(schemas.__file__))
+
+
+@cache
+def _code_fingerprint() -> str:
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for path in CODE:
+        digest.update(path.read_bytes())
+    for package in ("pyspark", "great-expectations"):
+        digest.update(f"{package}=={version(package)}".encode())
+    return digest.hexdigest()
+
+
+def input_signature(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents,
+                    pointers: dict[str, dict]) -> str:
+    """A hash of everything the gate's output for the run's days depends on: the raw partitions (their
+    published versions), the days around them that the row-count and null-share checks compare with, the
+    latest write of every table the suite looks rows up in, the declaration, the suite, the settings and the
+    gate's code. Equal signatures give equal outputs, so a rerun with an equal one has nothing to publish."""
+    ds = suite.dataset
+    days = sorted(pointers)
+    owned = sorted(p["dt"] for p in ctx.date_partitions())
+    around = sorted({(date.fromisoformat(d) - timedelta(days=k)).isoformat() for d in owned for k in (1, 7)}
+                    - set(owned))
+    parts = {
+        "code": _code_fingerprint(),
+        "declaration": [repr(d) for d in (ds, *output_datasets(ds))],
+        "suite": suite.gx_config(), "checks": suite.checks,
+        "options": {k: v for k, v in asdict(o).items() if k != "skip_unchanged"},
+        "days": owned,
+        "raw": {d: pointers[d].get("version") for d in days},
+        "around": {b: [(ctx.lake.pointer(ds, {"dt": b}) or {}).get("version"),
+                       ctx.lake.read_text(report.day_stats_path(ds.name, b))] for b in around},
+        "parents": {q: (ctx.lake.last_publish(parents.resolve(q)) or {}).get("version") for q in suite.lookups},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def gated_before(ctx: RunContext, ds: Dataset, days: list[dict[str, str]], signature: str) -> str | None:
+    """The run that published every one of ``days`` of the processed and quarantine tables from inputs with
+    this ``signature``; None if any day is missing or came from other inputs."""
+    since = None
+    for target in output_datasets(ds):
+        for part in days:
+            ptr = ctx.lake.pointer(target, part)
+            if not ptr or (ptr.get("meta") or {}).get(GATE_INPUT) != signature:
+                return None
+            since = ptr.get("run_id")
+    return since or "?"
 
 
 # ---- checks before Spark -------------------------------------------------------------------------------------
@@ -570,18 +641,18 @@ def _samples(frame: DataFrame, suite: Suite, n: int) -> dict[str, list[dict[str,
 
 
 def _publish(ctx: RunContext, target: Dataset, rows: DataFrame, expected: int, days: list[dict[str, str]],
-             arrow_max: int):
+             arrow_max: int, meta: dict[str, Any]):
     """Write through Spark, or, when the rows are few (a daily run), through Arrow without a write job.
 
     Both paths publish the same rows, sorted the same way, with write-audit-publish.
     """
     if expected > arrow_max:
-        return ctx.write(target, rows, replace=days)
+        return ctx.write(target, rows, replace=days, meta=meta)
     if expected == 0:
-        return ctx.write_arrow(target, target.arrow_schema().empty_table(), replace=days)
+        return ctx.write_arrow(target, target.arrow_schema().empty_table(), replace=days, meta=meta)
     table = rows.toArrow()
     order = [*target.partition_by, *(target.primary_key or [c.name for c in target.data_columns])]
-    return ctx.write_arrow(target, table.sort_by([(c, "ascending") for c in order]), replace=days)
+    return ctx.write_arrow(target, table.sort_by([(c, "ascending") for c in order]), replace=days, meta=meta)
 
 
 def _reconcile_output(per_day: dict[str, dict[str, Any]], written: dict[str, int], refused: dict[str, int],

@@ -3,7 +3,7 @@ good rows are published, and raw = processed + quarantined + duplicates."""
 
 from __future__ import annotations
 
-from tests.quality.conftest import CLIENTS, HEADER, TICKETS
+from tests.quality.conftest import CLIENTS, HEADER, TICKETS, TICKETS_SUITE
 
 DAY = "2024-03-01"
 CLIENTS_CSV = "client_id,name,tier\nC1,Acme,gold\nC2,Globex,silver\n"
@@ -61,18 +61,46 @@ def tickets_csv(rows):
     return HEADER + "\n" + "\n".join(rows) + "\n"
 
 
-def test_a_rerun_of_the_day_gives_the_same_tables(lakehouse):
+def test_a_rerun_of_the_day_gives_the_same_tables(lakehouse, tmp_path):
     from lakehouse.lake import Lake
+    from tests.conftest import make_settings
 
     lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
     lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2, client="C9"), ticket(1)]))
     lakehouse.run(DAY)
     lake = Lake(lakehouse.settings.lake_root)
     before = [lake.checksum(d) for d in (TICKETS.processed_twin(), TICKETS.quarantine_twin())]
+    lakehouse.settings = make_settings(tmp_path / "home", MSP_QUALITY__SKIP_UNCHANGED="false")  # gate it again
     _, results = lakehouse.run(DAY)
     assert [lake.checksum(d) for d in (TICKETS.processed_twin(), TICKETS.quarantine_twin())] == before
     assert results["q_tickets"].counts == {"raw": 3, "processed": 1, "quarantined": 1, "duplicates": 1,
                                            "reconciled": True}
+
+
+def test_a_rerun_with_nothing_new_publishes_nothing_and_any_new_input_is_gated(lakehouse):
+    from lakehouse.lake import Lake
+
+    lake = Lake(lakehouse.settings.lake_root)
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)
+    lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1), ticket(2, client="C2")]))
+    first, _ = lakehouse.run(DAY)
+    version = lake.pointer(TICKETS.processed_twin(), {"dt": DAY})["version"]
+
+    again, results = lakehouse.run(DAY)
+    assert {name: r.status for name, r in results.items()} == {"q_clients": "unchanged", "q_tickets": "unchanged"}
+    assert lake.pointer(TICKETS.processed_twin(), {"dt": DAY})["version"] == version
+    assert any(f"unchanged since run {first.run_id}" in n for n in again.counts["processed.q_tickets"].notes)
+
+    # a corrected clients export drops C2: clients is gated again, and so is tickets, which looks clients up
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,Acme,gold\n")
+    _, results = lakehouse.run(DAY)
+    assert results["q_clients"].status != "unchanged" and results["q_tickets"].status != "unchanged"
+    assert reasons(lakehouse.quarantined(TICKETS)) == {"T2": "fk:client_id"}
+
+    # a changed suite is gated again too
+    lakehouse.write_suite({**TICKETS_SUITE, "expectations": TICKETS_SUITE["expectations"][:2]})
+    _, results = lakehouse.run(DAY)
+    assert results["q_clients"].status == "unchanged" and results["q_tickets"].status != "unchanged"
 
 
 def test_all_the_run_days_are_gated_together_and_counted_per_day(lakehouse):
