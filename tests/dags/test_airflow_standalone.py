@@ -23,7 +23,7 @@ from lakehouse import orchestration as orch
 from lakehouse.lake import Lake
 from tests.dags.conftest import REPO, subprocess_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow")]
+pytestmark = pytest.mark.integration
 DAY = date(2024, 1, 1)
 SCRIPT = REPO / "scripts" / "airflow.sh"
 #: Stops the test's Airflow if the test process dies without reaching its ``finally`` (killed by a CI

@@ -30,7 +30,8 @@ DAYS = [date(2024, 1, 1), date(2024, 1, 2)]
 #: Columns that say when or by which run a row was written: they differ between any two runs.
 RUN_COLUMNS = {"_run_id", "run_id", "_ingested_at"}
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow")]
+# the tests share one scenario (minutes of DAG runs): keep them on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dag-runs")]
 
 
 def backfill_logical_date(day: date) -> str:

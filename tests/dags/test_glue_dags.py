@@ -122,7 +122,6 @@ def moto(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("airflow")
 def test_the_aws_ingestion_dag_submits_glue_jobs_waits_and_records(moto, dag_runner, tmp_path):
     import boto3
 
