@@ -74,6 +74,17 @@ def test_interleaved_days_across_many_chunks_keep_each_days_rows_in_their_order(
         assert got == [r[0] for r in rows if r[3] == d]
 
 
+def test_every_write_leaves_the_datasets_latest_version_in_one_small_file(tmp_path):
+    lake = Lake(str(tmp_path))
+    assert lake.last_publish(EVENTS) is None
+    first = lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
+    assert {k: lake.last_publish(EVENTS)[k] for k in ("version", "run_id", "partitions")} == {
+        "version": first.version, "run_id": "run-1", "partitions": 2}
+    second = lake.write_arrow(EVENTS, table(ROWS[:1]), run_id="run-2", replace=[{"dt": "2024-01-01"}])
+    assert lake.last_publish(EVENTS)["version"] == second.version != first.version
+    assert lake.partitions(EVENTS) == ["dt=2024-01-01", "dt=2024-01-02"]  # the marker is not a partition
+
+
 def test_rerun_of_a_day_replaces_it_with_identical_content(tmp_path):
     lake = Lake(str(tmp_path))
     lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
