@@ -68,27 +68,28 @@ class ReconciliationError(AssertionError):
     """Rows were lost or invented between raw and the published tables: a bug, never bad data."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateOptions:
-    row_count_drop_max: float = 0.5
-    row_count_min_previous: int = 20
-    null_share_jump_max: float = 0.2
-    null_share_min_rows: int = 30
-    null_share_z: float = 4.0
-    retype_share_max: float = 0.5
-    retype_min_values: int = 3
-    fail_on_drift: bool = True
-    sample_failing_rows: int = 5
-    gx_engine: str = "pandas"
-    gx_max_rows: int = 200_000
-    arrow_write_max_rows: int = 200_000
-    skip_unchanged: bool = True
+    """The ``[quality]`` settings (values and meanings in ``lakehouse/defaults.toml``, the one place they live)."""
+
+    row_count_drop_max: float
+    row_count_min_previous: int
+    null_share_jump_max: float
+    null_share_min_rows: int
+    null_share_z: float
+    retype_share_max: float
+    retype_min_values: int
+    fail_on_drift: bool
+    sample_failing_rows: int
+    gx_engine: str
+    gx_max_rows: int
+    arrow_write_max_rows: int
+    skip_unchanged: bool
 
     @classmethod
     def from_settings(cls, settings) -> GateOptions:
         section = settings.section("quality")
-        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
