@@ -6,7 +6,7 @@ overridable in ``msp.toml`` or ``MSP_CPI__<KEY>``), so a user can trace any flag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from lakehouse.config import ConfigError, Settings
@@ -18,36 +18,38 @@ INSIGHT_PROVIDERS = ("template", "bedrock")
 
 @dataclass(frozen=True)
 class CpiConfig:
-    tier_bounds: tuple[float, ...] = (60.0, 40.0, 20.0)
-    tier_names: tuple[str, ...] = ("gold", "silver", "bronze", "at_risk")
-    problem_months: int = 2
-    margin_drop_pp: float = 15.0
-    tier_hysteresis_pp: float = 2.0
-    min_billed_for_margin: float = 1.0
-    month_close_days: int = 5
-    deduction_basis: str = "cost"
-    ehr_target: float = 100.0
-    target_margin_pct: float = 50.0
-    rhem_target: float = 0.25
-    reactive_work_types: tuple[str, ...] = ("reactive", "onsite")
-    days_late_grace: int = 15
-    ticket_surge_pct: float = 40.0
-    driver_min_change_pct: float = 10.0
-    csat_drop_points: float = 0.5
-    remote_access_tools: tuple[str, ...] = ("anydesk", "teamviewer", "screenconnect", "splashtop", "logmein")
-    churn_horizon_days: int = 90
-    churn_event: str = "notice"
-    churn_risk_threshold: float = 0.5
-    churn_watch_threshold: float = 0.2
-    churn_test_share: float = 0.34
-    churn_min_train_positives: int = 3
-    churn_primary_metric: str = "pr_auc"
-    churn_model_params: dict[str, Any] = field(default_factory=dict)
-    churn_calibration: str = "sigmoid"
-    churn_random_state: int = 7
-    insights_provider: str = "template"
-    bedrock_model_id: str = ""
-    bedrock_max_tokens: int = 300
+    """The ``[cpi]`` settings (values and meanings in ``lakehouse/defaults.toml``, the one place they live)."""
+
+    tier_bounds: tuple[float, ...]
+    tier_names: tuple[str, ...]
+    problem_months: int
+    margin_drop_pp: float
+    tier_hysteresis_pp: float
+    min_billed_for_margin: float
+    month_close_days: int
+    deduction_basis: str
+    ehr_target: float
+    target_margin_pct: float
+    rhem_target: float
+    reactive_work_types: tuple[str, ...]
+    days_late_grace: int
+    ticket_surge_pct: float
+    driver_min_change_pct: float
+    csat_drop_points: float
+    remote_access_tools: tuple[str, ...]
+    churn_horizon_days: int
+    churn_event: str
+    churn_risk_threshold: float
+    churn_watch_threshold: float
+    churn_test_share: float
+    churn_min_train_positives: int
+    churn_primary_metric: str
+    churn_model_params: dict[str, Any]
+    churn_calibration: str
+    churn_random_state: int
+    insights_provider: str
+    bedrock_model_id: str
+    bedrock_max_tokens: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CpiConfig:

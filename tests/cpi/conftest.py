@@ -42,5 +42,8 @@ def frame(spark, dataset: str, rows: list[dict]):
 
 
 @pytest.fixture
-def cfg() -> CpiConfig:
-    return CpiConfig()
+def cfg(tmp_path) -> CpiConfig:
+    """The shipped defaults (lakehouse/defaults.toml)."""
+    from tests.conftest import make_settings
+
+    return CpiConfig.from_settings(make_settings(tmp_path / "home"))
