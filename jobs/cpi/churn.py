@@ -87,7 +87,7 @@ def train_stage(ctx: RunContext) -> None:
     params = {"model": result.artifact.model.params, "calibration": result.artifact.model.calibration,
               "horizon_days": cfg.churn_horizon_days, "churn_event": cfg.churn_event,
               "test_share": cfg.churn_test_share, "random_state": cfg.churn_random_state, "as_of": as_of.isoformat()}
-    data = snaps.loc[snaps["label_complete"].astype(bool)].assign(split=None)
+    data = snaps[snaps["label_complete"]].assign(split=None)
     data.loc[data.index.isin(result.train.index), "split"] = "train"
     data.loc[data.index.isin(result.test.index), "split"] = "test"
     version = make_version(as_of, data, params, FEATURES)

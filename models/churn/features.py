@@ -170,8 +170,10 @@ def build_snapshots(monthly: pd.DataFrame, lifecycle: pd.DataFrame, removals: pd
         rows.append(sel)
     snaps = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["client_id", "snapshot_date",
                                                                                   "month"])
-    if snaps.empty:
-        return pd.DataFrame(columns=[*KEYS, "month", *FEATURES, *RULES, "event_date", "label", "label_complete"])
+    if snaps.empty:  # typed like a filled frame, so boolean masks and date arithmetic work on it too
+        empty = pd.DataFrame(columns=[*KEYS, "month", *FEATURES, *RULES, "event_date", "label", "label_complete"])
+        return empty.astype({"snapshot_date": "datetime64[ns]", "event_date": "datetime64[ns]", "label": int,
+                             "label_complete": bool, **dict.fromkeys(RULES, bool)})
     feats = monthly_features(monthly, cfg).drop(columns=["idx"], errors="ignore")
     snaps = snaps.merge(feats, on=["client_id", "month"], how="left")
     static = lc[["client_id", "client_type", "industry", "employee_count", "net_terms", "client_billing_cycle",

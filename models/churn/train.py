@@ -84,8 +84,7 @@ class TrainResult:
 def time_split(snaps: pd.DataFrame, test_share: float, horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                                     dict[str, Any]]:
     """(train, test, description) over snapshots with complete labels; see the module docstring."""
-    # .loc with a bool mask: an empty object column would otherwise be read as a list of column names
-    labelled = snaps.loc[snaps["label_complete"].astype(bool)]
+    labelled = snaps[snaps["label_complete"]]
     days = sorted(labelled["snapshot_date"].unique())
     if len(days) < 2:
         raise NotEnoughData(f"{len(days)} snapshot day(s) with a complete {horizon_days}-day label; need at least 2 "
