@@ -241,7 +241,7 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
                     "gating now would quarantine good rows as orphans")
         return
     days_owned = ctx.date_partitions()
-    signature = input_signature(ctx, suite, o, parents, pointers)
+    signature = input_signature(ctx, suite, o, parents, pointers, days_owned)
     if o.skip_unchanged and (since := gated_before(ctx, ds, days_owned, signature)):
         result.status = "unchanged"
         result.warnings.append(f"inputs, suite, settings and code unchanged since run {since}: not gated again "
@@ -344,14 +344,13 @@ def _code_fingerprint() -> str:
 
 
 def input_signature(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents,
-                    pointers: dict[str, dict]) -> str:
+                    pointers: dict[str, dict], days: list[dict[str, str]]) -> str:
     """A hash of everything the gate's output for the run's days depends on: the raw partitions (their
     published versions), the days around them that the row-count and null-share checks compare with, the
     latest write of every table the suite looks rows up in, the declaration, the suite, the settings and the
     gate's code. Equal signatures give equal outputs, so a rerun with an equal one has nothing to publish."""
     ds = suite.dataset
-    days = sorted(pointers)
-    owned = sorted(p["dt"] for p in ctx.date_partitions())
+    owned = sorted(p["dt"] for p in days)
     around = sorted({(date.fromisoformat(d) - timedelta(days=k)).isoformat() for d in owned for k in (1, 7)}
                     - set(owned))
     parts = {
@@ -360,7 +359,7 @@ def input_signature(ctx: RunContext, suite: Suite, o: GateOptions, parents: Pare
         "suite": suite.gx_config(), "checks": suite.checks,
         "options": {k: v for k, v in asdict(o).items() if k != "skip_unchanged"},
         "days": owned,
-        "raw": {d: pointers[d].get("version") for d in days},
+        "raw": {d: p.get("version") for d, p in pointers.items()},
         "around": {b: [(ctx.lake.pointer(ds, {"dt": b}) or {}).get("version"),
                        ctx.lake.read_text(report.day_stats_path(ds.name, b))] for b in around},
         "parents": {q: (ctx.lake.last_publish(parents.resolve(q)) or {}).get("version") for q in suite.lookups},
