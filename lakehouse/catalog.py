@@ -1,11 +1,15 @@
-"""The SQL catalog over the lake: DuckDB locally (the Athena stand-in), Glue + Athena on AWS.
+"""Where analysts' SQL runs: a DuckDB file of views locally (the Athena stand-in), Athena on AWS.
 
-Locally every declared dataset becomes a DuckDB view ``<zone root>.<dataset>`` over exactly the Parquet
-files its partition pointers publish, so analysts never see a half-written version. Datasets with no
-data yet still get an empty, typed view, so every table can be discovered with ``SHOW ALL TABLES``.
+Locally every declared dataset is a view ``<zone root>.<dataset>`` over exactly the data files of its
+table's current Iceberg snapshot, so analysts never see a half-written commit; a dataset with no data yet
+still gets an empty, typed view, so every table can be discovered with ``SHOW ALL TABLES``. A refresh builds
+a new catalog file and swaps it in with one rename: a reader holding the old file open (a notebook, a
+dashboard) keeps reading the snapshot it opened, and never makes a run fail. The files a view names stay
+until maintenance expires their snapshot (``lake.snapshot_keep_days``) and refreshes the catalog.
 
-On the ``aws`` profile each publish registers the table in Glue (awswrangler) and points the
-partition at the new version folder: that switch is the atomic publish step Athena readers see.
+``msp sql --as-of RUN_ID|TIMESTAMP`` builds the same views in memory over the snapshots current at that
+time (time travel). On AWS the tables are Iceberg tables in the Glue Data Catalog that Athena reads
+natively; :class:`AthenaCatalog` runs queries in the stack's workgroup.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,29 +37,26 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-# ---- DuckDB ---------------------------------------------------------------------------------------
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def view_sql(ds: Dataset, files: list[str]) -> str:
-    """``CREATE OR REPLACE VIEW`` for one dataset over its published files."""
+    """``CREATE OR REPLACE VIEW`` for one dataset over some data files (its snapshot's)."""
     name = f'"{ds.zone_root}"."{ds.name}"'
     cols = ds.duckdb_columns()
     if not files:
         select = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in cols.items())
         return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} WHERE false"
-    file_list = "[" + ", ".join(_quote(f) for f in files) + "]"
-    hive = "true" if ds.partition_by else "false"
-    source = (f"read_parquet({file_list}, hive_partitioning={hive}, hive_types_autocast=false, "
-              "union_by_name=true)")
+    file_list = "[" + ", ".join(_quote(f.removeprefix("file://")) for f in files) + "]"
+    source = f"read_parquet({file_list}, union_by_name=true)"
     select = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols.items())
     return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM {source}"
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """One writer at a time on the DuckDB file (concurrent Airflow tasks refresh it too)."""
+    """One catalog builder at a time (concurrent Airflow tasks refresh it too); readers never wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -61,117 +66,112 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def refresh_duckdb(settings: Settings, lake: Lake, only: list[str] | None = None) -> int:
-    """(Re)create the views of every declared dataset (or only some); returns the number of views."""
-    import duckdb
+class SqlCatalog:
+    """An analysts' SQL catalog over the lake."""
 
-    path = settings.duckdb_path
-    wanted = [schemas.get(n) for n in only] if only else list(schemas.catalog().values())
-    with _locked(path):
-        con = duckdb.connect(str(path))
+    def refresh(self, lake: Lake) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def query(self, sql: str, as_of: str | None = None) -> pd.DataFrame:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class DuckDBCatalog(SqlCatalog):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.path = settings.duckdb_path
+
+    def _build(self, con, lake: Lake, snapshot_of) -> int:
+        n = 0
+        for root in sorted({d.zone_root for d in schemas.catalog().values()}):
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{root}"')
+        for ds in schemas.catalog().values():
+            snap = snapshot_of(ds)
+            files = lake.files(ds, snapshot_id=snap) if snap is not None else []
+            con.execute(view_sql(ds, files))
+            n += 1
+        return n
+
+    def refresh(self, lake: Lake) -> int:
+        """Rebuild the catalog file over every table's current snapshot; returns the number of views."""
+        import duckdb
+
+        t0 = time.perf_counter()
+        with _locked(self.path):
+            tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            con = duckdb.connect(str(tmp))
+            try:
+                n = self._build(con, lake, lake.snapshot_id)
+            finally:
+                con.close()
+            os.replace(tmp, self.path)  # readers of the old file keep it; new readers get the new one
+        log.info("catalog %s: %d views in %.2f s", self.path, n, time.perf_counter() - t0)
+        return n
+
+    def connect(self, as_of: str | None = None, lake: Lake | None = None):
+        """A read-only connection: the catalog file, or, with ``as_of``, views over the snapshots current
+        at that time (a run id, or an ISO timestamp)."""
+        import duckdb
+
+        if as_of is None:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no catalog at {self.path}: run `msp run` (or `msp demo`) first")
+            return duckdb.connect(str(self.path), read_only=True)
+        from lakehouse.lake import Lake
+
+        lake = lake or Lake.from_settings(self.settings)
+        when = resolve_as_of(lake, as_of)
+        con = duckdb.connect(":memory:")
+        self._build(con, lake, lambda ds: lake.snapshot_as_of(ds, when))
+        return con
+
+    def query(self, sql: str, as_of: str | None = None) -> pd.DataFrame:
+        con = self.connect(as_of)
         try:
-            for root in sorted({d.zone_root for d in schemas.catalog().values()}):
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{root}"')
-            for ds in wanted:
-                con.execute(view_sql(ds, lake.files(ds)))
+            return con.execute(sql).df()
         finally:
             con.close()
-    return len(wanted)
 
 
-def query_duckdb(settings: Settings, sql: str) -> pd.DataFrame:
-    """Run SQL on the local catalog (read-only) and return a DataFrame."""
-    import duckdb
+def resolve_as_of(lake: Lake, as_of: str) -> datetime:
+    """A run id (its report's finish time) or an ISO timestamp → the time to read the lake as of."""
+    import json
 
-    path = settings.duckdb_path
-    if not path.exists():
-        raise FileNotFoundError(f"no catalog at {path}: run `msp run` (or `msp demo`) first")
-    con = duckdb.connect(str(path), read_only=True)
+    from lakehouse.lake import LakeError
+
+    report = lake.read_text(f"_meta/runs/{as_of}.json")
+    if report is not None:
+        finished = json.loads(report).get("finished_at")
+        if finished:
+            return datetime.fromisoformat(finished)
     try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
+        when = datetime.fromisoformat(as_of)
+    except ValueError:
+        raise LakeError(f"--as-of {as_of!r} is neither a run id (no report at _meta/runs/{as_of}.json) "
+                        "nor an ISO timestamp (2024-06-30T12:00:00+00:00)") from None
+    if when.tzinfo is None:
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    return when
 
 
-# ---- Glue -----------------------------------------------------------------------------------------
-def glue_database(settings: Settings, ds: Dataset) -> str:
-    return ds.glue_database(settings.glue_database_prefix)
+class AthenaCatalog(SqlCatalog):
+    """Athena over the Glue Data Catalog's Iceberg tables; queries run in the configured workgroup."""
 
-
-class GlueCatalog:
-    """Registers published tables and partitions in the Glue Data Catalog."""
-
-    def __init__(self, settings: Settings, session: Any = None):
-        import boto3
-
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.session = session or boto3.Session(region_name=settings.aws_region)
-        self.glue = self.session.client("glue")
-        self._tables: set[tuple[str, str]] = set()
 
-    def ensure_table(self, ds: Dataset, location: str) -> None:
+    def refresh(self, lake: Lake) -> int:
+        return 0  # Glue is the table catalog itself: every commit is visible to Athena at once
+
+    def query(self, sql: str, as_of: str | None = None) -> pd.DataFrame:
         import awswrangler as wr
 
-        database = glue_database(self.settings, ds)
-        if (database, ds.name) in self._tables:
-            return
-        if wr.catalog.does_table_exist(database, ds.name, boto3_session=self.session):
-            self._tables.add((database, ds.name))  # created by the infra stack (or an earlier run)
-            return
-        wr.catalog.create_database(database, exist_ok=True, boto3_session=self.session)
-        columns, partitions = ds.glue_columns()
-        wr.catalog.create_parquet_table(
-            database=database, table=ds.name, path=location.rstrip("/") + "/", columns_types=columns,
-            partitions_types=partitions, description=ds.description,
-            columns_comments={c.name: c.description for c in ds.stored_columns() if c.description},
-            mode="overwrite", boto3_session=self.session,
-        )
-        self._tables.add((database, ds.name))
-
-    def publish(self, ds: Dataset, partition_key: str, version_location: str) -> None:
-        """Point the partition at its new version folder (create it if new)."""
-        from lakehouse.lake import parse_partition_key
-
-        self.ensure_table(ds, self._location(ds, version_location, partition_key))
-        database = glue_database(self.settings, ds)
-        if not partition_key:
-            self.glue.update_table(DatabaseName=database, TableInput=self._table_input(ds, version_location))
-            return
-        values = [parse_partition_key(partition_key)[p] for p in ds.partition_by]
-        table = self.glue.get_table(DatabaseName=database, Name=ds.name)["Table"]
-        sd = dict(table["StorageDescriptor"])
-        sd["Location"] = version_location.rstrip("/") + "/"
-        partition_input = {"Values": values, "StorageDescriptor": sd}
-        try:
-            self.glue.update_partition(DatabaseName=database, TableName=ds.name, PartitionValueList=values,
-                                       PartitionInput=partition_input)
-        except self.glue.exceptions.EntityNotFoundException:
-            self.glue.create_partition(DatabaseName=database, TableName=ds.name, PartitionInput=partition_input)
-
-    def _location(self, ds: Dataset, version_location: str, partition_key: str) -> str:
-        loc = version_location.rstrip("/")
-        return loc[: loc.index("/" + partition_key)] if partition_key else loc.rsplit("/", 1)[0]
-
-    def _table_input(self, ds: Dataset, location: str) -> dict[str, Any]:
-        table = self.glue.get_table(DatabaseName=glue_database(self.settings, ds), Name=ds.name)["Table"]
-        keep = ("Name", "Description", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters")
-        table_input = {k: v for k, v in table.items() if k in keep}
-        table_input["StorageDescriptor"] = {**table["StorageDescriptor"], "Location": location.rstrip("/") + "/"}
-        return table_input
-
-
-def publish_hook(settings: Settings):
-    """The lake's ``on_publish`` callback for this profile (None locally: DuckDB views are
-    refreshed once per run instead of once per partition)."""
-    if settings.catalog_kind != "glue":
-        return None
-    catalog = GlueCatalog(settings)
-    return catalog.publish
-
-
-def refresh(settings: Settings, lake: Lake, only: list[str] | None = None) -> int:
-    """Make the catalog show what the lake has published (local: DuckDB views; AWS: Glue is kept
-    current at each publish, nothing to do)."""
-    if settings.catalog_kind == "duckdb":
-        return refresh_duckdb(settings, lake, only)
-    return 0
+        if as_of is not None:
+            raise ValueError("on Athena, time-travel with FOR TIMESTAMP AS OF in the SQL itself")
+        p = self.settings.platform
+        kwargs: dict[str, Any] = {"workgroup": p.athena_workgroup, "ctas_approach": False}
+        if p.athena_output:
+            kwargs["s3_output"] = p.athena_output
+        return wr.athena.read_sql_query(sql, database=f"{p.glue_database_prefix}_analytics", **kwargs)

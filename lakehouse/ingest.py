@@ -1,16 +1,20 @@
 """Ingestion: landing files → raw tables with lineage.
 
 Every raw dataset declared in ``schemas/datasets/raw/`` names its landing folder (``source``) and format.
-Files are grouped by export day (the first ``YYYY-MM-DD`` in their path) into the raw partition
-``dt=<day>``. A day is ingested again only when its set of files changed (new file, or new content under
-the same name: the SHA-256 of each file is kept in the partition pointer), so ingesting the same file
-twice adds nothing, and a corrected export replaces that day.
+Files are grouped by export day (the first ``YYYY-MM-DD`` in their path) into the raw rows of that day
+(``dt``). A day is ingested again only when its set of files changed (a new file, or new content under the
+same name): every raw row carries the SHA-256 of its file (``_source_hash``) and every rejected file is
+recorded with its own, so the lake itself says which files it holds; ingesting the same file twice adds
+nothing, and a corrected export replaces that day.
 
-Raw rows keep every source value as text plus ``_source_file``, ``_row_number``, ``_row_hash``,
-``_ingested_at`` and ``_run_id``. A malformed file (undecodable bytes, ragged rows, broken JSON, a
-declared column missing from the header, an unreadable PDF) is rejected whole, reported with its name,
-line and reason in ``quarantine.rejected_files``, and the other files still load. Columns that a file
+Raw rows keep every source value as text plus ``_source_file``, ``_source_hash``, ``_row_number``,
+``_row_hash``, ``_ingested_at`` and ``_run_id``. A malformed file (undecodable bytes, ragged rows, broken
+JSON, a declared column missing from the header, an unreadable PDF) is rejected whole, reported with its
+name, line and reason in ``quarantine.rejected_files``, and the other files still load. Columns that a file
 adds beyond the declaration are reported as schema drift warnings.
+
+Each dataset's days are committed in one snapshot; the rejected files of the run in one more, first, so that
+a crash between the two makes the next run see a day whose files it does not all know and ingest it again.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 import schemas
-from lakehouse.lake import partition_key
-from lakehouse.stages import stage
 from schemas import LINEAGE_COLUMNS, Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,94 +225,120 @@ def row_hash(values: Iterable[str | None]) -> str:
     return hashlib.sha256(SEP.join("\x00" if v is None else v for v in values).encode("utf-8")).hexdigest()
 
 
-def raw_table(ds: Dataset, parsed: list[tuple[str, Parsed]], dt: str, ingested_at, run_id: str) -> pa.Table:
+def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, ingested_at, run_id: str) -> pa.Table:
+    """The raw rows of one export day: ``parsed`` holds (file, its SHA-256, its parsed rows)."""
     names = [c.name for c in ds.data_columns]
     columns: list[list[Any]] = [[] for _ in names]
-    sources, numbers, hashes = [], [], []
-    for relative, p in parsed:
+    sources, file_hashes, numbers, hashes = [], [], [], []
+    for relative, digest, p in parsed:
         for i, row in enumerate(p.rows, start=1):
             for col, value in zip(columns, row, strict=True):
                 col.append(value)
             sources.append(relative)
+            file_hashes.append(digest)
             numbers.append(i)
             hashes.append(row_hash(row))
     n = len(sources)
     arrays = {name: pa.array(col, pa.string()) for name, col in zip(names, columns, strict=True)}
     lineage = dict(zip([c for c, _, _ in LINEAGE_COLUMNS], [
-        pa.array(sources, pa.string()), pa.array(numbers, pa.int64()), pa.array(hashes, pa.string()),
-        pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")), pa.array([run_id] * n, pa.string()),
+        pa.array(sources, pa.string()), pa.array(file_hashes, pa.string()), pa.array(numbers, pa.int64()),
+        pa.array(hashes, pa.string()), pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        pa.array([run_id] * n, pa.string()),
     ], strict=True))
     arrays.update(lineage)
     arrays["dt"] = pa.array([dt] * n, pa.string())
     return pa.table(arrays)
 
 
-def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool = False) -> dict[str, int]:
-    """Ingest the run's export days of one raw dataset; returns file and row statistics."""
+def known_files(ctx: RunContext, ds: Dataset, days: list[str]) -> dict[str, set[tuple[str, str]]]:
+    """Per export day, the (file, SHA-256) pairs the lake holds already: loaded rows and rejected files."""
+    out: dict[str, set[tuple[str, str]]] = {d: set() for d in days}
+    raw = ctx.read_arrow(ds, {"dt": days}).select(["dt", "_source_file", "_source_hash"])
+    for r in raw.group_by(["dt", "_source_file", "_source_hash"]).aggregate([]).to_pylist():
+        out[r["dt"]].add((r["_source_file"], r["_source_hash"]))
+    rejected = ctx.read_arrow(REJECTED, {"dataset": ds.name, "dt": days}).select(["dt", "source_file", "sha256"])
+    for r in rejected.to_pylist():
+        out[r["dt"]].add((r["source_file"], r["sha256"]))
+    return out
+
+
+@dataclass
+class DatasetIngest:
+    """What ingesting one dataset for the run's days produced (committed by :func:`run`)."""
+
+    table: pa.Table | None
+    days: list[str]
+    rejected: list[dict[str, Any]]
+    stats: dict[str, int]
+
+
+def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool = False) -> DatasetIngest:
+    """Parse the run's export days of one raw dataset that have files the lake does not hold yet."""
     wanted = {d.isoformat() for d in ctx.dates}
     by_day: dict[str, list[LandingFile]] = {}
     for f in landing.files(ds):
         if f.dt in wanted:
             by_day.setdefault(f.dt, []).append(f)
     stats = {"files": 0, "skipped": 0, "rejected": 0, "rows": 0}
-    count = ctx.count(ds.qualified_name)
-    tables, partition_meta = [], {}
+    known = known_files(ctx, ds, sorted(by_day)) if by_day and not force else {}
+    tables, days, rejected_rows = [], [], []
     for dt, files in sorted(by_day.items()):
         blobs = {f.relative: landing.read(f.relative) for f in files}
         hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in blobs.items()}
         stats["files"] += len(files)
-        previous = ctx.lake.pointer(ds, {"dt": dt})
-        if not force and previous and previous.get("meta", {}).get("sources") == hashes:
+        if not force and known.get(dt) == set(hashes.items()):
             stats["skipped"] += len(files)
             continue
-        good: list[tuple[str, Parsed]] = []
-        rejected, warnings = [], []
+        good: list[tuple[str, str, Parsed]] = []
         for rel, data in blobs.items():
             try:
                 p = parse(ds, data, rel)
             except MalformedFile as exc:
-                rejected.append({"source_file": rel, "line": exc.line, "column": exc.column, "reason": exc.reason,
-                                 "sha256": hashes[rel]})
+                rejected_rows.append({"dataset": ds.name, "source_file": rel, "line": exc.line, "column": exc.column,
+                                      "reason": exc.reason, "sha256": hashes[rel], "run_id": ctx.run_id, "dt": dt})
                 ctx.warn(f"{ds.name}: rejected {rel}" + (f" line {exc.line}" if exc.line else "") + f": {exc.reason}")
+                stats["rejected"] += 1
                 continue
-            good.append((rel, p))
+            good.append((rel, hashes[rel], p))
             for w in p.warnings:
-                warnings.append({"source_file": rel, "warning": w})
                 ctx.warn(f"{ds.name}: {rel}: {w}")
-        stats["rejected"] += len(rejected)
         table = raw_table(ds, good, dt, ctx.started_at, ctx.run_id)
         stats["rows"] += table.num_rows
         tables.append(table)
-        partition_meta[partition_key({"dt": dt})] = {"sources": hashes, "rejected": rejected,
-                                                     "warnings": warnings}
-    count.rows_in += stats["rows"]
-    if tables:
-        days = [k.split("=", 1)[1] for k in partition_meta]
-        ctx.write_arrow(ds, pa.concat_tables(tables), replace=[{"dt": d} for d in days],
-                        partition_meta=partition_meta)
-        rejected_rows = [{**r, "dataset": ds.name, "run_id": ctx.run_id, "dt": k.split("=", 1)[1]}
-                         for k, meta in partition_meta.items() for r in meta["rejected"]]
-        ctx.write_arrow(REJECTED, pa.Table.from_pylist(rejected_rows, schema=schemas.get(REJECTED).arrow_schema()),
-                        replace=[{"dataset": ds.name, "dt": d} for d in days])
-    loaded = stats["files"] - stats["skipped"] - stats["rejected"]
-    count.notes.append(f"files: {loaded} loaded, {stats['skipped']} seen before, {stats['rejected']} rejected")
-    return stats
+        days.append(dt)
+    table = pa.concat_tables(tables) if tables else None
+    return DatasetIngest(table, days, rejected_rows, stats)
 
 
-@stage("ingest", agent="platform", writes=("raw.*", REJECTED))
 def run(ctx: RunContext) -> None:
     """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
     landing = Landing(ctx.settings.landing_root)
     sources = ctx.params.get("sources")
     raw = [d for d in schemas.datasets("raw") if not sources or d.source in sources]
-    files = 0
+    results: dict[str, DatasetIngest] = {}
     for i, ds in enumerate(raw):
         ctx.progress(f"ingest {ds.name}", i, len(raw))
-        files += ingest_dataset(ctx, ds, landing)["files"]
+        results[ds.name] = ingest_dataset(ctx, ds, landing)
     ctx.progress("ingest", len(raw), len(raw))
+    # the rejected files first: a crash before the raw commits leaves days the next run ingests again
+    rejected = [r for res in results.values() for r in res.rejected]
+    replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
+    if replace:
+        ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
+                  replace=replace)
+    files = 0
+    for ds in raw:
+        res = results[ds.name]
+        files += res.stats["files"]
+        count = ctx.count(ds.qualified_name)
+        count.rows_in += res.stats["rows"]
+        if res.table is not None:
+            ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
+        loaded = res.stats["files"] - res.stats["skipped"] - res.stats["rejected"]
+        count.notes.append(f"files: {loaded} loaded, {res.stats['skipped']} seen before, "
+                           f"{res.stats['rejected']} rejected")
     if raw and not files:
         days = f"{ctx.start}" if ctx.start == ctx.end else f"{ctx.start} → {ctx.end}"
         ctx.warn(f"the landing area {landing.root} holds no export file for {days}"
                  + (f" from {', '.join(sources)}" if sources else "")
                  + "; nothing was ingested (`msp generate` writes a sample MSP there)")
-

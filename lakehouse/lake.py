@@ -1,28 +1,40 @@
-"""The lake: zone paths, and write-audit-publish for every table.
+"""The lake: an Apache Iceberg table for every declared dataset, one atomic commit per stage output.
 
-Physical layout (one function, :meth:`Lake.path`, builds every path)::
+Every dataset of ``schemas/datasets/`` is an Iceberg table in its zone's namespace (``raw``, ``processed``,
+``analytics``, ``quarantine``, ``events``) of the table catalog the profile picks (locally pyiceberg's SQL
+catalog on a SQLite file under ``MSP_HOME``; on AWS the Glue Data Catalog), stored under
+``<lake root>/<zone>/<name>/``. Its schema and partition spec derive from the declaration: columns in
+declaration order with their types and nullability; each ``partition_by`` column an identity partition,
+except the export day ``dt``, whose files are grouped by month (``truncate(7)``: ``2024-03``), so that a table
+holds a file or a few per month rather than one tiny file per day (two years of a daily table: 24 files, not
+730). Column statistics in each file still prune reads to the days asked for.
 
-    <root>/<zone>/<dataset>/<partition>=<value>/<version>/part-*.parquet
-    <root>/<zone>/<dataset>/<partition>=<value>/_CURRENT        # the published version of that partition
+**Writing.** :meth:`Lake.replace` replaces the rows of some ``partition_by`` values (the run's days, a
+stage's months) with new rows, in ONE commit that produces one snapshot: the files holding only replaced
+rows are dropped, files that also hold other rows are rewritten without them (copy-on-write), and the new
+rows are added. A crash before the commit leaves the previous snapshot whole (the files written for the
+failed attempt are orphans that maintenance removes); readers see the previous snapshot or the new one,
+never a mix. A replace is idempotent, so a retried commit never doubles rows. Each snapshot records the run
+id, the stage and an idempotency key; a writer that loses a race with another (the catalog's
+compare-and-swap refuses its commit) recomputes what to drop against the new snapshot and tries again, up to
+``lake.commit_retries`` times, then fails with a clear error.
 
-A write goes to a fresh version folder, is audited (every file readable, row counts read from the
-Parquet footers, schema as declared), then published by replacing the small ``_CURRENT`` pointer in
-one atomic step: ``os.replace`` on a local disk, a single PUT on S3 (where the Glue partition location
-is switched to the same version folder). Readers only follow pointers, so a write that fails or is
-killed at any point before the pointer switch leaves the previous data published and unchanged, and a
-rerun of a day replaces exactly that day's partitions. Older versions are pruned after publishing,
-keeping ``keep_versions`` of them so that a query already running on the previous version finishes.
+**Reading.** Readers pick a snapshot (the current one by default, or one as of a run or a time) and read its
+data files (:meth:`Lake.files`): the job engine (DuckDB or Spark), the analysts' DuckDB catalog and the
+tests all read the same files, with no Iceberg runtime needed.
+
+The lake also keeps the platform's small files (run reports, quality reports, the model registry, stage
+state) under ``<lake root>/_meta`` and ``<lake root>/ml-models``, written atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import posixpath
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,44 +42,83 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from schemas import Dataset
+from schemas import PARTITION_COLUMN, Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 
-POINTER = "_CURRENT"
-#: Per dataset: its latest write (version, run, time), one small read for whoever derives from it.
-LAST_PUBLISH = "_LAST_PUBLISH"
-STAGING = "_staging"
-ZONES = ("raw", "processed", "analytics/daily-summaries", "analytics/monthly-reports",
-         "analytics/kpi-metrics", "analytics/predictions", "ml-models", "quarantine", "events")
+#: Zone folders of the lake (tables live under their zone; models and metadata are files).
+ZONES = ("raw", "processed", "analytics/daily-summaries", "analytics/monthly-reports", "analytics/kpi-metrics",
+         "analytics/predictions", "ml-models", "quarantine", "events")
+#: Snapshot summary properties this platform writes on every commit.
+RUN_ID = "msp.run-id"
+STAGE = "msp.stage"
+IDEMPOTENCY_KEY = "msp.idempotency-key"
+REPLACED = "msp.replaced"
+#: Table properties set at creation.
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "commit.retry.num-retries": "0",  # the lake retries itself, recomputing what to drop (see module doc)
+    "write.parquet.compression-codec": "zstd",
+    "write.target-file-size-bytes": str(256 * 1024 * 1024),
+}
 
-Partition = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Range:
+    """An inclusive range of partition values (``Range("2024-03-01", None)``: from March 1st on)."""
+
+    lo: Any = None
+    hi: Any = None
+
+    def __contains__(self, value: Any) -> bool:
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+
+#: A partition filter: column -> one value, a collection of values, or a :class:`Range`.
+Where = Mapping[str, Any]
 
 
 class LakeError(RuntimeError):
-    """A write could not be audited or published; the previous data is still what readers see."""
+    """A write could not be committed, or metadata is unreadable; the message says which table and why,
+    and what readers still see."""
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write published: rows per partition (``dt=2024-01-01`` → rows) and the version folder."""
+    """What a commit published: rows per replaced partition value (``dt=2024-01-01`` → rows)."""
 
     dataset: str
-    version: str
+    snapshot_id: int | None
     partitions: dict[str, int] = field(default_factory=dict)
+    files_added: int = 0
+    files_removed: int = 0
 
     @property
     def rows(self) -> int:
         return sum(self.partitions.values())
 
+    @property
+    def version(self) -> str:
+        return str(self.snapshot_id) if self.snapshot_id is not None else ""
 
-def partition_key(partition: Partition | None) -> str:
+
+@dataclass(frozen=True)
+class DataFile:
+    """A data file of a snapshot: where it is, its rows, and the min/max of each partition column."""
+
+    path: str
+    records: int
+    bounds: dict[str, tuple[Any, Any]]
+
+
+def partition_key(partition: Mapping[str, Any] | None) -> str:
     """``{"dt": "2024-01-01"}`` → ``dt=2024-01-01`` ('' for an unpartitioned table)."""
     if not partition:
         return ""
@@ -78,344 +129,398 @@ def parse_partition_key(key: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in key.split("/") if part)
 
 
-def new_version(run_id: str) -> str:
-    """Version folder names sort by creation time and never collide across runs."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"v{stamp}-{run_id[-8:]}-{uuid.uuid4().hex[:6]}"
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) or value is None
+
+
+def where_expression(where: Where | None):
+    """``where`` as a pyiceberg row filter (it prunes manifests and files; rows are filtered by the reader)."""
+    from pyiceberg.expressions import (
+        AlwaysTrue,
+        And,
+        EqualTo,
+        GreaterThanOrEqual,
+        In,
+        LessThanOrEqual,
+    )
+
+    expr = AlwaysTrue()
+    for col, wanted in (where or {}).items():
+        if isinstance(wanted, Range):
+            parts = ([GreaterThanOrEqual(col, wanted.lo)] if wanted.lo is not None else []) + \
+                    ([LessThanOrEqual(col, wanted.hi)] if wanted.hi is not None else [])
+        elif _scalar(wanted):
+            parts = [EqualTo(col, wanted)]
+        else:
+            values = list(wanted)
+            parts = [In(col, values)] if values else [In(col, ["\x00never"])]
+        for part in parts:
+            expr = part if isinstance(expr, AlwaysTrue) else And(expr, part)
+    return expr
+
+
+def where_mask(table: pa.Table, where: Where | None) -> pa.Table:
+    """The rows of an Arrow table that match ``where``."""
+    import pyarrow.compute as pc
+
+    for col, wanted in (where or {}).items():
+        if col not in table.column_names:
+            continue
+        column = table.column(col)
+        if isinstance(wanted, Range):
+            mask = pa.scalar(True)
+            if wanted.lo is not None:
+                mask = pc.and_(mask, pc.greater_equal(column, wanted.lo))
+            if wanted.hi is not None:
+                mask = pc.and_(mask, pc.less_equal(column, wanted.hi))
+        elif _scalar(wanted):
+            mask = pc.equal(column, wanted)
+        else:
+            mask = pc.is_in(column, value_set=pa.array(list(wanted), column.type))
+        table = table.filter(mask)
+    return table
 
 
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     if root.startswith("s3://"):
         fs, path = pafs.FileSystem.from_uri(root)
         return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(root).resolve())
+    return pafs.LocalFileSystem(), str(Path(root.removeprefix("file://")).resolve())
 
 
 class Lake:
-    """The lake at ``root`` (a local folder or ``s3://bucket/prefix``)."""
+    """The lake at ``root`` (a local folder or ``s3://bucket/prefix``) with its Iceberg table catalog."""
 
-    def __init__(self, root: str, keep_versions: int = 2, filesystem: pafs.FileSystem | None = None,
-                 on_publish=None):
+    def __init__(self, root: str, catalog: Catalog, filesystem: pafs.FileSystem | None = None,
+                 commit_retries: int = 4, on_commit: Callable[[Dataset, WriteResult], None] | None = None):
         self.root = root.rstrip("/")
-        self.fs, self._base = _filesystem(self.root) if filesystem is None else (filesystem, self.root)
-        if filesystem is not None and root.startswith("s3://"):
-            self._base = root[len("s3://"):].rstrip("/")
+        self.catalog = catalog
+        if filesystem is None:
+            self.fs, self._base = _filesystem(self.root)
+        else:
+            self.fs, self._base = filesystem, self.root.removeprefix("s3://")
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.keep_versions = max(1, keep_versions)
-        #: Called as ``on_publish(dataset, partition_key, version_path)`` after each pointer switch
-        #: (the Glue catalog hooks in here on the aws profile).
-        self.on_publish = on_publish
+        self.commit_retries = commit_retries
+        #: Called after every commit (the run ledger and the orchestration's asset events hook in here).
+        self.on_commit = on_commit
+        self._tables: dict[str, Table] = {}
+        self._plans: dict[tuple[str, int, str], list[DataFile]] = {}
 
-    # ---- paths --------------------------------------------------------------------------------
-    def path(self, zone: str, dataset: str, partition: Partition | None = None) -> str:
-        """The one mapping from (zone, dataset, partition) to a location in the lake."""
-        if zone not in ZONES:
-            raise ValueError(f"unknown zone {zone!r}; zones are {', '.join(ZONES)}")
-        parts = [self.root, zone, dataset]
-        key = partition_key(partition)
-        if key:
-            parts.append(key)
-        return "/".join(parts)
+    @classmethod
+    def from_settings(cls, settings, **kwargs: Any) -> Lake:
+        from lakehouse.environment import table_catalog
 
-    def dataset_path(self, ds: Dataset) -> str:
-        return self.path(ds.zone, ds.name)
+        return cls(settings.lake_root, table_catalog(settings),
+                   commit_retries=settings.model("lake").commit_retries, **kwargs)
 
-    def _fs_path(self, uri: str) -> str:
-        """Lake URI → path for the pyarrow filesystem."""
-        return self._base + uri[len(self.root):]
+    # ---- tables -------------------------------------------------------------------------------------------
+    def location(self, ds: Dataset) -> str:
+        return ds.location(self.root)
 
-    def _uri(self, fs_path: str) -> str:
-        return self.root + fs_path[len(self._base):]
+    def identifier(self, ds: Dataset) -> tuple[str, str]:
+        return getattr(self.catalog, "msp_identifier", lambda d: d.table_identifier)(ds)
 
-    # ---- pointers -------------------------------------------------------------------------------
-    def _pointer_uri(self, ds: Dataset, key: str) -> str:
-        base = self.dataset_path(ds)
-        return f"{base}/{key}/{POINTER}" if key else f"{base}/{POINTER}"
+    def table(self, ds: Dataset, refresh: bool = False) -> Table:
+        """The Iceberg table of a dataset, created from its declaration on first use."""
+        from pyiceberg.exceptions import NoSuchTableError
 
-    def _read_json(self, uri: str) -> dict[str, Any] | None:
+        name = ds.qualified_name
+        if name in self._tables and not refresh:
+            return self._tables[name]
+        ident = self.identifier(ds)
         try:
-            with self.fs.open_input_stream(self._fs_path(uri)) as fh:
-                return json.loads(fh.read().decode("utf-8"))
-        except (FileNotFoundError, OSError):
+            tbl = self.catalog.load_table(ident)
+        except NoSuchTableError:
+            tbl = self._create(ds, ident)
+        except Exception as exc:  # unreadable metadata: name the table, say what to do
+            raise LakeError(f"{name}: cannot load its Iceberg metadata ({type(exc).__name__}: {exc}); the table's "
+                            f"data is untouched. Inspect it with `msp lake history {name}`; if its current metadata "
+                            "file is damaged, roll the catalog back to the previous metadata file.") from exc
+        self._tables[name] = tbl
+        return tbl
+
+    def _create(self, ds: Dataset, ident: tuple[str, str]) -> Table:
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+
+        with contextlib.suppress(NamespaceAlreadyExistsError):
+            self.catalog.create_namespace_if_not_exists(ident[0])
+        try:
+            return self.catalog.create_table(
+                ident, schema=ds.iceberg_schema(), partition_spec=ds.partition_spec(),
+                location=self.location(ds), properties={**TABLE_PROPERTIES, "comment": ds.description})
+        except TableAlreadyExistsError:  # created meanwhile by a concurrent task
+            return self.catalog.load_table(ident)
+
+    def exists(self, ds: Dataset) -> bool:
+        return self.catalog.table_exists(self.identifier(ds))
+
+    def snapshot_id(self, ds: Dataset) -> int | None:
+        """The current snapshot of a table (None: never written). Reads the catalog afresh."""
+        if not self.exists(ds):
             return None
+        snap = self.table(ds, refresh=True).current_snapshot()
+        return snap.snapshot_id if snap else None
 
-    def _write_json_atomic(self, uri: str, payload: Mapping[str, Any]) -> None:
-        data = json.dumps(payload, indent=1, sort_keys=True, default=str).encode("utf-8")
-        target = self._fs_path(uri)
-        if self.local:
-            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-            Path(tmp).parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-            Path(tmp).replace(target)  # atomic on POSIX
-        else:  # one PUT: S3 never shows a half-written object
-            with self.fs.open_output_stream(target) as fh:
-                fh.write(data)
+    def snapshot_as_of(self, ds: Dataset, when: datetime) -> int | None:
+        if not self.exists(ds):
+            return None
+        snap = self.table(ds).snapshot_as_of_timestamp(int(when.timestamp() * 1000))
+        return snap.snapshot_id if snap else None
 
-    def pointer(self, ds: Dataset, partition: Partition | None = None) -> dict[str, Any] | None:
-        return self._read_json(self._pointer_uri(ds, partition_key(partition)))
-
-    def last_publish(self, ds: Dataset) -> dict[str, Any] | None:
-        """The dataset's latest write (``version``, ``run_id``, ``published_at``, ``partitions``), None before
-        the first: a cheap fingerprint for a consumer that must know whether anything was republished."""
-        return self._read_json(f"{self.dataset_path(ds)}/{LAST_PUBLISH}")
-
-    def partitions(self, ds: Dataset) -> list[str]:
-        """Published partition keys of a dataset, sorted (``['dt=2024-01-01', ...]``)."""
-        base = self._fs_path(self.dataset_path(ds))
-        if not ds.partition_by:
-            return [""] if self.pointer(ds) else []
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=len(ds.partition_by) > 1))
-        except FileNotFoundError:
+    # ---- reading --------------------------------------------------------------------------------------------
+    def data_files(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> list[DataFile]:
+        """The data files of a snapshot (default: the current one) that may hold rows matching ``where``."""
+        if not self.exists(ds):
             return []
-        depth = len(ds.partition_by)
-        keys = []
-        if depth == 1:
-            for info in infos:
-                name = posixpath.basename(info.path)
-                if info.type == pafs.FileType.Directory and "=" in name:
-                    keys.append(name)
-        else:
-            for info in infos:
-                if info.type == pafs.FileType.File and info.path.endswith("/" + POINTER):
-                    rel = info.path[len(base) + 1: -len(POINTER) - 1]
-                    if rel.count("=") == depth:
-                        keys.append(rel)
-        published = [k for k in keys if self._read_json(self._pointer_uri(ds, k)) is not None]
-        return sorted(published)
-
-    def published(self, ds: Dataset) -> dict[str, dict[str, Any]]:
-        """Pointer of every published partition."""
-        out = {}
-        for key in self.partitions(ds):
-            ptr = self._read_json(self._pointer_uri(ds, key))
-            if ptr is not None:
-                out[key] = ptr
-        return out
-
-    def files(self, ds: Dataset, partitions: Iterable[str] | None = None) -> list[str]:
-        """Published Parquet files (lake URIs) of a dataset, optionally of some partitions only."""
-        wanted = set(partitions) if partitions is not None else None
-        out = []
-        for key, ptr in self.published(ds).items():
-            if wanted is not None and key not in wanted:
-                continue
-            base = self.dataset_path(ds) + (f"/{key}" if key else "")
-            out += [f"{base}/{ptr['version']}/{f}" for f in ptr["files"]]
-        return out
-
-    # ---- writing --------------------------------------------------------------------------------
-    def write_arrow(self, ds: Dataset, table: pa.Table, run_id: str,
-                    replace: Sequence[Partition] | None = None, meta: Mapping[str, Any] | None = None,
-                    partition_meta: Mapping[str, Mapping[str, Any]] | None = None) -> WriteResult:
-        """Write an Arrow table (or pandas via :meth:`write_pandas`), one version per partition.
-
-        ``replace`` lists partitions the caller owns in this write: those with no rows are published
-        empty, so a rerun that now yields nothing for a day does not leave stale rows behind.
-        """
-        table = _conform(table, ds)
-        version = new_version(run_id)
-        groups = _split(table, ds.partition_by)
-        for part in replace or ():
-            groups.setdefault(partition_key(part), table.slice(0, 0))
-        staged: dict[str, list[str]] = {}
-        for key, part_table in sorted(groups.items()):
-            folder = self._version_dir(ds, key, version)
+        tbl = self.table(ds)
+        snap = tbl.snapshot_by_id(snapshot_id) if snapshot_id is not None else tbl.current_snapshot()
+        if snapshot_id is not None and snap is None:
+            raise LakeError(f"{ds.qualified_name} has no snapshot {snapshot_id} (expired by maintenance?)")
+        if snap is None:
+            return []
+        cache_key = (ds.qualified_name, snap.snapshot_id, repr(sorted((where or {}).items(), key=str)))
+        if cache_key not in self._plans:
+            expr = where_expression(where)
             files = []
-            if part_table.num_rows:
-                self.fs.create_dir(self._fs_path(folder), recursive=True)
-                name = "part-00000.parquet"
-                data = part_table.drop_columns([c for c in ds.partition_by if c in part_table.column_names])
-                pq.write_table(data, self._fs_path(f"{folder}/{name}"), compression="snappy", filesystem=self.fs)
-                files.append(name)
-            staged[key] = files
-        return self._audit_and_publish(ds, version, staged, run_id, meta, partition_meta)
+            for task in tbl.scan(row_filter=expr, snapshot_id=snap.snapshot_id).plan_files():
+                files.append(DataFile(task.file.file_path, task.file.record_count, self._bounds(tbl, task.file)))
+            if where:
+                files = [f for f in files if self._may_match(f, where)]
+            self._plans[cache_key] = sorted(files, key=lambda f: f.path)
+        return self._plans[cache_key]
 
-    def write_pandas(self, ds: Dataset, frame: pd.DataFrame, run_id: str, **kwargs) -> WriteResult:
-        return self.write_arrow(ds, pa.Table.from_pandas(frame, preserve_index=False), run_id, **kwargs)
+    @staticmethod
+    def _bounds(tbl: Table, data_file) -> dict[str, tuple[Any, Any]]:
+        from pyiceberg.conversions import from_bytes
 
-    def write_spark(self, ds: Dataset, df: DataFrame, run_id: str,
-                    replace: Sequence[Partition] | None = None, meta: Mapping[str, Any] | None = None,
-                    sort_by: Sequence[str] | None = None) -> WriteResult:
-        """Write a Spark DataFrame: Spark writes a staging folder, then each partition is moved
-        into its own version folder and published.
+        schema = tbl.schema()
+        out = {}
+        for pf in tbl.spec().fields:
+            src = schema.find_field(pf.source_id)
+            lo = (data_file.lower_bounds or {}).get(src.field_id)
+            hi = (data_file.upper_bounds or {}).get(src.field_id)
+            if lo is not None and hi is not None:
+                out[src.name] = (from_bytes(src.field_type, lo), from_bytes(src.field_type, hi))
+        return out
 
-        Rows are sorted within each partition (by ``sort_by`` or the primary key) so that a rerun
-        writes the same rows in the same order.
-        """
-        from pyspark.sql import functions as F
-
-        version = new_version(run_id)
-        staging = f"{self.dataset_path(ds)}/{STAGING}/{version}"
-        cols = [c.name for c in ds.stored_columns()]
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise LakeError(f"{ds.qualified_name}: the job's output lacks declared columns {missing}")
-        df = df.select(*[F.col(c).cast(f.dataType) for c, f in zip(cols, ds.spark_schema().fields, strict=True)])
-        order = list(sort_by or ds.primary_key or [c for c in cols if c not in ds.partition_by])
-        if ds.partition_by:
-            df = df.repartition(*ds.partition_by).sortWithinPartitions(*ds.partition_by, *order)
-            df.write.mode("overwrite").option("compression", "snappy").partitionBy(*ds.partition_by).parquet(
-                staging)
-        else:
-            df.coalesce(1).sortWithinPartitions(*order).write.mode("overwrite").parquet(staging)
-        staged: dict[str, list[str]] = {}
-        try:
-            for key, files in self._list_staged(staging, ds).items():
-                target = self._version_dir(ds, key, version)
-                self._move_dir(f"{staging}/{key}" if key else staging, target, files)
-                staged[key] = files
-            for part in replace or ():
-                staged.setdefault(partition_key(part), [])
-        finally:
-            self._delete_dir(staging)
-        return self._audit_and_publish(ds, version, staged, run_id, meta, None)
-
-    def _version_dir(self, ds: Dataset, key: str, version: str) -> str:
-        base = self.dataset_path(ds)
-        return f"{base}/{key}/{version}" if key else f"{base}/{version}"
-
-    def _list_staged(self, staging: str, ds: Dataset) -> dict[str, list[str]]:
-        base = self._fs_path(staging)
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        except FileNotFoundError:
-            return {}
-        out: dict[str, list[str]] = {}
-        for info in infos:
-            if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+    @staticmethod
+    def _may_match(f: DataFile, where: Where) -> bool:
+        for col, wanted in where.items():
+            if col not in f.bounds:
                 continue
-            rel = info.path[len(base) + 1:]
-            key, _, name = rel.rpartition("/")
-            out.setdefault(key, []).append(name)
-        return {k: sorted(v) for k, v in out.items()}
-
-    def _move_dir(self, src: str, dst: str, files: list[str]) -> None:
-        self.fs.create_dir(self._fs_path(dst), recursive=True)
-        for name in files:
-            self.fs.move(self._fs_path(f"{src}/{name}"), self._fs_path(f"{dst}/{name}"))
-
-    def _delete_dir(self, uri: str) -> None:
-        with contextlib.suppress(FileNotFoundError, OSError):
-            self.fs.delete_dir(self._fs_path(uri))
-
-    def _audit_and_publish(self, ds: Dataset, version: str, staged: dict[str, list[str]], run_id: str,
-                           meta: Mapping[str, Any] | None,
-                           partition_meta: Mapping[str, Mapping[str, Any]] | None) -> WriteResult:
-        """Audit every staged file (readable, declared columns, row count), then switch the pointers."""
-        declared = {c.name for c in ds.stored_columns()} - set(ds.partition_by)
-        counts: dict[str, int] = {}
-        for key, files in staged.items():
-            rows = 0
-            for name in files:
-                uri = f"{self._version_dir(ds, key, version)}/{name}"
-                try:
-                    md = pq.read_metadata(self._fs_path(uri), filesystem=self.fs)
-                except Exception as exc:
-                    raise LakeError(f"{ds.qualified_name}: staged file {uri} is unreadable ({exc}); "
-                                    "nothing was published") from exc
-                got = set(md.schema.to_arrow_schema().names)
-                if got != declared:
-                    raise LakeError(f"{ds.qualified_name}: staged file {uri} has columns {sorted(got ^ declared)} "
-                                    "that differ from the declaration; nothing was published")
-                rows += md.num_rows
-            counts[key] = rows
-        published_at = datetime.now(UTC).isoformat()
-        for key, files in sorted(staged.items()):
-            pointer = {
-                "dataset": ds.qualified_name,
-                "partition": key,
-                "version": version,
-                "files": files,
-                "rows": counts[key],
-                "run_id": run_id,
-                "published_at": published_at,
-                "meta": {**(meta or {}), **((partition_meta or {}).get(key, {}))},
-            }
-            self._write_json_atomic(self._pointer_uri(ds, key), pointer)
-            if self.on_publish is not None:
-                self.on_publish(ds, key, self._version_dir(ds, key, version))
-            self._prune(ds, key, version)
-        self._write_json_atomic(f"{self.dataset_path(ds)}/{LAST_PUBLISH}", {
-            "dataset": ds.qualified_name, "version": version, "run_id": run_id, "published_at": published_at,
-            "partitions": len(staged)})
-        result = WriteResult(ds.qualified_name, version, counts)
-        log.info("published %s: %d rows in %d partitions", ds.qualified_name, result.rows, len(counts))
-        return result
-
-    def _prune(self, ds: Dataset, key: str, current: str) -> None:
-        folder = self._fs_path(self.dataset_path(ds) + (f"/{key}" if key else ""))
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(folder))
-        except FileNotFoundError:
-            return
-        versions = sorted(posixpath.basename(i.path) for i in infos
-                          if i.type == pafs.FileType.Directory and posixpath.basename(i.path).startswith("v"))
-        keep = set(versions[-self.keep_versions:]) | {current}
-        for name in versions:
-            if name not in keep:
-                self._delete_dir(self._uri(f"{folder}/{name}"))
-
-    def delete_partition(self, ds: Dataset, partition: Partition) -> None:
-        """Unpublish a partition (used only by explicit maintenance commands)."""
-        self._delete_dir(self.path(ds.zone, ds.name, partition))
-
-    # ---- reading ----------------------------------------------------------------------------------
-    def read_arrow(self, ds: Dataset, partitions: Iterable[str] | None = None) -> pa.Table:
-        """Published rows as one Arrow table, partition columns included (tests, small tables)."""
-        schema = ds.arrow_schema()
-        tables = []
-        for key, ptr in self.published(ds).items():
-            if partitions is not None and key not in set(partitions):
+            lo, hi = f.bounds[col]
+            if isinstance(wanted, Range):
+                if (wanted.lo is not None and hi < wanted.lo) or (wanted.hi is not None and lo > wanted.hi):
+                    return False
                 continue
-            base = self.dataset_path(ds) + (f"/{key}" if key else "")
-            values = parse_partition_key(key)
-            for name in ptr["files"]:
-                t = pq.read_table(self._fs_path(f"{base}/{ptr['version']}/{name}"), filesystem=self.fs)
-                for col in ds.partition_by:
-                    t = t.append_column(col, pa.array([values[col]] * t.num_rows, pa.string()))
-                tables.append(t.select(schema.names).cast(schema))
-        if not tables:
-            return schema.empty_table()
-        return pa.concat_tables(tables)
+            values = [wanted] if _scalar(wanted) else list(wanted)
+            if not any(lo <= v <= hi for v in values):
+                return False
+        return True
 
-    def read_pandas(self, ds: Dataset, partitions: Iterable[str] | None = None) -> pd.DataFrame:
-        return self.read_arrow(ds, partitions).to_pandas()
+    def files(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> list[str]:
+        return [f.path for f in self.data_files(ds, where, snapshot_id)]
 
-    def read_spark(self, spark: SparkSession, ds: Dataset, partitions: Iterable[str] | None = None) -> DataFrame:
-        """Published rows as a Spark DataFrame with the declared schema."""
-        files = self.files(ds, partitions)
-        schema = ds.spark_schema()
-        if not files:
-            return spark.createDataFrame([], schema)
-        data_schema = type(schema)([f for f in schema.fields if f.name not in ds.partition_by])
-        reader = spark.read.schema(data_schema)
-        if ds.partition_by:
-            reader = reader.option("basePath", self.dataset_path(ds))
-            # Partition values come from the folder names; keep them as declared strings.
-            df = reader.parquet(*files)
-        else:
-            df = reader.parquet(*files)
-        return df.select(*[f.name for f in schema.fields])
+    def partitions(self, ds: Dataset, snapshot_id: int | None = None) -> list[dict[str, str]]:
+        """The distinct ``partition_by`` values a snapshot holds rows for, sorted (read from the data)."""
+        if not ds.partition_by:
+            return [{}] if self.data_files(ds, snapshot_id=snapshot_id) else []
+        table = self.read_arrow(ds, snapshot_id=snapshot_id, columns=list(ds.partition_by))
+        if not table.num_rows:
+            return []
+        uniq = table.group_by(list(ds.partition_by)).aggregate([]).to_pylist()
+        return sorted(uniq, key=lambda r: tuple(str(r[c]) for c in ds.partition_by))
 
-    def checksum(self, ds: Dataset) -> str:
-        """Order-independent content checksum of a dataset's published rows (for idempotency checks)."""
-        table = self.read_arrow(ds)
+    def partition_values(self, ds: Dataset, column: str | None = None, snapshot_id: int | None = None) -> list[str]:
+        """Sorted values of one partition column (default: the first) present in a snapshot."""
+        column = column or ds.partition_by[0]
+        return sorted({str(p[column]) for p in self.partitions(ds, snapshot_id)})
+
+    def read_arrow(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None,
+                   columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of a snapshot matching ``where``, with the declared schema (or only ``columns``)."""
+        import pyarrow.parquet as pq
+
+        full = ds.arrow_schema()
+        wanted = list(columns) if columns is not None else full.names
+        read = list(dict.fromkeys([*wanted, *[c for c in (where or {}) if c in full.names]]))
+        schema = pa.schema([full.field(c) for c in read])
+        parts = []
+        for f in self.data_files(ds, where, snapshot_id):
+            present = set(pq.read_schema(self._fs_path(f.path), filesystem=self.fs).names)
+            t = pq.read_table(self._fs_path(f.path), filesystem=self.fs, columns=[c for c in read if c in present])
+            parts.append(_conform(_fill_missing(t, schema), schema, ds))
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        return where_mask(table, where).select(wanted)
+
+    def read_pandas(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> pd.DataFrame:
+        return self.read_arrow(ds, where, snapshot_id).to_pandas()
+
+    def checksum(self, ds: Dataset, snapshot_id: int | None = None) -> str:
+        """Order-independent content checksum of a snapshot's rows (for idempotency and crash tests)."""
+        table = self.read_arrow(ds, snapshot_id=snapshot_id)
         digest = hashlib.sha256()
         digest.update(",".join(table.column_names).encode())
         if table.num_rows:
             import pandas as pd
 
-            frame = table.to_pandas()
-            row_hashes = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
+            row_hashes = pd.util.hash_pandas_object(table.to_pandas().astype(str), index=False).to_numpy()
             row_hashes.sort()
             digest.update(row_hashes.tobytes())
         digest.update(str(table.num_rows).encode())
         return digest.hexdigest()
 
-    # ---- small files of the platform itself (run reports, quality results, registries) -------------
+    # ---- writing ----------------------------------------------------------------------------------------------
+    def replace(self, ds: Dataset, data: pa.Table, *, run_id: str, replace: Iterable[Mapping[str, Any]] | None = None,
+                stage: str = "", properties: Mapping[str, str] | None = None) -> WriteResult:
+        """Replace the rows of some partition values with ``data``, in one commit (one snapshot).
+
+        The partition values replaced are those in ``replace`` plus those present in ``data`` (a value listed
+        in ``replace`` with no rows in ``data`` ends up empty, so a rerun that now yields nothing leaves no
+        stale rows). An unpartitioned table is replaced whole. Nothing to drop and nothing to add: no commit.
+        """
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        data = _conform(data, ds.arrow_schema(), ds)
+        _check_required(data, ds)
+        groups = _group_counts(data, ds.partition_by)
+        for part in replace or ():
+            groups.setdefault(partition_key({c: part[c] for c in ds.partition_by}), 0)
+        replaced = [parse_partition_key(k) for k in groups] if ds.partition_by else []
+        key = idempotency_key(ds.qualified_name, run_id, stage, sorted(groups))
+        props = {RUN_ID: run_id, STAGE: stage, IDEMPOTENCY_KEY: key,
+                 REPLACED: _describe(replaced), **dict(properties or {})}
+        last: Exception | None = None
+        for attempt in range(self.commit_retries + 1):
+            tbl = self.table(ds, refresh=attempt > 0 or ds.qualified_name not in self._tables)
+            try:
+                result = self._commit(ds, tbl, data, replaced, groups, props)
+            except (CommitFailedException, ValidationException) as exc:
+                last = exc
+                log.warning("%s: commit lost a race with another writer (%s); retrying on the new snapshot (%d/%d)",
+                            ds.qualified_name, exc, attempt + 1, self.commit_retries)
+                continue
+            if self.on_commit is not None:
+                self.on_commit(ds, result)
+            return result
+        raise LakeError(f"{ds.qualified_name}: another writer kept committing to the table; gave up after "
+                        f"{self.commit_retries + 1} attempts ({last}). Nothing of this write was published; rerun it.")
+
+    def _commit(self, ds: Dataset, tbl: Table, data: pa.Table, replaced: list[dict[str, str]],
+                groups: dict[str, int], props: dict[str, str]) -> WriteResult:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        snap = tbl.current_snapshot()
+        old: list[Any] = []
+        keep: list[pa.Table] = []
+        if snap is not None:
+            where = {c: sorted({r[c] for r in replaced}) for c in ds.partition_by}
+            scan = tbl.scan(row_filter=where_expression(where), snapshot_id=snap.snapshot_id)
+            wanted = pa.array(sorted({"\x1f".join(str(r[c]) for c in ds.partition_by) for r in replaced}), pa.string())
+            for task in scan.plan_files():
+                if ds.partition_by:
+                    if not self._may_match(DataFile(task.file.file_path, 0, self._bounds(tbl, task.file)), where):
+                        continue
+                    rows = _conform(_fill_missing(pq.read_table(self._fs_path(task.file.file_path), filesystem=self.fs),
+                                                  ds.arrow_schema()), ds.arrow_schema(), ds)
+                    cols = [rows.column(c) for c in ds.partition_by]
+                    key = pc.binary_join_element_wise(*cols, "\x1f") if len(cols) > 1 else cols[0]
+                    hit = pc.is_in(key, value_set=wanted)
+                    if not pc.any(hit).as_py():
+                        continue
+                    rest = rows.filter(pc.invert(hit))
+                    if rest.num_rows:  # the file also holds rows of other partition values: keep them
+                        keep.append(rest)
+                old.append(task.file)
+        if not old and not data.num_rows:  # nothing to drop, nothing to add: no commit
+            return WriteResult(ds.qualified_name, snap.snapshot_id if snap else None, dict(groups))
+        new_rows = pa.concat_tables([*keep, data]) if keep else data
+        added = 0
+        with tbl.transaction() as tx:
+            with tx.update_snapshot(snapshot_properties=props).overwrite() as op:
+                for f in old:
+                    op.delete_data_file(f)
+                if new_rows.num_rows:
+                    for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=new_rows, io=tbl.io,
+                                                              write_uuid=op.commit_uuid):
+                        op.append_data_file(data_file)
+                        added += 1
+        tbl = self.table(ds, refresh=True)
+        new_snap = tbl.current_snapshot()
+        log.info("committed %s snapshot %s: %d rows in %d partition value(s), %d file(s) in, %d out",
+                 ds.qualified_name, new_snap.snapshot_id, data.num_rows, len(groups), added, len(old))
+        return WriteResult(ds.qualified_name, new_snap.snapshot_id, dict(groups), added, len(old))
+
+    # ---- history ------------------------------------------------------------------------------------------------
+    def history(self, ds: Dataset) -> list[dict[str, Any]]:
+        """Snapshots of a table, oldest first: id, time, operation, run, stage, rows added and removed."""
+        if not self.exists(ds):
+            return []
+        tbl = self.table(ds, refresh=True)
+        current = tbl.current_snapshot()
+        out = []
+        for s in tbl.snapshots():
+            summary = s.summary.additional_properties if s.summary else {}
+            out.append({
+                "snapshot_id": s.snapshot_id, "parent_id": s.parent_snapshot_id,
+                "committed_at": datetime.fromtimestamp(s.timestamp_ms / 1000, UTC).isoformat(timespec="seconds"),
+                "operation": s.summary.operation.value if s.summary else "",
+                "run_id": summary.get(RUN_ID, ""), "stage": summary.get(STAGE, ""),
+                "replaced": summary.get(REPLACED, ""),
+                "added_records": int(summary.get("added-records", 0) or 0),
+                "deleted_records": int(summary.get("deleted-records", 0) or 0),
+                "total_records": int(summary.get("total-records", 0) or 0),
+                "current": current is not None and s.snapshot_id == current.snapshot_id,
+            })
+        return out
+
+    def snapshot_of_run(self, ds: Dataset, run_id: str) -> int | None:
+        """The last snapshot a run committed to a table, else the one current when the run committed
+        elsewhere (None when the table did not exist yet)."""
+        for h in reversed(self.history(ds)):
+            if h["run_id"] == run_id:
+                return h["snapshot_id"]
+        return None
+
+    def changed_partitions(self, ds: Dataset, since: int | None) -> list[dict[str, str]] | None:
+        """Partition values whose rows may differ between snapshot ``since`` and the current one (None: all,
+        e.g. when ``since`` is None or expired). Compares the two snapshots' data files."""
+        current = self.snapshot_id(ds)
+        if since is None or current is None:
+            return None
+        if since == current:
+            return []
+        tbl = self.table(ds)
+        if tbl.snapshot_by_id(since) is None:
+            return None
+        before = {f.path: f for f in self.data_files(ds, snapshot_id=since)}
+        after = {f.path: f for f in self.data_files(ds, snapshot_id=current)}
+        changed = [before[p] for p in before.keys() - after.keys()] + [after[p] for p in after.keys() - before.keys()]
+        if not ds.partition_by:
+            return [{}] if changed else []
+        import pyarrow.parquet as pq
+
+        values: set[tuple] = set()
+        for f in changed:
+            t = pq.read_table(self._fs_path(f.path), filesystem=self.fs, columns=list(ds.partition_by))
+            values |= {tuple(r[c] for c in ds.partition_by) for r in t.group_by(list(ds.partition_by))
+                       .aggregate([]).to_pylist()}
+        return [dict(zip(ds.partition_by, v, strict=True)) for v in sorted(values)]
+
+    # ---- paths and small files of the platform itself ---------------------------------------------------------
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative.lstrip('/')}"
+
+    def _fs_path(self, uri: str) -> str:
+        """Lake URI (``file://…``, ``s3://…`` or a plain path) → path for the pyarrow filesystem."""
+        if uri.startswith("file://"):
+            return uri[len("file://"):]
+        if uri.startswith("s3://"):
+            return uri[len("s3://"):]
+        return uri
+
     def write_text(self, relative: str, text: str) -> str:
         return self.write_bytes(relative, text.encode("utf-8"))
 
@@ -425,28 +530,32 @@ class Lake:
 
     def write_bytes(self, relative: str, data: bytes) -> str:
         """Write a small file (model artifact, report) atomically: readers see the old or the new bytes."""
-        uri = f"{self.root}/{relative.lstrip('/')}"
-        target = self._fs_path(uri)
-        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        uri = self.path(relative)
+        target = self._fs_path(uri) if not self.local else str(Path(self._base) / relative.lstrip("/"))
         if self.local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
             Path(tmp).write_bytes(data)
             Path(tmp).replace(target)
-        else:
+        else:  # one PUT: S3 never shows a half-written object
+            self.fs.create_dir(posixpath.dirname(target), recursive=True)
             with self.fs.open_output_stream(target) as fh:
                 fh.write(data)
         return uri
 
+    def _small_path(self, relative: str) -> str:
+        return str(Path(self._base) / relative.lstrip("/")) if self.local else f"{self._base}/{relative.lstrip('/')}"
+
     def read_bytes(self, relative: str) -> bytes | None:
         try:
-            with self.fs.open_input_stream(self._fs_path(f"{self.root}/{relative.lstrip('/')}")) as fh:
+            with self.fs.open_input_stream(self._small_path(relative)) as fh:
                 return fh.read()
         except (FileNotFoundError, OSError):
             return None
 
     def list_files(self, relative: str) -> list[str]:
         """Relative paths of the files under a folder of the lake (sorted)."""
-        base = self._fs_path(f"{self.root}/{relative.strip('/')}")
+        base = self._small_path(relative.strip("/"))
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True))
         except FileNotFoundError:
@@ -454,11 +563,29 @@ class Lake:
         rel_root = len(self._base) + 1
         return sorted(i.path[rel_root:] for i in infos if i.type == pafs.FileType.File)
 
+    def delete_file(self, relative: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_file(self._small_path(relative))
 
-# ---- helpers ------------------------------------------------------------------------------------
-def _conform(table: pa.Table, ds: Dataset) -> pa.Table:
-    """Select and cast to the declared stored schema; fail clearly on a missing column."""
-    schema = ds.arrow_schema()
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def idempotency_key(dataset: str, run_id: str, stage: str, partitions: Sequence[str]) -> str:
+    return hashlib.sha256("|".join([dataset, run_id, stage, *partitions]).encode()).hexdigest()[:24]
+
+
+def _describe(replaced: list[dict[str, str]]) -> str:
+    """A short description of the replaced partition values for the snapshot summary."""
+    if not replaced:
+        return "all"
+    cols = list(replaced[0])
+    if len(cols) == 1:
+        values = sorted(r[cols[0]] for r in replaced)
+        return f"{cols[0]}={values[0]}" if len(values) == 1 else f"{cols[0]}={values[0]}..{values[-1]} ({len(values)})"
+    return f"{len(replaced)} partition values of {', '.join(cols)}"
+
+
+def _conform(table: pa.Table, schema: pa.Schema, ds: Dataset) -> pa.Table:
+    """Select and cast to the declared schema; fail clearly on a missing column or a type that does not fit."""
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise LakeError(f"{ds.qualified_name}: data lacks declared columns {missing}")
@@ -468,22 +595,29 @@ def _conform(table: pa.Table, ds: Dataset) -> pa.Table:
         raise LakeError(f"{ds.qualified_name}: data does not fit the declared types: {exc}") from exc
 
 
-def _split(table: pa.Table, partition_by: Sequence[str]) -> dict[str, pa.Table]:
-    """The rows of each partition, in their original order: one stable sort and one ``take`` over the
-    whole table, then zero-copy slices (a ``take`` per partition over a many-chunk table is quadratic)."""
+def _fill_missing(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Columns a file lacks (written before a column was added to the declaration) as nulls."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(pa.field(f.name, f.type, True), pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def _check_required(table: pa.Table, ds: Dataset) -> None:
+    bad = [c.name for c in ds.stored_columns() if not c.nullable and table.column(c.name).null_count]
+    if bad:
+        raise LakeError(f"{ds.qualified_name}: required column(s) {', '.join(bad)} hold nulls; nothing was published")
+
+
+def _group_counts(table: pa.Table, partition_by: Sequence[str]) -> dict[str, int]:
     if not partition_by:
-        return {"": table}
-    if table.num_rows == 0:
+        return {"": table.num_rows}
+    if not table.num_rows:
         return {}
-    keys = [partition_key(row) for row in table.select(list(partition_by)).to_pylist()]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    if any(i != j for i, j in enumerate(order)):
-        table = table.take(pa.array(order, pa.int64()))
-    table = table.combine_chunks()
-    groups: dict[str, pa.Table] = {}
-    start = 0
-    for i in range(1, len(order) + 1):
-        if i == len(order) or keys[order[i]] != keys[order[start]]:
-            groups[keys[order[start]]] = table.slice(start, i - start)
-            start = i
-    return groups
+    counts = table.group_by(list(partition_by)).aggregate([([], "count_all")]).to_pylist()
+    return {partition_key({c: r[c] for c in partition_by}): r["count_all"] for r in counts}
+
+
+def day_partitions(days: Iterable[Any]) -> list[dict[str, str]]:
+    """``[{"dt": "2024-01-01"}, ...]`` for some days (dates or ISO strings)."""
+    return [{PARTITION_COLUMN: d if isinstance(d, str) else d.isoformat()} for d in days]

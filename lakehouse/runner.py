@@ -1,35 +1,55 @@
-"""Run registered stages in dependency order in one process, on one Spark session.
+"""Run declared stages in dependency order, in one process, on one engine.
 
-A stage that fails is reported with its error; the stages that depend on it are skipped, the others
-still run, and whatever was published before stays published. The run summary (rows in, out,
-quarantined and de-duplicated per dataset; seconds per stage; warnings) is returned, written to the
-lake under ``_meta/runs/<run id>.json`` and printed by the CLI.
+A stage that fails is reported with its error; the stages that depend on it are skipped, the others still
+run, and whatever was committed before stays committed. The run summary (rows in, out, quarantined and
+de-duplicated per dataset; seconds per stage; warnings) is returned, written to the lake under
+``_meta/runs/<run id>.json`` and printed by the CLI.
+
+**Skipping what has nothing new.** Each stage leaves a small state file (``_meta/stages/<stage>.json``): for
+the days it ran, a *signature* of everything its output was decided from (the snapshot of every table it
+read, its settings section, the code of its package, the library versions) and the snapshots it committed.
+A rerun whose signature matches, and whose outputs are still those snapshots, is ``unchanged``: nothing runs
+(``platform.skip_unchanged = false`` forces it). When only inputs changed, the stage learns which partition
+values changed since it last consumed them (:meth:`RunContext.changed`); when its settings or code changed,
+it is told to rebuild (:attr:`RunContext.rebuild`), so a changed threshold recomputes what it affects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from lakehouse import catalog
+import schemas
+from lakehouse.agents import PLATFORM, Stage, registry
 from lakehouse.config import Settings
 from lakehouse.context import RunContext
-from lakehouse.stages import Stage, plan
 
 log = logging.getLogger(__name__)
+STATE_DIR = "_meta/stages"
+RUNS_DIR = "_meta/runs"
+#: Kinds the runner never skips: ingestion reads landing files (not tables), maintenance is housekeeping.
+NEVER_SKIPPED = ("ingest", "maintenance")
+#: Settings sections a platform stage's output depends on.
+PLATFORM_SECTIONS = {"quality": ("quality",), "ingest": ("quality",)}
+LIBRARIES = ("ibis-framework", "duckdb", "pyiceberg", "pyarrow", "pyspark", "scikit-learn", "pandas")
+KEEP_RUNS = 60
 
 
 @dataclass
 class StageReport:
     name: str
     agent: str
-    status: str = "pending"  # ok | failed | skipped
+    status: str = "pending"  # ok | unchanged | failed | skipped
     seconds: float = 0.0
     error: str | None = None
 
@@ -43,10 +63,12 @@ class RunSummary:
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
 
     @property
     def ok(self) -> bool:
-        return all(s.status == "ok" for s in self.stages)
+        return all(s.status in ("ok", "unchanged") for s in self.stages)
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "ok": self.ok}, indent=1, default=str)
@@ -62,45 +84,167 @@ class StageObserver:
     def progress(self, description: str, completed: int, total: int) -> None: ...
 
 
+# ---- fingerprints -------------------------------------------------------------------------------------------
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@cache
+def _files_digest(folders: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for folder in folders:
+        root = Path(folder)
+        if not root.exists():
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".toml", ".json",
+                                                                                       ".yaml", ".j2", ".sql")):
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+@cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in LIBRARIES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            out.append((name, ""))
+    return tuple(out)
+
+
+def code_version(stage: Stage) -> str:
+    """A fingerprint of the code and declarations a stage's output depends on: the platform package, the
+    dataset declarations and suites, and the stage's agent package with its models."""
+    import lakehouse
+
+    project = Path(lakehouse.__file__).resolve().parents[1]
+    folders = [str(Path(lakehouse.__file__).resolve().parent), str(schemas.DATASETS_DIR),
+               str(project / "expectations")]
+    if stage.agent != PLATFORM:
+        agent = registry().agents[stage.agent]
+        folders.append(str(agent.root))
+        folders.append(str(project / "models" / stage.agent))
+    return _hash(_files_digest(tuple(folders)), _library_versions())
+
+
+def settings_version(settings: Settings, stage: Stage) -> str:
+    sections = PLATFORM_SECTIONS.get(stage.name, ()) if stage.agent == PLATFORM else (stage.agent,)
+    values = {s: settings.values.get(s) for s in sections}
+    return _hash(values, settings.platform.engine)
+
+
+# ---- stage state ------------------------------------------------------------------------------------------------
+def _state_path(stage: Stage) -> str:
+    return f"{STATE_DIR}/{stage.name}.json"
+
+
+def load_state(ctx: RunContext, stage: Stage) -> dict[str, Any]:
+    text = ctx.lake.read_text(_state_path(stage))
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        ctx.warn(f"stage state {ctx.lake.path(_state_path(stage))} is unreadable: the stage runs in full")
+        return {}
+
+
+def _dates_key(dates: list[date], params: dict[str, Any]) -> str:
+    key = f"{dates[0].isoformat()}..{dates[-1].isoformat()}"
+    return key + (f"|{json.dumps(params, sort_keys=True)}" if params else "")
+
+
 def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str] | None = None,
-                 stages: Iterable[str] | None = None, observer: StageObserver | None = None,
-                 run_id: str | None = None, context_factory: Callable[..., RunContext] = RunContext.create,
+                 stages: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                 observer: StageObserver | None = None, run_id: str | None = None,
+                 context_factory: Callable[..., RunContext] = RunContext.create,
                  refresh_catalog: bool = True, params: dict[str, Any] | None = None) -> RunSummary:
     observer = observer or StageObserver()
-    ordered = plan(agents=list(agents) if agents else None, names=list(stages) if stages else None)
+    reg = registry()
+    plan_kwargs: dict[str, Any] = {"agents": list(agents) if agents else None,
+                                   "names": list(stages) if stages else None}
+    if kinds is not None:
+        plan_kwargs["kinds"] = list(kinds)
+    ordered = reg.plan(**plan_kwargs)
     ctx = context_factory(settings, dates, run_id=run_id, progress=observer.progress, params=dict(params or {}))
-    summary = RunSummary(ctx.run_id, dates[0].isoformat(), dates[-1].isoformat())
+    summary = RunSummary(ctx.run_id, dates[0].isoformat(), dates[-1].isoformat(),
+                         started_at=ctx.started_at.isoformat(timespec="seconds"))
+    skip_unchanged = bool(settings.get("platform.skip_unchanged"))
     t_run = time.perf_counter()
     failed: list[Stage] = []
-    for i, st in enumerate(ordered):
-        report = StageReport(st.name, st.agent)
-        summary.stages.append(report)
-        blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
-        if blocker:
-            report.status, report.error = "skipped", f"depends on failed stage {blocker}"
-            failed.append(st)
+    try:
+        for i, st in enumerate(ordered):
+            report = StageReport(st.name, st.agent)
+            summary.stages.append(report)
+            blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
+            if blocker:
+                report.status, report.error = "skipped", f"depends on failed stage {blocker}"
+                failed.append(st)
+                observer.stage_finished(report)
+                continue
+            observer.stage_started(st, i, len(ordered))
+            t0 = time.perf_counter()
+            try:
+                report.status = _run_stage(ctx, st, dates, skip_unchanged)
+            except Exception as exc:
+                report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
+                failed.append(st)
+            finally:
+                ctx.stage = None
+            report.seconds = round(time.perf_counter() - t0, 3)
             observer.stage_finished(report)
-            continue
-        observer.stage_started(st, i, len(ordered))
-        ctx.current_stage = st.name
-        t0 = time.perf_counter()
-        try:
-            st.func(ctx)
-            report.status = "ok"
-        except Exception as exc:
-            report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
-            failed.append(st)
-        report.seconds = round(time.perf_counter() - t0, 3)
-        observer.stage_finished(report)
-    ctx.current_stage = ""
-    if refresh_catalog:
-        catalog.refresh(settings, ctx.lake)
+        if refresh_catalog:
+            from lakehouse.environment import sql_catalog
+
+            t0 = time.perf_counter()
+            try:
+                sql_catalog(settings).refresh(ctx.lake)
+            except Exception as exc:  # the lake is committed; a stale catalog is a warning, not a failed run
+                ctx.warn(f"the SQL catalog was not refreshed ({type(exc).__name__}: {exc}); "
+                         "`msp catalog refresh` retries")
+            log.info("catalog refreshed in %.1f s", time.perf_counter() - t0)
+    finally:
+        ctx.close()
     summary.seconds = round(time.perf_counter() - t_run, 3)
+    summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     summary.counts = {k: asdict(v) for k, v in sorted(ctx.counts.items())}
     summary.warnings = list(ctx.warnings)
-    ctx.lake.write_text(f"_meta/runs/{ctx.run_id}.json", summary.to_json())
+    ctx.lake.write_text(f"{RUNS_DIR}/{ctx.run_id}.json", summary.to_json())
     return summary
+
+
+def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bool) -> str:
+    """Run one stage (or find it unchanged); returns its status."""
+    reg = registry()
+    state = load_state(ctx, st)
+    settings_code = _hash(settings_version(ctx.settings, st), code_version(st))
+    inputs = {name: ctx.lake.snapshot_id(schemas.get(name)) for name in sorted(reg.inputs(st))}
+    key = _dates_key(dates, ctx.params)
+    signature = _hash(settings_code, inputs, key)
+    previous = (state.get("runs") or {}).get(key)
+    if (skip_unchanged and st.kind not in NEVER_SKIPPED and previous
+            and previous.get("signature") == signature
+            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in (previous.get("outputs") or {}).items())):
+        ctx.count(f"stage:{st.name}").notes.append(f"unchanged since run {previous.get('run_id')}")
+        return "unchanged"
+    ctx.stage = st
+    ctx.rebuild = state.get("settings_code") != settings_code
+    ctx.last_inputs = dict(state.get("inputs") or {})
+    ctx.consumed = {}
+    st.func(ctx)
+    # what the stage's output now is, for the next run's comparison
+    outputs = {d: ctx.lake.snapshot_id(schemas.get(d)) for d in sorted(reg.outputs(st))}
+    runs = dict(state.get("runs") or {})
+    runs[key] = {"signature": signature, "outputs": outputs, "run_id": ctx.run_id,
+                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_RUNS:])
+    ctx.lake.write_text(_state_path(st), json.dumps({
+        "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
+    return "ok"
 
 
 def _depends(stage: Stage, failed: Stage, ordered: list[Stage]) -> bool:

@@ -9,7 +9,7 @@ A declaration looks like this::
 
     name: tickets
     zone: raw                      # raw | processed | analytics/<kind> | quarantine
-    owner: platform                # platform | cpi | spo | ram | sli | dsa | vcm
+    owner: platform                # platform, or the name of the agent that writes it
     source: psa                    # raw only: the landing folder the files arrive in
     format: csv                    # raw only: csv | jsonl | document
     description: Service-desk tickets as exported by the PSA.
@@ -47,12 +47,14 @@ EVENTS_DIR = SCHEMAS_DIR / "events"
 
 ZONE_ROOTS = ("raw", "processed", "analytics", "quarantine", "ml-models", "events")
 ANALYTICS_KINDS = ("daily-summaries", "monthly-reports", "kpi-metrics", "predictions")
-OWNERS = ("platform", "cpi", "spo", "ram", "sli", "dsa", "vcm")
+#: An owner is ``platform`` or an agent's name; the agent registry checks that the agent exists.
+OWNER_NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 RAW_FORMATS = ("csv", "jsonl", "document")
 
 #: Columns added to every raw row at ingestion, kept through processed for lineage.
 LINEAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("_source_file", "string", "Landing file the row came from, relative to the landing root"),
+    ("_source_hash", "string", "SHA-256 of that landing file (ingestion knows from it which files it has loaded)"),
     ("_row_number", "long", "1-based data row number inside the source file (header excluded)"),
     ("_row_hash", "string", "SHA-256 of the row's source values, used for de-duplication"),
     ("_ingested_at", "timestamp", "UTC time the row was ingested"),
@@ -142,10 +144,18 @@ class Dataset:
         """Glue database of this dataset: one per zone root (``msp_raw``, ``msp_processed``, ...)."""
         return f"{prefix}_{self.zone_root.replace('-', '_')}"
 
+    def location(self, lake_root: str) -> str:
+        """Where the table lives in a lake (``<root>/<zone>/<name>``): its Iceberg table location, and the
+        URI of its Airflow asset (``file://...`` locally, ``s3://...`` on AWS) that lineage tools follow."""
+        root = lake_root.rstrip("/")
+        if "://" not in root:
+            root = "file://" + (root if root.startswith("/") else "/" + root)
+        return f"{root}/{self.zone}/{self.name}"
+
     @property
-    def asset_uri(self) -> str:
-        """Stable URI used for Airflow Assets and lineage; independent of where the lake lives."""
-        return f"msp://{self.zone}/{self.name}"
+    def table_identifier(self) -> tuple[str, str]:
+        """(namespace, table) in the lake's Iceberg catalog: one namespace per zone root."""
+        return (self.zone_root.replace("-", "_"), self.name)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -187,6 +197,38 @@ class Dataset:
         import pyarrow as pa
 
         return pa.schema([pa.field(c.name, _arrow_type(c), c.nullable) for c in self.stored_columns()])
+
+    def iceberg_schema(self):
+        """The Iceberg schema of the stored table (field ids in declaration order, from 1)."""
+        from pyiceberg.schema import Schema
+        from pyiceberg.types import NestedField
+
+        return Schema(*[NestedField(i, c.name, _iceberg_type(c), required=not c.nullable)
+                        for i, c in enumerate(self.stored_columns(), start=1)])
+
+    def partition_spec(self):
+        """The Iceberg partition spec: an identity partition per ``partition_by`` column, except the export
+        day ``dt`` (``YYYY-MM-DD``), whose files are grouped by month (``truncate(7)``) so that a daily table
+        holds a few files per month, not one per day; file statistics still prune reads to single days."""
+        from pyiceberg.partitioning import PartitionField, PartitionSpec
+        from pyiceberg.transforms import IdentityTransform, TruncateTransform
+
+        ids = {c.name: i for i, c in enumerate(self.stored_columns(), start=1)}
+        fields = []
+        for j, p in enumerate(self.partition_by):
+            if p == PARTITION_COLUMN:
+                fields.append(PartitionField(source_id=ids[p], field_id=1000 + j, transform=TruncateTransform(7),
+                                             name=f"{p}_month"))
+            else:
+                fields.append(PartitionField(source_id=ids[p], field_id=1000 + j, transform=IdentityTransform(),
+                                             name=p))
+        return PartitionSpec(*fields)
+
+    def ibis_schema(self):
+        """The Ibis schema of the stored table (what jobs see when they read it)."""
+        import ibis
+
+        return ibis.schema({c.name: _ibis_type(c) for c in self.stored_columns()})
 
     def pandas_dtypes(self) -> dict[str, str]:
         """pandas dtypes (nullable extension types) of the stored table."""
@@ -324,6 +366,26 @@ def _arrow_type(c: Column):
             "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us", tz="UTC")}[c.type]
 
 
+def _iceberg_type(c: Column):
+    from pyiceberg import types as I
+
+    if c.decimal:
+        return I.DecimalType(*c.decimal)
+    return {"string": I.StringType(), "int": I.IntegerType(), "long": I.LongType(), "double": I.DoubleType(),
+            "boolean": I.BooleanType(), "date": I.DateType(), "timestamp": I.TimestamptzType()}[c.type]
+
+
+def _ibis_type(c: Column):
+    import ibis.expr.datatypes as dt
+
+    nullable = c.nullable
+    if c.decimal:
+        return dt.Decimal(*c.decimal, nullable=nullable)
+    return {"string": dt.String, "int": dt.Int32, "long": dt.Int64, "double": dt.Float64, "boolean": dt.Boolean,
+            "date": dt.Date}.get(c.type, lambda nullable: dt.Timestamp(timezone="UTC", nullable=nullable))(
+        nullable=nullable)
+
+
 def _pandas_dtype(c: Column) -> str:
     if c.decimal:
         return "object"
@@ -365,8 +427,8 @@ def _parse(path: Path) -> Dataset:
         raise SchemaError(f"{where}: zone {zone!r} is not one of {ZONE_ROOTS}")
     if root == "analytics" and zone.split("/", 1)[-1] not in ANALYTICS_KINDS:
         raise SchemaError(f"{where}: analytics zone must be analytics/<{'|'.join(ANALYTICS_KINDS)}>")
-    if doc["owner"] not in OWNERS:
-        raise SchemaError(f"{where}: owner {doc['owner']!r} is not one of {OWNERS}")
+    if not isinstance(doc["owner"], str) or not OWNER_NAME.match(doc["owner"]):
+        raise SchemaError(f"{where}: owner {doc['owner']!r} must be 'platform' or an agent's name")
     if root == "raw":
         if doc.get("format") not in RAW_FORMATS:
             raise SchemaError(f"{where}: raw datasets need format: one of {RAW_FORMATS}")

@@ -1,0 +1,38 @@
+"""The platform's own stages, declared like an agent's (see :mod:`lakehouse.agents`).
+
+=====================  ===========  =========================================================================
+stage                  kind         what it does
+=====================  ===========  =========================================================================
+``ingest``             ingest       landing files → ``raw.*`` with lineage; malformed files to
+                                    ``quarantine.rejected_files``
+``quality``            gate         ``raw.*`` → ``processed.*`` through the quality gate; refused rows to
+                                    ``quarantine.*`` with the rules they broke
+``events.dispatch``    dispatch     new ``events.outbox`` rows → ``events.inbox``, one row per consuming agent
+                                    (and EventBridge on AWS)
+``lake.maintain``      maintenance  expire old snapshots, compact small files, remove orphan files (weekly)
+=====================  ===========  =========================================================================
+"""
+
+from __future__ import annotations
+
+from lakehouse.agents import Agent, Stage
+
+PLATFORM_STAGES = Agent(
+    name="platform",
+    title="Platform",
+    package=__name__,
+    summary="ingestion, the quality gate, event dispatch and table maintenance",
+    stages=(
+        Stage("ingest", "lakehouse.ingest:run", kind="ingest", writes=("raw.*", "quarantine.rejected_files"),
+              description="Landing files → raw tables with lineage; malformed files reported, good files loaded."),
+        Stage("quality", "lakehouse.quality.gate:run", kind="gate", reads=("raw.*",),
+              writes=("processed.*", "quarantine.*"),
+              description="Raw → processed through the quality gate; refused rows to quarantine with the rules "
+                          "they broke."),
+        Stage("events.dispatch", "lakehouse.events:dispatch", kind="dispatch", reads=("events.outbox",),
+              writes=("events.inbox",),
+              description="Route new outbox events to the agents that consume them (EventBridge on AWS)."),
+        Stage("lake.maintain", "lakehouse.maintenance:run", kind="maintenance",
+              description="Expire old snapshots, compact small files and remove orphan files of every table."),
+    ),
+)
