@@ -1,7 +1,9 @@
 """``msp``: the command line of the lakehouse.
 
-Core commands live here; agents and platform parts add theirs through a ``register(subparsers)``
-function in the modules of ``COMMAND_MODULES``.
+Core commands live here; platform parts add theirs through a ``register(subparsers)`` function in the
+modules of ``COMMAND_MODULES``, and every agent adds its ``msp <agent> ...`` commands through the ``cli`` of
+its declaration (:mod:`lakehouse.agents`). A mistake of the user (a bad date, an unknown stage, a setting
+out of range, SQL that does not parse) prints one line and exits with 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 
 from lakehouse.config import ConfigError, Settings, load_settings
 
-COMMAND_MODULES = ("lakehouse.synth.cli", "lakehouse.bench", "lakehouse.quality.cli", "jobs.cpi.cli")
+COMMAND_MODULES = ("lakehouse.synth.cli", "lakehouse.bench", "lakehouse.quality.cli", "lakehouse.lakecli")
 
 # Full-width tables when output goes to a file or a CI log (rich would wrap at 80 columns).
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
@@ -40,14 +42,20 @@ def run_dates(args: argparse.Namespace) -> list[date]:
     from lakehouse.context import date_range
 
     if args.date and (args.date_from or args.date_to):
-        raise SystemExit("use either --date or --from/--to, not both")
+        raise UsageError("use either --date or --from/--to, not both")
     if args.date:
         return [args.date]
     if args.date_from or args.date_to:
         if not (args.date_from and args.date_to):
-            raise SystemExit("--from and --to go together")
+            raise UsageError("--from and --to go together")
+        if args.date_to < args.date_from:
+            raise UsageError(f"--to {args.date_to} is before --from {args.date_from}")
         return date_range(args.date_from, args.date_to)
     return [datetime.now(UTC).date() - timedelta(days=1)]
+
+
+class UsageError(ValueError):
+    """The command line asks for something impossible; the message says what to do instead."""
 
 
 class RichObserver:
@@ -82,7 +90,8 @@ class RichObserver:
 
     def stage_finished(self, report):
         self.bar.advance(self.stages)
-        mark = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}[report.status]
+        mark = {"ok": "[green]ok[/]", "unchanged": "[dim]unchanged[/]", "failed": "[red]FAILED[/]",
+                "skipped": "[yellow]skipped[/]"}[report.status]
         console.print(f"  {report.name:<32} {mark} {report.seconds:>7.1f}s" +
                       (f"  {report.error}" if report.error else ""))
 
@@ -117,11 +126,11 @@ def print_summary(summary) -> None:
             console.print(f"  [yellow]![/] {w}")
 
 
-def execute(settings: Settings, dates: list[date], agents=None, stages=None):
+def execute(settings: Settings, dates: list[date], agents=None, stages=None, kinds=None):
     from lakehouse.runner import run_pipeline
 
     with RichObserver() as observer:
-        summary = run_pipeline(settings, dates, agents=agents, stages=stages, observer=observer)
+        summary = run_pipeline(settings, dates, agents=agents, stages=stages, kinds=kinds, observer=observer)
     print_summary(summary)
     return summary
 
@@ -157,38 +166,55 @@ def cmd_config(args, settings: Settings) -> int:
 
 
 def cmd_run(args, settings: Settings) -> int:
-    summary = execute(settings, run_dates(args), agents=args.agents, stages=args.stages)
+    if args.force:
+        settings = settings.with_overrides(skip_unchanged=False)
+    summary = execute(settings, run_dates(args), agents=args.agents, stages=args.stages, kinds=args.kinds)
     return 0 if summary.ok else 1
 
 
 def cmd_stages(args, settings: Settings) -> int:
-    from lakehouse.stages import plan
+    from lakehouse.agents import STAGE_KINDS, registry
 
-    table = Table(title="Stages in run order", title_justify="left")
-    for col in ("stage", "agent", "reads", "writes", "what it does"):
+    reg = registry()
+    table = Table(title="Stages in run order (msp run runs the daily kinds; the others run when named or on "
+                        "their own schedule)", title_justify="left")
+    for col in ("stage", "agent", "kind", "reads", "writes", "what it does"):
         table.add_column(col)
-    for s in plan(agents=args.agents):
-        table.add_row(s.name, s.agent, "\n".join(s.reads), "\n".join(s.writes), s.description)
+    for s in reg.plan(agents=args.agents, kinds=STAGE_KINDS):
+        table.add_row(s.name, s.agent, s.kind, "\n".join(s.reads), "\n".join(s.writes), s.description)
+    console.print(table)
+    return 0
+
+
+def cmd_agents(args, settings: Settings) -> int:
+    from lakehouse.agents import registry
+
+    reg = registry()
+    table = Table(title="Agents", title_justify="left")
+    for col in ("agent", "title", "stages", "emits", "consumes", "settings", "docs"):
+        table.add_column(col)
+    for a in reg.agents.values():
+        keys = len(settings.values.get(a.name, {}))
+        table.add_row(a.name, a.title, "\n".join(f"{s.name} ({s.kind})" for s in a.stages), "\n".join(a.emits),
+                      "\n".join(f"{t} -> {h}" for t, h in a.consumes.items()), f"[{a.name}] {keys} keys",
+                      a.docs or "")
     console.print(table)
     return 0
 
 
 def cmd_sql(args, settings: Settings) -> int:
+    from lakehouse.environment import sql_catalog
+
     query = args.query if args.query != "-" else sys.stdin.read()
-    if settings.catalog_kind == "duckdb":
+    try:
+        frame = sql_catalog(settings).query(query, as_of=args.as_of)
+    except Exception as exc:  # the analyst's SQL, not our bug: the message, no traceback
         import duckdb
 
-        from lakehouse.catalog import query_duckdb
-
-        try:
-            frame = query_duckdb(settings, query)
-        except duckdb.Error as exc:  # the analyst's SQL, not our bug: the message, no traceback
+        if isinstance(exc, duckdb.Error):
             err.print(f"[red]SQL error:[/] {exc}", markup=True, highlight=False)
             return 2
-    else:
-        import awswrangler as wr
-
-        frame = wr.athena.read_sql_query(query, database=f"{settings.glue_database_prefix}_analytics")
+        raise
     print_frame(frame, args.format)
     return 0
 
@@ -203,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msp", description="The MSP lakehouse: ingest, validate, analyse.")
     parser.add_argument("--config", help="TOML config file (default: $MSP_CONFIG or ./msp.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("config", help="print the effective settings and where each came from")
@@ -214,16 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="date_from", type=_date)
     p.add_argument("--to", dest="date_to", type=_date)
     p.add_argument("--agents", nargs="+", metavar="AGENT", help="only these agents' stages (platform always runs)")
-    p.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages")
+    p.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (of any kind)")
+    p.add_argument("--kinds", nargs="+", metavar="KIND",
+                   help="only stages of these kinds (default: the daily ones; e.g. --kinds train)")
+    p.add_argument("--force", action="store_true",
+                   help="run every stage even when its inputs, settings and code are unchanged")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("stages", help="list the registered stages in run order")
+    p = sub.add_parser("stages", help="list every declared stage in run order, with its kind")
     p.add_argument("--agents", nargs="+", metavar="AGENT")
     p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("agents", help="list the declared agents: stages, events emitted and consumed, settings")
+    p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("sql", help="query the lake's catalog (DuckDB locally, Athena on AWS)")
     p.add_argument("query", help="SQL text, or - to read it from stdin")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--as-of", metavar="RUN_ID|TIMESTAMP",
+                   help="read the tables as they were after that run (or at that ISO time)")
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("demo", help="generate a sample MSP if the lake is empty, run everything, show results")
@@ -233,27 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    from lakehouse.agents import registry
+
+    for agent in registry().agents.values():
+        agent.register_cli(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    from lakehouse.agents import DeclarationError
+    from lakehouse.lake import LakeError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
         settings = load_settings(args.config)
         return int(args.func(args, settings) or 0)
-    except ConfigError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
-        return 2
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return 2
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted: published data is unchanged[/]")
+        err.print("[yellow]interrupted: what was committed stays, nothing half-written is visible[/]")
         return 130
+    except (ConfigError, UsageError, DeclarationError, LakeError, FileNotFoundError, PermissionError,
+            LookupError, ValueError) as exc:
+        if debug:
+            raise
+        label = {ConfigError: "configuration error", DeclarationError: "declaration error"}.get(type(exc), "error")
+        err.print(f"[red]{label}:[/] {exc}", highlight=False)
+        return 2
+    except OSError as exc:  # a full disk, a read-only home: say which file, and that committed data is safe
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "") +
+                  " (what was committed before stays; nothing half-written is visible)", highlight=False)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
