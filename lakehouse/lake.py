@@ -589,9 +589,13 @@ def _conform(table: pa.Table, schema: pa.Schema, ds: Dataset) -> pa.Table:
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise LakeError(f"{ds.qualified_name}: data lacks declared columns {missing}")
+    nulls = [f.name for f in schema if not f.nullable and table.column(f.name).null_count]
+    if nulls:
+        raise LakeError(f"{ds.qualified_name}: required column(s) {', '.join(nulls)} hold nulls; nothing was "
+                        "published")
     try:
         return table.select(schema.names).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
         raise LakeError(f"{ds.qualified_name}: data does not fit the declared types: {exc}") from exc
 
 

@@ -1,11 +1,18 @@
-"""The lake: paths, idempotent reruns, and write-audit-publish under failure."""
+"""The lake on Iceberg: one snapshot per replace, idempotent reruns, readers that see whole snapshots, two
+writers that never append twice, time travel, maintenance, and clear errors on bad data or metadata."""
 
 from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from lakehouse.lake import Lake, LakeError
+from lakehouse.environment import forget_catalogs, table_catalog
+from lakehouse.lake import Lake, LakeError, Range
+from lakehouse.maintenance import compact, expire, remove_orphans
 from schemas import Column, Dataset
 
 EVENTS = Dataset(
@@ -14,148 +21,192 @@ EVENTS = Dataset(
              Column("hours", "double")),
     primary_key=("event_id",),
 )
-DAILY = Dataset(name="demo_daily", zone="analytics/daily-summaries", owner="cpi", description="test",
-                columns=(Column("client_id", "string"), Column("n", "long")), primary_key=("client_id",))
+MONTHLY = Dataset(name="demo_monthly", zone="analytics/monthly-reports", owner="platform", description="test",
+                  columns=(Column("client_id", "string", nullable=False), Column("n", "long"),
+                           Column("month", "string", nullable=False)),
+                  primary_key=("client_id", "month"), partition_by=("month",))
+WHOLE = Dataset(name="demo_whole", zone="processed", owner="platform", description="unpartitioned",
+                columns=(Column("k", "string", nullable=False), Column("v", "long")), primary_key=("k",),
+                partition_by=())
 
 
-def table(rows):
-    from decimal import Decimal
-
+def rows(*items):
     return pa.table({
-        "event_id": [r[0] for r in rows],
-        "amount": pa.array([Decimal(str(r[1])) for r in rows], pa.decimal128(12, 2)),
-        "hours": [float(r[2]) for r in rows],
-        "dt": [r[3] for r in rows],
+        "event_id": [r[0] for r in items],
+        "amount": pa.array([Decimal(str(r[1])) for r in items], pa.decimal128(12, 2)),
+        "hours": [float(r[2]) for r in items],
+        "dt": [r[3] for r in items],
     })
 
 
-ROWS = [("a", 10.5, 1, "2024-01-01"), ("b", 3, 2, "2024-01-01"), ("c", 7.25, 0.5, "2024-01-02")]
+JAN = [("a", 10.5, 1, "2024-01-01"), ("b", 3, 2, "2024-01-01"), ("c", 7.25, 0.5, "2024-01-02")]
 
 
-def test_path_function_maps_zone_dataset_partition(tmp_path):
-    lake = Lake(str(tmp_path))
-    assert lake.path("raw", "tickets", {"dt": "2024-01-01"}) == f"{tmp_path}/raw/tickets/dt=2024-01-01"
-    assert lake.path("analytics/kpi-metrics", "msp_kpis") == f"{tmp_path}/analytics/kpi-metrics/msp_kpis"
-    with pytest.raises(ValueError, match="unknown zone"):
-        lake.path("gold", "x")
+@pytest.fixture
+def lake(settings):
+    forget_catalogs()
+    return Lake.from_settings(settings)
 
 
-def test_every_zone_is_written_where_the_path_function_says(tmp_path):
-    lake = Lake(str(tmp_path))
-    for ds in (EVENTS, DAILY):
-        data = table(ROWS) if ds is EVENTS else pa.table(
-            {"client_id": ["x"], "n": pa.array([1], pa.int64()), "dt": ["2024-01-05"]})
-        result = lake.write_arrow(ds, data, run_id="run-1")
-        for key in result.partitions:
-            folder = tmp_path.joinpath(*lake.path(ds.zone, ds.name, dict([key.split("=")]))
-                                       [len(str(tmp_path)) + 1:].split("/"))
-            assert (folder / "_CURRENT").is_file()
-            files = lake.files(ds, [key])
-            assert files and all(f.startswith(str(folder) + "/v") for f in files)
-    assert lake.partitions(EVENTS) == ["dt=2024-01-01", "dt=2024-01-02"]
-    assert lake.read_arrow(DAILY).num_rows == 1
+def ids(lake, ds=EVENTS, **kw):
+    return sorted(lake.read_arrow(ds, **kw).column(ds.primary_key[0]).to_pylist())
 
 
-def test_write_reports_rows_per_partition(tmp_path):
-    result = Lake(str(tmp_path)).write_arrow(EVENTS, table(ROWS), run_id="run-1")
+def test_a_replace_is_one_snapshot_recording_its_run_stage_and_key(lake):
+    result = lake.replace(EVENTS, rows(*JAN), run_id="run-1", stage="test.stage")
     assert result.partitions == {"dt=2024-01-01": 2, "dt=2024-01-02": 1}
-    assert result.rows == 3
+    hist = lake.history(EVENTS)
+    assert len(hist) == 1
+    assert (hist[0]["run_id"], hist[0]["stage"], hist[0]["added_records"]) == ("run-1", "test.stage", 3)
+    assert hist[0]["replaced"] == "dt=2024-01-01..2024-01-02 (2)"
+    # the two days of one month share a data file (monthly physical partitions)
+    assert len(lake.files(EVENTS)) == 1
+    assert lake.files(EVENTS)[0].startswith(lake.location(EVENTS))
 
 
-def test_interleaved_days_across_many_chunks_keep_each_days_rows_in_their_order(tmp_path):
-    lake = Lake(str(tmp_path))
-    days = ["2024-01-03", "2024-01-01", "2024-01-02"]
-    rows = [(f"e{i:02d}", i, i, days[i % 3]) for i in range(30)]
-    chunked = pa.concat_tables([table(rows[i:i + 4]) for i in range(0, 30, 4)])  # 8 chunks, days interleaved
-    result = lake.write_arrow(EVENTS, chunked, run_id="run-1")
-    assert result.partitions == {f"dt={d}": 10 for d in days}
-    for d in days:
-        got = lake.read_arrow(EVENTS, [f"dt={d}"]).column("event_id").to_pylist()
-        assert got == [r[0] for r in rows if r[3] == d]
-
-
-def test_every_write_leaves_the_datasets_latest_version_in_one_small_file(tmp_path):
-    lake = Lake(str(tmp_path))
-    assert lake.last_publish(EVENTS) is None
-    first = lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
-    assert {k: lake.last_publish(EVENTS)[k] for k in ("version", "run_id", "partitions")} == {
-        "version": first.version, "run_id": "run-1", "partitions": 2}
-    second = lake.write_arrow(EVENTS, table(ROWS[:1]), run_id="run-2", replace=[{"dt": "2024-01-01"}])
-    assert lake.last_publish(EVENTS)["version"] == second.version != first.version
-    assert lake.partitions(EVENTS) == ["dt=2024-01-01", "dt=2024-01-02"]  # the marker is not a partition
-
-
-def test_rerun_of_a_day_replaces_it_with_identical_content(tmp_path):
-    lake = Lake(str(tmp_path))
-    lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
+def test_rerunning_a_replace_gives_the_same_rows_and_never_doubles_them(lake):
+    lake.replace(EVENTS, rows(*JAN), run_id="run-1")
     before = lake.checksum(EVENTS)
-    lake.write_arrow(EVENTS, table([r for r in ROWS if r[3] == "2024-01-01"]), run_id="run-2",
-                     replace=[{"dt": "2024-01-01"}])
+    lake.replace(EVENTS, rows(*JAN), run_id="run-2")  # a retried or rerun commit
     assert lake.checksum(EVENTS) == before
-    assert lake.read_arrow(EVENTS).num_rows == 3  # the other day is untouched
+    assert lake.read_arrow(EVENTS).num_rows == 3
 
 
-def test_replace_publishes_an_empty_partition_when_a_day_now_has_no_rows(tmp_path):
-    lake = Lake(str(tmp_path))
-    lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
-    result = lake.write_arrow(EVENTS, table(ROWS).slice(0, 0), run_id="run-2", replace=[{"dt": "2024-01-02"}])
-    assert result.partitions == {"dt=2024-01-02": 0}
-    assert sorted(lake.read_arrow(EVENTS).column("event_id").to_pylist()) == ["a", "b"]
+def test_replacing_one_day_keeps_the_other_days_of_its_file(lake):
+    lake.replace(EVENTS, rows(*JAN), run_id="run-1")
+    lake.replace(EVENTS, rows(("d", 1, 1, "2024-01-02")), run_id="run-2")
+    assert ids(lake) == ["a", "b", "d"]
+    # a day listed in replace with no rows ends up empty: a rerun that now yields nothing leaves no stale rows
+    lake.replace(EVENTS, rows(), run_id="run-3", replace=[{"dt": "2024-01-01"}])
+    assert ids(lake) == ["d"]
 
 
-def test_old_versions_are_pruned_but_the_previous_one_is_kept(tmp_path):
-    lake = Lake(str(tmp_path), keep_versions=2)
-    for run in range(4):
-        lake.write_arrow(EVENTS, table(ROWS[:1]), run_id=f"run-{run}")
-    folder = tmp_path / "processed" / "demo_events" / "dt=2024-01-01"
-    assert len([p for p in folder.iterdir() if p.name.startswith("v")]) == 2
+def test_where_prunes_files_and_rows(lake):
+    lake.replace(EVENTS, rows(*JAN, ("e", 1, 1, "2024-02-10")), run_id="run-1")
+    assert len(lake.files(EVENTS)) == 2
+    assert len(lake.files(EVENTS, {"dt": "2024-02-10"})) == 1
+    assert ids(lake, where={"dt": "2024-01-02"}) == ["c"]
+    assert ids(lake, where={"dt": ["2024-01-01", "2024-02-10"]}) == ["a", "b", "e"]
+    assert ids(lake, where={"dt": Range("2024-01-02", None)}) == ["c", "e"]
+    assert lake.partition_values(EVENTS) == ["2024-01-01", "2024-01-02", "2024-02-10"]
 
 
-def test_wrong_types_are_refused_before_anything_is_published(tmp_path):
-    lake = Lake(str(tmp_path))
-    lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
-    bad = pa.table({"event_id": ["z"], "amount": ["not a number"], "hours": [1.0], "dt": ["2024-01-01"]})
-    with pytest.raises(LakeError, match="declared types"):
-        lake.write_arrow(EVENTS, bad, run_id="run-2")
-    assert sorted(lake.read_arrow(EVENTS).column("event_id").to_pylist()) == ["a", "b", "c"]
+def test_an_unpartitioned_table_is_replaced_whole(lake):
+    lake.replace(WHOLE, pa.table({"k": ["x", "y"], "v": pa.array([1, 2], pa.int64())}), run_id="r1")
+    lake.replace(WHOLE, pa.table({"k": ["z"], "v": pa.array([3], pa.int64())}), run_id="r2")
+    assert ids(lake, WHOLE) == ["z"]
 
 
-def test_spark_job_failing_mid_write_leaves_previous_data_readable_and_unchanged(tmp_path, spark):
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    lake = Lake(str(tmp_path))
-    lake.write_arrow(EVENTS, table(ROWS), run_id="run-1")
-    before = lake.checksum(EVENTS)
-
-    @F.udf(T.DoubleType())
-    def explode_on_c(event_id, hours):
-        if event_id == "c":
-            raise RuntimeError("disk full (simulated)")
-        return hours
-
-    df = spark.createDataFrame([(r[0], float(r[1]), float(r[2]), r[3]) for r in ROWS],
-                               "event_id string, amount double, hours double, dt string")
-    df = df.withColumn("hours", explode_on_c("event_id", "hours"))
-    with pytest.raises(Exception, match="disk full"):
-        lake.write_spark(EVENTS, df, run_id="run-2")
-    assert lake.checksum(EVENTS) == before
-    assert lake.read_spark(spark, EVENTS).count() == 3
+def test_time_travel_reads_an_earlier_snapshot(lake):
+    first = lake.replace(EVENTS, rows(*JAN), run_id="run-1").snapshot_id
+    lake.replace(EVENTS, rows(("z", 1, 1, "2024-01-01")), run_id="run-2", replace=[{"dt": "2024-01-02"}])
+    assert ids(lake) == ["z"]
+    assert ids(lake, snapshot_id=first) == ["a", "b", "c"]
+    assert lake.snapshot_of_run(EVENTS, "run-1") == first
 
 
-def test_spark_write_then_read_round_trips_with_declared_schema(tmp_path, spark):
-    lake = Lake(str(tmp_path))
-    df = spark.createDataFrame([(r[0], float(r[1]), float(r[2]), r[3]) for r in ROWS],
-                               "event_id string, amount double, hours double, dt string")
-    result = lake.write_spark(EVENTS, df, run_id="run-1")
-    assert result.partitions == {"dt=2024-01-01": 2, "dt=2024-01-02": 1}
-    back = lake.read_spark(spark, EVENTS)
-    # Parquet readers make every column nullable; names, order and types are the declared ones.
-    assert [(f.name, f.dataType) for f in back.schema] == [(f.name, f.dataType) for f in EVENTS.spark_schema()]
-    assert sorted((r.event_id, str(r.amount), r.dt) for r in back.collect()) == [
-        ("a", "10.50", "2024-01-01"), ("b", "3.00", "2024-01-01"), ("c", "7.25", "2024-01-02")]
-    first = lake.checksum(EVENTS)
-    lake.write_spark(EVENTS, df, run_id="run-2")
-    assert lake.checksum(EVENTS) == first
-    assert not (tmp_path / "processed" / "demo_events" / "_staging").exists() or not any(
-        (tmp_path / "processed" / "demo_events" / "_staging").iterdir())
+def test_changed_partitions_between_two_snapshots(lake):
+    first = lake.replace(MONTHLY, pa.table({"client_id": ["c1", "c2"], "n": pa.array([1, 2], pa.int64()),
+                                            "month": ["2024-01", "2024-02"]}), run_id="r1").snapshot_id
+    lake.replace(MONTHLY, pa.table({"client_id": ["c2"], "n": pa.array([5], pa.int64()), "month": ["2024-02"]}),
+                 run_id="r2")
+    assert lake.changed_partitions(MONTHLY, first) == [{"month": "2024-02"}]
+    assert lake.changed_partitions(MONTHLY, lake.snapshot_id(MONTHLY)) == []
+    assert lake.changed_partitions(MONTHLY, None) is None
+
+
+def test_a_reader_on_a_snapshot_never_sees_a_writers_partial_work(lake):
+    """While a multi-day replace commits, a reader pinned to the snapshot it started on keeps reading it, and
+    a fresh reader sees either the old rows or the new ones, never a mix."""
+    lake.replace(EVENTS, rows(*JAN), run_id="run-1")
+    old = {"a", "b", "c"}
+    new = {f"n{i}" for i in range(40)}
+    seen: list[frozenset] = []
+    stop = threading.Event()
+
+    def read():
+        reader = Lake(lake.root, lake.catalog)
+        while not stop.is_set():
+            reader._plans.clear()
+            seen.append(frozenset(reader.read_arrow(EVENTS, snapshot_id=reader.snapshot_id(EVENTS))
+                                  .column("event_id").to_pylist()))
+
+    t = threading.Thread(target=read)
+    t.start()
+    try:
+        for _ in range(3):
+            data = rows(*[(f"n{i}", i, 1, f"2024-01-{1 + i % 2:02d}") for i in range(40)])
+            lake.replace(EVENTS, data, run_id="run-2")
+            lake.replace(EVENTS, rows(*JAN), run_id="run-3")
+    finally:
+        stop.set()
+        t.join()
+    assert seen and all(s in (frozenset(old), frozenset(new)) for s in seen)
+
+
+def test_two_writers_rebase_and_never_append_twice(settings):
+    """Writer A holds a stale table; writer B commits first. A's commit is refused by the catalog, A recomputes
+    what to drop against B's snapshot and commits again: each day holds exactly one writer's rows."""
+    forget_catalogs()
+    a, b = Lake.from_settings(settings), Lake(settings.lake_root, table_catalog(settings))
+    a.replace(EVENTS, rows(*JAN), run_id="run-0")
+    a.table(EVENTS)  # A's cached table is now the snapshot before B's commit
+    b.replace(EVENTS, rows(("b1", 1, 1, "2024-01-02"), ("b2", 1, 1, "2024-01-03")), run_id="run-b")
+    a.replace(EVENTS, rows(("a1", 1, 1, "2024-01-02")), run_id="run-a")
+    got = a.read_arrow(EVENTS)
+    assert sorted(zip(got.column("dt").to_pylist(), got.column("event_id").to_pylist(), strict=True)) == [
+        ("2024-01-01", "a"), ("2024-01-01", "b"), ("2024-01-02", "a1"), ("2024-01-03", "b2")]
+    assert [h["run_id"] for h in a.history(EVENTS)] == ["run-0", "run-b", "run-a"]
+
+
+def test_bad_data_is_refused_and_nothing_is_committed(lake):
+    with pytest.raises(LakeError, match="lacks declared columns"):
+        lake.replace(EVENTS, pa.table({"event_id": ["x"], "dt": ["2024-01-01"]}), run_id="r")
+    with pytest.raises(LakeError, match="event_id hold nulls"):
+        lake.replace(EVENTS, rows(*JAN).set_column(0, "event_id", pa.array([None, "b", "c"], pa.string())),
+                     run_id="r")
+    with pytest.raises(LakeError, match="do.* not fit the declared types"):
+        lake.replace(EVENTS, rows(*JAN).set_column(2, "hours", pa.array(["x", "y", "z"])), run_id="r")
+    assert lake.history(EVENTS) == []
+
+
+def test_unreadable_metadata_is_an_error_naming_the_table(lake):
+    lake.replace(EVENTS, rows(*JAN), run_id="run-1")
+    location = lake.table(EVENTS).metadata_location.removeprefix("file://")
+    Path(location).write_text("x")
+    fresh = Lake(lake.root, lake.catalog)
+    with pytest.raises(LakeError, match=r"processed\.demo_events: cannot load its Iceberg metadata"):
+        fresh.table(EVENTS)
+
+
+def test_maintenance_compacts_expires_and_removes_only_orphans(lake):
+    from datetime import UTC, datetime, timedelta
+
+    for i in range(6):  # six daily commits: six files in January
+        lake.replace(EVENTS, rows((f"e{i}", i, 1, f"2024-01-{i + 1:02d}")), run_id=f"run-{i}")
+    checksum = lake.checksum(EVENTS)
+    assert len(lake.files(EVENTS)) == 6
+    assert compact(lake, EVENTS, min_files=4, run_id="maint") == 1
+    lake._plans.clear()
+    assert len(lake.files(EVENTS)) == 1 and lake.checksum(EVENTS) == checksum
+    stray = Path(lake.location(EVENTS).removeprefix("file://")) / "data" / "stray.parquet"
+    stray.write_bytes(b"not referenced")
+    later = datetime.now(UTC) + timedelta(days=30)
+    assert expire(lake, EVENTS, keep_days=7, keep_min=3, now=later) == 4  # 7 snapshots, keep the newest 3
+    assert len(lake.table(EVENTS).snapshots()) == 3
+    assert remove_orphans(lake, EVENTS, min_age_hours=24) == 0  # everything is younger than a day
+    assert remove_orphans(lake, EVENTS, min_age_hours=0, now=later) >= 1 and not stray.exists()
+    for snap in lake.table(EVENTS).snapshots():  # every kept snapshot still reads whole
+        assert lake.read_arrow(EVENTS, snapshot_id=snap.snapshot_id).num_rows >= 5
+    # keeping only the current snapshot releases the six daily files
+    assert expire(lake, EVENTS, keep_days=7, keep_min=1, now=later) == 2
+    assert remove_orphans(lake, EVENTS, min_age_hours=0, now=later) >= 6
+    lake._plans.clear()
+    assert lake.checksum(EVENTS) == checksum and len(lake.files(EVENTS)) == 1
+
+
+def test_small_files_are_written_atomically(lake):
+    lake.write_text("_meta/x/report.json", "{}")
+    assert lake.read_text("_meta/x/report.json") == "{}"
+    assert lake.list_files("_meta/x") == ["_meta/x/report.json"]
+    assert lake.read_text("_meta/nothing.json") is None
