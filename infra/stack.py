@@ -8,17 +8,14 @@
 - Glue: one job, the stage runner (``lakehouse/glue_entry.py``), started once per stage and date range
   by Airflow (``--stage``, ``--dates``); the lake and landing roots are its default arguments.
 - Athena: a workgroup whose results go to the artifacts bucket, with a per-query scan limit.
-- EventBridge: the ``msp-agents`` bus and, for every configured route (``[events] routes``), a rule that
-  delivers the event type to each consuming agent's SQS inbox (with a dead-letter queue).
+- EventBridge: the ``msp-agents`` bus and, for every route the agents declare (an agent's ``consumes``), a
+  rule that delivers the event type to the consuming agent's SQS inbox (with a dead-letter queue).
 
 Airflow runs on MWAA or any Airflow 3 deployment pointed at these resources; its environment is not
 created here (it needs the account's VPC and networking decisions), see infra/README.md.
 """
 
 from __future__ import annotations
-
-import tomllib
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_athena as athena
@@ -31,14 +28,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import schemas
-
-DEFAULTS = Path(__file__).resolve().parents[1] / "lakehouse" / "defaults.toml"
-AGENTS = ("cpi", "spo", "ram", "sli", "dsa", "vcm")
+from lakehouse.agents import registry
 
 
 def event_routes() -> dict[str, list[str]]:
-    with DEFAULTS.open("rb") as fh:
-        return tomllib.load(fh)["events"]["routes"]
+    """Event type → the agents that consume it, from the agents' declarations."""
+    return {t: sorted({agent for agent, _ in targets}) for t, targets in registry().routes.items() if targets}
 
 
 class LakehouseStack(cdk.Stack):
@@ -132,7 +127,7 @@ class LakehouseStack(cdk.Stack):
         # ---- EventBridge: the configured routes, one SQS inbox per agent ---------------------------
         bus = events.EventBus(self, "AgentsBus", event_bus_name=f"msp-agents-{env_name}")
         inboxes = {}
-        for agent in AGENTS:
+        for agent in registry().agents:
             dlq = sqs.Queue(self, f"{agent.title()}InboxDlq", retention_period=cdk.Duration.days(14),
                             enforce_ssl=True)
             inboxes[agent] = sqs.Queue(self, f"{agent.title()}Inbox", enforce_ssl=True,

@@ -4,16 +4,15 @@ An agent is one package, ``jobs/<agent>/`` (or any package a third party registe
 entry-point group), whose ``__init__.py`` declares one :class:`Agent`::
 
     AGENT = Agent(
-        name="cpi", title="Client Profitability Intelligence", package=__name__,
-        summary="margin per client and agreement, problem clients, churn risk",
-        settings=CpiSettings,                  # a pydantic model (lakehouse.config.Section)
+        name="acme", title="What it decides", package=__name__, summary="one line for lists",
+        settings=AcmeSettings,                 # a pydantic model (lakehouse.config.Section)
         defaults="settings.toml",              # its default values, in the package folder
-        stages=(Stage("cpi.profitability", "jobs.cpi.profitability:run", kind="transform",
-                      reads=("processed.invoices", ...), writes=("processed.client_profitability_monthly",)),
+        stages=(Stage("acme.margins", "jobs.acme.margins:run", kind="transform",
+                      reads=("processed.invoices", ...), writes=("analytics.acme_margins",)),
                 ...),
-        emits=("client.profitability.changed",),   # JSON schema: <package>/events/<type>.json
-        consumes={"license.compliance.violation": "cpi.on_licence_drift"},  # event type -> handler stage
-        cli="jobs.cpi.cli:register", questions=(Question(...),), panels=(Panel(...),), docs="docs/cpi.md")
+        emits=("acme.margin.dropped",),        # JSON schema: <package>/events/<type>.json
+        consumes={"other.event.type": "acme.on_other"},  # event type -> one of its handler stages
+        cli="jobs.acme.cli:register", questions=(Question(...),), panels=(Panel(...),), docs="docs/acme.md")
 
 From these declarations come the stage registry and run order, the settings sections and ``msp config``,
 the ``msp <agent>`` commands, one Airflow DAG per agent scheduled on what it reads, the event types and
@@ -27,6 +26,7 @@ Importing this module, or a declaration, imports nothing heavy: stage functions 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import json
@@ -249,8 +249,7 @@ class Registry:
 
     def outputs(self, stage: Stage) -> frozenset[str]:
         """The declared datasets a stage writes: those it names, and those its wildcards match that its own
-        agent owns (``quality`` writes ``processed.*``, but ``processed.client_profitability_monthly`` is an
-        agent's)."""
+        agent owns (``quality`` writes ``processed.*``, but an agent's own processed tables are the agent's)."""
         return self._resolved("w", stage)
 
     def inputs(self, stage: Stage) -> frozenset[str]:
@@ -404,8 +403,15 @@ def registry() -> Registry:
 
 
 def reset() -> None:
-    """Forget the registry (tests that add an agent package, ``importlib.reload``)."""
+    """Forget the registry and the dataset declarations (tests that add an agent package at run time)."""
+    import schemas
+
     registry.cache_clear()
+    schemas.catalog.cache_clear()
+    with contextlib.suppress(ImportError):
+        from lakehouse import events
+
+        events._validator.cache_clear()
 
 
 def validate(reg: Registry) -> None:

@@ -190,6 +190,12 @@ def cmd_agents(args, settings: Settings) -> int:
     from lakehouse.agents import registry
 
     reg = registry()
+    if args.json:
+        print(json.dumps([{"name": a.name, "title": a.title, "summary": a.summary,
+                           "stages": {s.name: s.kind for s in a.stages}, "emits": list(a.emits),
+                           "consumes": dict(a.consumes), "settings": sorted(settings.values.get(a.name, {})),
+                           "docs": a.docs} for a in reg.agents.values()], indent=1))
+        return 0
     table = Table(title="Agents", title_justify="left")
     for col in ("agent", "title", "stages", "emits", "consumes", "settings", "docs"):
         table.add_column(col)
@@ -253,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("agents", help="list the declared agents: stages, events emitted and consumed, settings")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("sql", help="query the lake's catalog (DuckDB locally, Athena on AWS)")

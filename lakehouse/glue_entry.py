@@ -4,7 +4,7 @@ One Glue job, the stage runner (``<platform.glue_job_prefix>stage-runner``, crea
 runs this script for every stage. Airflow starts it with the job-run arguments built by
 :func:`lakehouse.orchestration.glue_arguments`::
 
-    --stage cpi.profitability  --dates 2024-03-01,2024-03-02  --run_id af-...  --params {"sources": ["psa"]}
+    --stage quality  --dates 2024-03-01,2024-03-02  --run_id af-...  --params {"sources": ["psa"]}
     --lake_root s3://bucket/lake  --landing_root s3://bucket/landing  --msp_profile aws
 
 The job's default arguments (``--lake_root``, ``--landing_root``, ``--msp_profile``, ``--glue_database_prefix``)

@@ -469,11 +469,32 @@ def _parse(path: Path) -> Dataset:
     )
 
 
+#: Entry-point group through which a package outside this repository (a third-party agent) adds a folder of
+#: dataset declarations: ``myagent = "myagent:datasets"`` names the folder ``datasets`` inside package
+#: ``myagent``, laid out like ``schemas/datasets/`` (``<zone root>/<name>.yaml``).
+DATASETS_ENTRY_POINTS = "msp.datasets"
+
+
+def declaration_dirs() -> list[Path]:
+    """``schemas/datasets/`` and every folder registered in the ``msp.datasets`` entry-point group."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    dirs = [DATASETS_DIR]
+    for ep in sorted(entry_points(group=DATASETS_ENTRY_POINTS), key=lambda e: e.name):
+        package, _, sub = ep.value.partition(":")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise SchemaError(f"entry point {ep.name} = {ep.value}: package {package!r} not found")
+        dirs.append(Path(next(iter(spec.submodule_search_locations))) / (sub or "datasets"))
+    return dirs
+
+
 @cache
 def catalog() -> dict[str, Dataset]:
     """Every declared dataset by qualified name, processed and quarantine twins of raw datasets included."""
     found: dict[str, Dataset] = {}
-    for path in sorted(DATASETS_DIR.rglob("*.yaml")):
+    for path in sorted(p for d in declaration_dirs() for p in d.rglob("*.yaml")):
         ds = _parse(path)
         if ds.qualified_name in found:
             raise SchemaError(f"{path}: {ds.qualified_name} is already declared in {found[ds.qualified_name].path}")
