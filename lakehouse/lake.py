@@ -485,8 +485,12 @@ class Lake:
         return None
 
     def changed_partitions(self, ds: Dataset, since: int | None) -> list[dict[str, str]] | None:
-        """Partition values whose rows may differ between snapshot ``since`` and the current one (None: all,
-        e.g. when ``since`` is None or expired). Compares the two snapshots' data files."""
+        """Partition values whose rows differ between snapshot ``since`` and the current one (None: unknown,
+        i.e. ``since`` is None or expired: treat everything as changed).
+
+        Only the data files one snapshot has and the other lacks are read; a file rewritten without changing
+        some of its partition values' rows (copy-on-write of a month file when one day is replaced) does not
+        report those values."""
         current = self.snapshot_id(ds)
         if since is None or current is None:
             return None
@@ -497,17 +501,13 @@ class Lake:
             return None
         before = {f.path: f for f in self.data_files(ds, snapshot_id=since)}
         after = {f.path: f for f in self.data_files(ds, snapshot_id=current)}
-        changed = [before[p] for p in before.keys() - after.keys()] + [after[p] for p in after.keys() - before.keys()]
+        removed = [before[p] for p in sorted(before.keys() - after.keys())]
+        added = [after[p] for p in sorted(after.keys() - before.keys())]
         if not ds.partition_by:
-            return [{}] if changed else []
-        import pyarrow.parquet as pq
-
-        values: set[tuple] = set()
-        for f in changed:
-            t = pq.read_table(self._fs_path(f.path), filesystem=self.fs, columns=list(ds.partition_by))
-            values |= {tuple(r[c] for c in ds.partition_by) for r in t.group_by(list(ds.partition_by))
-                       .aggregate([]).to_pylist()}
-        return [dict(zip(ds.partition_by, v, strict=True)) for v in sorted(values)]
+            return [{}] if removed or added else []
+        old, new = _rows_by_value(self, ds, removed), _rows_by_value(self, ds, added)
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return [dict(zip(ds.partition_by, k, strict=True)) for k in keys]
 
     # ---- paths and small files of the platform itself ---------------------------------------------------------
     def path(self, relative: str) -> str:
@@ -569,6 +569,27 @@ class Lake:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
+def _rows_by_value(lake: Lake, ds: Dataset, files: list[DataFile]) -> dict[tuple, bytes]:
+    """Per partition value, an order-independent digest of its rows in some data files."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if not files:
+        return {}
+    schema = ds.arrow_schema()
+    table = pa.concat_tables([_conform(_fill_missing(pq.read_table(lake._fs_path(f.path), filesystem=lake.fs), schema),
+                                       schema, ds) for f in files])
+    frame = table.to_pandas()
+    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    out: dict[tuple, bytes] = {}
+    for key, idx in frame.groupby(list(ds.partition_by), sort=False).groups.items():
+        key = key if isinstance(key, tuple) else (key,)
+        values = hashes.loc[idx].to_numpy().copy()
+        values.sort()
+        out[tuple(str(k) for k in key)] = values.tobytes()
+    return out
+
+
 def idempotency_key(dataset: str, run_id: str, stage: str, partitions: Sequence[str]) -> str:
     return hashlib.sha256("|".join([dataset, run_id, stage, *partitions]).encode()).hexdigest()[:24]
 

@@ -1,83 +1,107 @@
-"""The stage registry and runner: stages plug in by declaration, run in dependency order, and a
-failing stage skips only what depends on it."""
+"""The runner: declared order, failures that skip only what depends on them, stages that may only touch what
+they declare, and skipping what has nothing new (a changed setting or input runs the stage again, telling it
+what changed)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 
+import pyarrow as pa
 import pytest
 
-from lakehouse import stages as registry
+import schemas
+from lakehouse import agents
+from lakehouse.environment import forget_catalogs
+from lakehouse.lake import Lake
 from lakehouse.runner import run_pipeline
-from lakehouse.stages import StageError, plan, stage
+from tests.agent_package import write_agent_package
+from tests.conftest import make_settings
+
+DAY = date(2024, 1, 2)
 
 
 @pytest.fixture
-def scratch_stages():
-    added: list[str] = []
-
-    def add(name, **kw):
-        func = kw.pop("func")
-        stage(name, agent=kw.pop("agent", "cpi"), **kw)(func)
-        added.append(name)
-
-    yield add
-    for name in added:
-        registry._REGISTRY.pop(name, None)
+def home(tmp_path, monkeypatch):
+    root = write_agent_package(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(root))
+    agents.reset()
+    forget_catalogs()
+    yield tmp_path / "home"
+    sys.modules.pop("tmpagent", None)
+    agents.reset()
 
 
-def test_stages_are_ordered_by_what_they_read_and_write(scratch_stages):
-    calls = []
-    scratch_stages("t.report", reads=["analytics.t_margin"], writes=["analytics.t_report"],
-                   func=lambda ctx: calls.append("report"))
-    scratch_stages("t.margin", reads=["processed.*"], writes=["analytics.t_margin"],
-                   func=lambda ctx: calls.append("margin"))
-    names = [s.name for s in plan(names=["t.report", "t.margin"])]
-    assert names == ["t.margin", "t.report"]
-    full = [s.name for s in plan()]
-    assert full.index("ingest") < full.index("t.margin") < full.index("t.report")
+def tickets(lake: Lake, rows: list[tuple[str, str, str]]) -> None:
+    """Commit ``(ticket_id, client_id, dt)`` rows to processed.tickets (required columns filled with a
+    placeholder of their type, the others null)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    ds = schemas.get("processed.tickets")
+    n = len(rows)
+    filler = {pa.string(): "x", pa.int32(): 0, pa.int64(): 0, pa.float64(): 0.0, pa.bool_(): False,
+              pa.date32(): dt.date(2024, 1, 1), pa.timestamp("us", tz="UTC"): dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}
+    cols = {}
+    for f in ds.arrow_schema():
+        if f.nullable:
+            cols[f.name] = pa.nulls(n, f.type)
+        else:
+            value = Decimal(0) if pa.types.is_decimal(f.type) else filler[f.type]
+            cols[f.name] = pa.array([value] * n, f.type)
+    cols["ticket_id"] = pa.array([r[0] for r in rows])
+    cols["client_id"] = pa.array([r[1] for r in rows])
+    cols["dt"] = pa.array([r[2] for r in rows])
+    lake.replace(ds, pa.table(cols), run_id="seed", replace=[{"dt": r[2]} for r in rows])
 
 
-def test_a_cycle_is_refused(scratch_stages):
-    scratch_stages("t.a", reads=["x.b"], writes=["x.a"], func=lambda ctx: None)
-    scratch_stages("t.b", reads=["x.a"], writes=["x.b"], func=lambda ctx: None)
-    with pytest.raises(StageError, match="cycle"):
-        plan(names=["t.a", "t.b"])
+def run(settings, **kw):
+    summary = run_pipeline(settings, [DAY], stages=["tmpagent.count"], refresh_catalog=False, **kw)
+    report = summary.stages[0]
+    notes = [n for n in summary.counts.get("analytics.tmpagent_counts", {}).get("notes", []) if n.startswith("rebuild")]
+    return report, notes
 
 
-def test_unknown_stage_names_are_listed():
-    with pytest.raises(StageError, match="unknown stage"):
-        plan(names=["no.such.stage"])
+def test_a_stage_with_nothing_new_is_unchanged_and_a_change_runs_it_again(home):
+    settings = make_settings(home)
+    lake = Lake.from_settings(settings)
+    tickets(lake, [("t1", "c1", "2024-01-01"), ("t2", "c1", "2024-01-02")])
+    first, notes = run(settings)
+    assert first.status == "ok" and notes == ["rebuild=True changed=None"]  # never ran: rebuild everything
+    out = schemas.get("analytics.tmpagent_counts")
+    assert sorted(lake.read_arrow(out).column("tickets").to_pylist()) == [1, 1]
+
+    again, notes = run(settings)
+    assert again.status == "unchanged" and notes == []
+
+    tickets(lake, [("t3", "c2", "2024-01-02")])  # a new export of day 2: the input changed
+    changed, notes = run(settings)
+    assert changed.status == "ok" and notes == ["rebuild=False changed=['2024-01-02']"]
+
+    retuned = make_settings(home, MSP_TMPAGENT__BUSY_THRESHOLD="7")  # a changed threshold: rebuild
+    rebuilt, notes = run(retuned)
+    assert rebuilt.status == "ok" and notes == ["rebuild=True changed=None"]
+
+    forced, _ = run(make_settings(home, MSP_TMPAGENT__BUSY_THRESHOLD="7", MSP_SKIP_UNCHANGED="false"))
+    assert forced.status == "ok"
 
 
-def test_failure_skips_dependents_only_and_is_reported(settings, scratch_stages):
-    ran = []
+def test_a_stage_may_not_read_what_it_does_not_declare(home):
+    settings = make_settings(home, MSP_TMPAGENT__BUSY_THRESHOLD="99")
+    tickets(Lake.from_settings(settings), [("t1", "c1", "2024-01-02")])
+    report, _ = run(settings)
+    assert report.status == "failed"
+    assert "stage tmpagent.count may not read processed.clients: add it to the stage's reads" in report.error
 
-    def boom(ctx):
-        raise ValueError("margin input missing")
 
-    scratch_stages("t.margin", reads=["processed.t_none"], writes=["analytics.t_margin"], func=boom)
-    scratch_stages("t.report", reads=["analytics.t_margin"], writes=["analytics.t_report"],
-                   func=lambda ctx: ran.append("report"))
-    scratch_stages("t.other", reads=["processed.t_none"], writes=["analytics.t_other"], agent="dsa",
-                   func=lambda ctx: ran.append("other"))
-    summary = run_pipeline(settings, [date(2024, 1, 1)], stages=["t.margin", "t.report", "t.other"],
-                           refresh_catalog=False)
+def test_a_failed_stage_skips_only_what_depends_on_it_and_the_report_says_why(home):
+    settings = make_settings(home, MSP_TMPAGENT__BUSY_THRESHOLD="99")
+    tickets(Lake.from_settings(settings), [("t1", "c1", "2024-01-02")])
+    summary = run_pipeline(settings, [DAY], stages=["tmpagent.count", "events.dispatch"], refresh_catalog=False)
     status = {s.name: (s.status, s.error) for s in summary.stages}
-    assert status["t.margin"] == ("failed", "ValueError: margin input missing")
-    assert status["t.report"] == ("skipped", "depends on failed stage t.margin")
-    assert status["t.other"][0] == "ok" and ran == ["other"]
+    assert status["tmpagent.count"][0] == "failed"
+    assert status["events.dispatch"] == ("skipped", "depends on failed stage tmpagent.count")
     assert not summary.ok
-    report = json.loads((settings.home / "lake" / "_meta" / "runs" / f"{summary.run_id}.json").read_text())
-    assert report["ok"] is False
-    assert [(s["name"], s["status"]) for s in report["stages"]] == [(s.name, s.status) for s in summary.stages]
-
-
-def test_ingestion_runs_through_the_registry_and_counts_rows(settings):
-    landing = settings.home / "landing" / "psa" / "nothing"
-    landing.mkdir(parents=True)
-    summary = run_pipeline(settings, [date(2024, 1, 1)], stages=["ingest"])
-    assert [s.name for s in summary.stages] == ["ingest"]
-    assert summary.ok
-    assert (settings.duckdb_path).exists()
+    report = json.loads(Lake.from_settings(settings).read_text(f"_meta/runs/{summary.run_id}.json"))
+    assert report["ok"] is False and report["stages"][0]["name"] == "tmpagent.count"
