@@ -1,19 +1,18 @@
 """
-### Agent DAG: data-aware, one per agent
+### Agent DAG: one per agent, data-aware
 
-Generated from the stage registry (through `dags/stage_manifest.json`): every stage of the agent but
-training becomes a task, wired by the datasets the stages read and write. Scoring stages (named `…score`)
-run here, daily, with the promoted model: after the features they read, before the stages that read the
-scores (the order `msp run` uses). Training (`…train`) runs weekly in `msp_train`.
+Derived from the agent's declaration (`jobs/<agent>/__init__.py`): every stage of kind `transform`,
+`score` or `handler` is a task, wired by the tables the stages read and write. Scoring runs here, daily,
+with the promoted model: after the features it reads, before the stages that read the scores (the order
+`msp run` uses). Training (kind `train`) runs weekly in `msp_train`.
 
-**When it runs.** Not on a clock: when every upstream table it reads has a new asset event (the
-`processed` tables from `msp_ingest`, or another agent's analytics tables), or when the event dispatcher
-routed new events to this agent (if one of its stages reads `events.inbox`). The run processes the days
-carried by those asset events; a manual trigger takes the `start`/`end` parameters.
+**When it runs.** Not on a clock: when every table its stages read that another DAG publishes has a new
+asset event (the `processed` tables of the sources it reads, from `msp_ingest`, or another agent's
+tables), or, if it has handler stages, when the dispatcher routed new events to it (its inbox asset). The
+run processes the days those asset events carry; a manual trigger takes the `start`/`end` parameters.
 
-Each task emits the assets of the tables it wrote with their row counts, and, when it writes to the
-event outbox, one asset event per event type that got new events (`msp://events/<type>`), which starts
-`msp_events`.
+Each task emits the assets of the tables it wrote with their row counts and days, and, when it writes the
+event outbox, one asset event per event type that got new events, which starts `msp_events`.
 """
 
 from __future__ import annotations
@@ -24,16 +23,21 @@ from lakehouse import airflow_dags as msp
 from lakehouse import orchestration as orch
 
 pipeline = msp.pipeline()
-daily = CronDataIntervalTimetable("@daily", timezone="UTC")
 
-for agent, stages in pipeline.agent_dags().items():
+
+def agent_dag(agent: str, stages: list):
     dag_id = orch.agent_dag_id(agent)
-    with msp.dag(
-        dag_id=dag_id,
-        # Daily only if nothing upstream is produced by another DAG (no asset could ever trigger it).
-        schedule=msp.data_schedule(pipeline, dag_id, agent, fallback=daily),
-        tags=["msp", "agent", agent],
-        doc_md=__doc__ + msp.describe(stages, pipeline, dag_id),
-    ) as dag:
+    title = pipeline.reg.agents[agent].title
+
+    # Daily only if nothing it reads comes from another DAG (no asset could ever start it).
+    @msp.dag(dag_id, msp.data_schedule(pipeline, dag_id, agent, fallback=CronDataIntervalTimetable("@daily",
+                                                                                                   timezone="UTC")),
+             ["msp", "agent", agent], f"## {title}\n" + __doc__ + msp.describe(stages, pipeline, dag_id))
+    def build():
         msp.stage_chain(stages, pipeline)
-    globals()[dag_id] = dag
+
+    return build()
+
+
+for _agent, _stages in pipeline.agent_dags().items():
+    globals()[orch.agent_dag_id(_agent)] = agent_dag(_agent, _stages)

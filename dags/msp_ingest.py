@@ -2,15 +2,15 @@
 ### Daily ingestion: landing → raw → quality gate → processed
 
 One task group per landing source (`psa`, `crm`, `rmm`, ... from the raw dataset declarations). In each
-group the platform's ingestion stages run for that source only: `ingest` loads the day's export files
-into `raw.*` (malformed files go to `quarantine.rejected_files`), then the quality gate casts and
-validates them into `processed.*`, refused rows into `quarantine`. A source that fails does not hold the
-others back, except the sources whose quality rules look rows up in its tables (their gate waits for its
-gate, parents first, as in `msp run`).
+group the platform's stages of kind `ingest` and `gate` run for that source only: `ingest` loads the day's
+export files into `raw.*` (malformed files go to `quarantine.rejected_files`), then the quality gate
+validates them into `processed.*`, refused rows into `quarantine.*`. A source that fails does not hold the
+others back, except the sources whose quality rules look rows up in its tables: their gate runs after its
+gate (parents first, as in `msp run`).
 
-Every task emits the Airflow assets of the tables it wrote (`msp://raw/<name>`, `msp://processed/<name>`,
-URIs from the declarations) with the rows written attached; the agent DAGs are scheduled on the
-`processed` assets and process the days these events carry.
+Every task emits the assets of the tables it wrote (URI: the table's location in the lake) with the rows
+written and the days processed attached; each agent DAG is scheduled on the assets of the tables it reads
+and processes the days those events carry.
 
 **Which day.** A scheduled or backfilled run processes the export day of its data interval (its logical
 date). A manual trigger takes the `start`/`end` parameters, else the previous day.
@@ -30,28 +30,24 @@ from lakehouse import orchestration as orch
 pipeline = msp.pipeline()
 
 
-def of_source(source: str):
-    """A source's tasks emit the assets of that source's tables and of the shared ones."""
-    return lambda ds: orch.source_of(ds) in (source, None)
-
-
-with msp.dag(
-    dag_id=orch.INGEST_DAG,
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    tags=["msp", "platform", "ingestion"],
-    doc_md=__doc__ + msp.describe(pipeline.ingestion, pipeline, orch.INGEST_DAG),
-) as dag:
-    sources = sorted(schemas.raw_sources())
+@msp.dag(orch.INGEST_DAG, CronDataIntervalTimetable("@daily", timezone="UTC"), ["msp", "platform", "ingestion"],
+         __doc__ + msp.describe(pipeline.ingestion, pipeline, orch.INGEST_DAG))
+def msp_ingest():
+    sources = sorted(s for s in schemas.raw_sources() if s)
     groups = {}
     for source in sources:
         with TaskGroup(group_id=source, tooltip=f"landing/{source} → raw → processed"):
             groups[source] = msp.stage_chain(pipeline.ingestion, pipeline, params={"sources": [source]},
-                                             keep=of_source(source))
+                                             keep=msp.of_source(source))
     # A gate that looks rows up in another source's processed tables runs after that source's gate.
-    gates = [s.name for s in pipeline.ingestion if any(w.startswith("processed.") for w in s.writes)]
-    for child, parents in orch.source_lookups().items():
+    gates = [s.name for s in pipeline.ingestion if s.kind == "gate"]
+    for child, parents in orch.source_order().items():
         for parent in parents:
-            for name in gates:
-                groups[parent][name][1] >> groups[child][name][0]
-    if not sources:  # nothing declared yet: one group over everything
+            if child in groups and parent in groups:
+                for name in gates:
+                    groups[parent][name][1] >> groups[child][name][0]
+    if not sources:  # no landing source declared: one chain over everything
         msp.stage_chain(pipeline.ingestion, pipeline)
+
+
+msp_ingest()

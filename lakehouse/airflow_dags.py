@@ -1,73 +1,51 @@
-"""Building blocks of the Airflow DAG files in ``dags/``: assets derived from the dataset declarations,
-schedules derived from who writes what, and the task(s) that run one stage on the profile's runner.
+"""Building blocks of the DAG files in ``dags/``: assets from the dataset declarations, schedules from who
+writes what, and the runner that turns one stage into Airflow tasks.
 
-Imported at DAG-parse time, so it imports only Airflow, the settings, the YAML declarations and the
-stage manifest (:mod:`lakehouse.orchestration`). Job code, Spark and pandas are imported by the tasks
-when they run.
+Imported at DAG-parse time, so it imports Airflow's SDK, the settings and the declarations only (the agent
+registry is light: stage functions are ``"module:attr"`` strings). Job code, the lake, DuckDB, pyarrow and
+pandas are imported by the tasks when they run.
 
-Runner switch (``settings.runner``, from the profile):
+**Runners** (:class:`Runner`, picked once from ``platform.runner`` by :func:`runner`):
 
-* ``local``: one task per stage, running it in the task's process (:func:`run_stage_task`);
-* ``glue``: a task group per stage: ``prepare`` (dates, run id, Glue arguments) → ``submit``
-  (``GlueJobOperator``, ``wait_for_completion=False``) → ``wait`` (``GlueJobSensor``: a retry waits for the
-  same Glue run, it never starts a second one) → ``record`` (reads the stage result the job left in the
-  lake and emits the asset events). The sensor is deferrable (polled by the triggerer) when ``aiobotocore``
-  is installed, as the amazon provider's async hooks need; without it, it falls back to ``reschedule``
-  mode, which frees the worker slot between pokes too.
+* :class:`LocalRunner`: one TaskFlow task per stage, running it in the task's own process
+  (:func:`lakehouse.orchestration.run_stage`, DuckDB in-process: no Spark, no subprocess);
+* :class:`GlueRunner`: a task group per stage: ``prepare`` (days, run id, job-run arguments) → ``submit``
+  (``GlueJobOperator``, ``wait_for_completion=False``) → ``wait`` (``GlueJobSensor``: deferrable when the
+  provider's triggers can run, i.e. ``aiobotocore`` is installed, else ``reschedule`` mode; neither holds a
+  worker slot, and a retry waits for the same Glue run, it never starts a second one) → ``record`` (reads
+  the stage result the job left in the lake and emits the asset events).
+
+Either way the last task of a stage emits the assets of the tables the stage wrote, each with
+:func:`lakehouse.orchestration.outlet_extra` attached, and, through the asset aliases :data:`NEW_EVENTS` and
+:data:`ROUTED_EVENTS`, one asset event per event type / consuming agent that got *new* events.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
-from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Asset, AssetAlias, AssetAll, AssetAny, Metadata, Param, TaskGroup, get_current_context
+from airflow.sdk import Asset, AssetAlias, AssetAll, AssetAny, Metadata, Param, TaskGroup, get_current_context, task
+from airflow.sdk import dag as airflow_dag
 
 import schemas
 from lakehouse import orchestration as orch
+from lakehouse.agents import Stage
 from lakehouse.config import Settings, load_settings
-from lakehouse.stages import Stage
 from schemas import Dataset
 
 log = logging.getLogger(__name__)
 
 START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "msp-data",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": 2.0,  # 1 min, 2 min, ... capped below
-    "max_retry_delay": timedelta(minutes=30),
-}
-#: Glue runs are polled by the triggerer, not by a worker slot (every minute, for up to four hours).
-GLUE_POKE_SECONDS = int(os.environ.get("MSP_AIRFLOW_GLUE_POKE_SECONDS", "60"))
-GLUE_MAX_POKES = 4 * 3600 // max(GLUE_POKE_SECONDS, 1)
-#: Asset aliases through which tasks emit events on assets known only at run time.
+#: Asset aliases through which tasks emit events on assets known only at run time (new events only).
 NEW_EVENTS = AssetAlias(name="msp.new-events", group="events")
 ROUTED_EVENTS = AssetAlias(name="msp.routed-events", group="events")
 
 
-# ---- assets -------------------------------------------------------------------------------------------
-def dataset_asset(ds: Dataset | str) -> Asset:
-    """The Airflow asset of a declared dataset: named by its qualified name, URI from the declaration."""
-    ds = schemas.get(ds) if isinstance(ds, str) else ds
-    return Asset(name=ds.qualified_name, uri=ds.asset_uri, group=ds.zone_root)
-
-
-def event_asset(event_type: str) -> Asset:
-    return Asset(name=f"events.{event_type}", uri=orch.event_asset_uri(event_type), group="events")
-
-
-def inbox_asset(agent: str) -> Asset:
-    return Asset(name=f"events.inbox.{agent}", uri=orch.inbox_asset_uri(agent), group="events")
-
-
-# ---- DAG-level helpers --------------------------------------------------------------------------------------
+# ---- this process's settings and pipeline ------------------------------------------------------------
 @cache
 def settings() -> Settings:
     return load_settings()
@@ -75,10 +53,57 @@ def settings() -> Settings:
 
 @cache
 def pipeline() -> orch.Pipeline:
-    """The stages (from the manifest) split into DAGs."""
-    return orch.Pipeline(orch.load_stages())
+    """The declared stages split into DAGs by kind."""
+    return orch.Pipeline()
 
 
+def reset() -> None:
+    """Forget the cached settings and pipeline (after :func:`lakehouse.agents.reset`, e.g. a test that adds
+    an agent package)."""
+    settings.cache_clear()
+    pipeline.cache_clear()
+
+
+def default_args(cfg: Settings | None = None) -> dict[str, Any]:
+    cfg = cfg or settings()
+    return {
+        "owner": "msp-data",
+        "retries": cfg.model("airflow").retries,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,  # 1 min, 2 min, ... capped below
+        "max_retry_delay": timedelta(minutes=30),
+    }
+
+
+# ---- assets ---------------------------------------------------------------------------------------------
+def _root(cfg: Settings | None) -> str:
+    return (cfg or settings()).lake_root
+
+
+def dataset_asset(ds: Dataset | str, cfg: Settings | None = None) -> Asset:
+    """The asset of a declared table: named by its qualified name, its URI the table's location in the lake
+    (``file://...`` locally, ``s3://...`` on AWS)."""
+    ds = schemas.get(ds) if isinstance(ds, str) else ds
+    return Asset(name=ds.qualified_name, uri=orch.dataset_uri(ds, _root(cfg)), group=ds.zone_root)
+
+
+def event_asset(event_type: str, cfg: Settings | None = None) -> Asset:
+    return Asset(name=orch.event_asset_name(event_type), uri=orch.event_asset_uri(event_type, _root(cfg)),
+                 group="events")
+
+
+def inbox_asset(agent: str, cfg: Settings | None = None) -> Asset:
+    return Asset(name=orch.inbox_asset_name(agent), uri=orch.inbox_asset_uri(agent, _root(cfg)), group="events")
+
+
+def assets_of(condition: Any) -> list[Asset]:
+    """The assets of a schedule condition (``Asset``, nested ``AssetAll`` / ``AssetAny``)."""
+    if hasattr(condition, "objects"):
+        return [a for o in condition.objects for a in assets_of(o)]
+    return [condition] if isinstance(condition, Asset) else []
+
+
+# ---- DAG-level helpers ----------------------------------------------------------------------------------
 def date_params() -> dict[str, Param]:
     """Run parameters of every DAG: the export days to process (empty: see ``resolve_dates``)."""
     doc = "First export day to process (YYYY-MM-DD). Empty: the run's data interval or triggering events."
@@ -89,19 +114,19 @@ def date_params() -> dict[str, Param]:
     }
 
 
-def dag(dag_id: str, schedule: Any, tags: Sequence[str], doc_md: str) -> DAG:
-    """A DAG with the project's conventions: starts 2024-01-01, no catch-up (backfills are explicit), one run
-    at a time, retries with backoff, and the ``start``/``end`` run parameters."""
-    return DAG(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-               default_args=DEFAULT_ARGS, params=date_params(), tags=list(tags), doc_md=doc_md)
+def dag(dag_id: str, schedule: Any, tags: Sequence[str], doc_md: str) -> Callable:
+    """``@dag`` with the project's conventions: starts 2024-01-01, no catch-up (backfills are explicit), one
+    run at a time, retries with back-off, and the ``start``/``end`` run parameters."""
+    return airflow_dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+                       default_args=default_args(), params=date_params(), tags=list(tags), doc_md=doc_md)
 
 
 def data_schedule(pipe: orch.Pipeline, dag_id: str, agent: str | None = None, fallback: Any = None) -> Any:
-    """Data-aware schedule: all upstream datasets updated (``&``), or new events routed to ``agent``
-    (``|``) when one of the DAG's stages reads the inbox. ``fallback`` when there is nothing to wait for."""
+    """All the upstream tables updated (``AssetAll``), or new events routed to ``agent`` (``AssetAny`` with its
+    inbox asset) when the DAG has handler stages; ``fallback`` when there is nothing to wait for."""
     inputs = [dataset_asset(d) for d in pipe.inputs(dag_id)]
-    condition = AssetAll(*inputs) if inputs else None
-    if agent and pipe.reads_inbox(dag_id):
+    condition: Any = AssetAll(*inputs) if inputs else None
+    if agent and pipe.handles_events(dag_id):
         condition = AssetAny(condition, inbox_asset(agent)) if condition is not None else inbox_asset(agent)
     return condition if condition is not None else fallback
 
@@ -114,7 +139,7 @@ def describe(stages: Sequence[Stage], pipe: orch.Pipeline, dag_id: str) -> str:
                      f"| {s.description} |")
     inputs = pipe.inputs(dag_id)
     if inputs:
-        lines += ["", "Waits for: " + ", ".join(f"`{d.asset_uri}`" for d in inputs) + "."]
+        lines += ["", "Waits for: " + ", ".join(f"`{d.qualified_name}`" for d in inputs) + "."]
     return "\n".join(lines)
 
 
@@ -123,7 +148,7 @@ def task_id_of(stage: Stage | str) -> str:
     return name.replace(".", "_")
 
 
-# ---- what runs inside a task -----------------------------------------------------------------------------
+# ---- what runs inside a task ----------------------------------------------------------------------------
 def _context_dates(context: Mapping[str, Any]) -> list:
     events = context.get("triggering_asset_events") or {}
     carried = [d for key in events for ev in events[key] for d in ((ev.extra or {}).get("dates") or [])]
@@ -132,127 +157,174 @@ def _context_dates(context: Mapping[str, Any]) -> list:
 
 
 def _run_id(context: Mapping[str, Any]) -> str:
-    return orch.stage_run_id(context["dag"].dag_id, context["run_id"], context["ti"].task_id)
+    ti = context["ti"]
+    return orch.stage_run_id(ti.dag_id, context["run_id"], ti.task_id)
 
 
-def _metadata(result: Mapping[str, Any], outlets: Iterable[str]):
-    """Asset events of one stage result: row counts for every dataset it owns, and one event per
-    event type / target agent that got new events."""
-    for name in outlets:
+def _metadata(result: Mapping[str, Any], tables: Iterable[str]):
+    """Asset events of one stage result: rows and days for every table it publishes, and one event per
+    event type / consuming agent that got new events."""
+    for name in tables:
         yield Metadata(dataset_asset(name), orch.outlet_extra(result, name))
-    for event_type, new in result["new"].get(orch.OUTBOX, {}).items():
-        yield Metadata(event_asset(event_type), {"events": new["rows"], "dates": new["dates"],
+    new = orch.new_events(result)
+    for event_type, n in new["events"].items():
+        yield Metadata(event_asset(event_type), {"events": n["rows"], "dates": n["dates"],
                                                  "run_id": result["run_id"]}, alias=NEW_EVENTS)
-    for agent, new in result["new"].get(orch.INBOX, {}).items():
-        yield Metadata(inbox_asset(agent), {"events": new["rows"], "dates": new["dates"],
+    for agent, n in new["inbox"].items():
+        yield Metadata(inbox_asset(agent), {"events": n["rows"], "dates": n["dates"],
                                             "run_id": result["run_id"]}, alias=ROUTED_EVENTS)
 
 
 def _summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"run_id": result["run_id"], "dates": result["dates"],
-            "rows": {k: v.get("rows_out", 0) for k, v in result["counts"].items()}}
+    return {"run_id": result["run_id"], "status": result.get("status"), "dates": result["dates"],
+            "seconds": result.get("seconds"),
+            "rows": {k: v.get("rows_out", 0) for k, v in result["counts"].items() if v.get("rows_out")}}
 
 
-def run_stage_task(stage: str, stage_params: dict[str, Any], outlets: list[str]):
-    """Local runner: run the stage in this task's process; its rows land on the outlets' asset events."""
+def run_stage_here(stage_name: str, stage_params: dict[str, Any], tables: list[str]):
+    """Local runner: run the stage in this task's process; its rows land on the tables' asset events."""
     context = get_current_context()
     dates = _context_dates(context)
     run_id = _run_id(context)
-    log.info("running stage %s for %s (run id %s, params %s)", stage, [d.isoformat() for d in dates], run_id,
+    log.info("stage %s for %s (run id %s, params %s)", stage_name, [d.isoformat() for d in dates], run_id,
              stage_params)
-    result = orch.run_stage(load_settings(), stage, dates, params=stage_params, run_id=run_id)
+    result = orch.run_stage(load_settings(), stage_name, dates, params=stage_params, run_id=run_id)
     orch.check(result)
-    yield from _metadata(result, outlets)
+    yield from _metadata(result, tables)
     return _summary(result)
 
 
-def prepare_glue_run(stage: str, stage_params: dict[str, Any]) -> dict[str, Any]:
+def prepare_glue_run(stage_name: str, stage_params: dict[str, Any]) -> dict[str, Any]:
     """Glue runner, first step: the days, the run id and the job-run arguments."""
     context = get_current_context()
     run_id = _run_id(context)
-    arguments = orch.glue_arguments(load_settings(), stage, _context_dates(context), stage_params, run_id)
-    log.info("Glue arguments for %s: %s", stage, arguments)
+    arguments = orch.glue_arguments(load_settings(), stage_name, _context_dates(context), stage_params, run_id)
+    log.info("Glue arguments for %s: %s", stage_name, arguments)
     return {"run_id": run_id, "arguments": arguments}
 
 
-def record_glue_run(stage: str, outlets: list[str], run_id: str):
-    """Glue runner, last step: read the result the job wrote to the lake and emit the asset events."""
-    result = orch.read_stage_result(load_settings(), run_id)
+def record_glue_run(stage_name: str, tables: list[str], glue_run: dict[str, Any]):
+    """Glue runner, last step: read the result the job left in the lake and emit the asset events."""
+    result = orch.read_stage_result(load_settings(), glue_run["run_id"])
+    if result["stage"] != stage_name:
+        raise orch.StageFailed(f"the result of run {glue_run['run_id']} is of stage {result['stage']}, "
+                               f"not {stage_name}")
     orch.check(result)
-    yield from _metadata(result, outlets)
+    yield from _metadata(result, tables)
     return _summary(result)
 
 
-def can_defer() -> bool:
-    """Whether the amazon provider's deferrable sensors can run here (their triggers need aiobotocore)."""
-    import importlib.util
-
-    return importlib.util.find_spec("aiobotocore") is not None
-
-
-# ---- tasks of one stage --------------------------------------------------------------------------------------
-def _outlet_objects(stage: Stage, outlets: Sequence[Dataset]) -> list[Any]:
-    objs: list[Any] = [dataset_asset(d) for d in outlets]
-    if orch.touches(stage.writes, orch.OUTBOX):
+# ---- runners: one stage → its task(s) --------------------------------------------------------------------
+def _outlets(pipe: orch.Pipeline, stage: Stage, tables: Sequence[Dataset], cfg: Settings) -> list[Any]:
+    objs: list[Any] = [dataset_asset(d, cfg) for d in tables]
+    outputs = {d.qualified_name for d in pipe.outputs(stage)}
+    if orch.OUTBOX in outputs:
         objs.append(NEW_EVENTS)
-    if orch.touches(stage.writes, orch.INBOX):
+    if orch.INBOX in outputs:
         objs.append(ROUTED_EVENTS)
     return objs
 
 
-def stage_task(stage: Stage, *, outlets: Sequence[Dataset], params: dict[str, Any] | None = None,
-               task_id: str | None = None, runner: str | None = None) -> tuple[Any, Any]:
-    """The task(s) running ``stage`` and emitting ``outlets``; returns (first, last) for wiring."""
-    outlets = list(outlets)
-    names = [d.qualified_name for d in outlets]
-    task_id = task_id or task_id_of(stage)
-    params = dict(params or {})
-    runner = runner or settings().runner
-    doc = f"Stage `{stage.name}` ({stage.agent}): {stage.description}\n\nWrites: {', '.join(names) or '–'}"
-    if runner == "local":
-        op = PythonOperator(task_id=task_id, python_callable=run_stage_task, outlets=_outlet_objects(stage, outlets),
-                            op_kwargs={"stage": stage.name, "stage_params": params, "outlets": names}, doc_md=doc)
+class Runner:
+    """How a stage becomes Airflow tasks; :meth:`tasks` returns (first, last) for wiring."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, cfg: Settings):
+        self.cfg = cfg
+
+    def tasks(self, pipe: orch.Pipeline, stage: Stage, tables: Sequence[Dataset], params: dict[str, Any],
+              task_id: str) -> tuple[Any, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @staticmethod
+    def doc(stage: Stage, tables: Sequence[Dataset]) -> str:
+        return (f"Stage `{stage.name}` ({stage.kind}, {stage.agent}): {stage.description}\n\n"
+                f"Writes: {', '.join(d.qualified_name for d in tables) or '–'}")
+
+
+class LocalRunner(Runner):
+    """The stage in the task's own process (DuckDB in-process)."""
+
+    name = "local"
+
+    def tasks(self, pipe, stage, tables, params, task_id):
+        run = task(task_id=task_id, outlets=_outlets(pipe, stage, tables, self.cfg), doc_md=self.doc(stage, tables))(
+            run_stage_here)
+        op = run(stage_name=stage.name, stage_params=params, tables=[d.qualified_name for d in tables]).operator
         return op, op
-    if runner != "glue":
-        raise ValueError(f"unknown runner {runner!r} (platform.runner is local or glue)")
-    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-    from airflow.providers.amazon.aws.sensors.glue import GlueJobSensor
-
-    cfg = settings()
-    job_name = orch.glue_job_name(cfg)
-    with TaskGroup(group_id=task_id, tooltip=doc) as group:
-        prepare = PythonOperator(task_id="prepare", python_callable=prepare_glue_run, multiple_outputs=True,
-                                 op_kwargs={"stage": stage.name, "stage_params": params})
-        submit = GlueJobOperator(
-            task_id="submit", job_name=job_name, script_location=orch.glue_script_location(cfg),
-            script_args=prepare.output["arguments"], wait_for_completion=False, region_name=cfg.aws_region,
-            doc_md=f"Starts a run of the Glue job `{job_name}` (infra/stack.py) for this stage and returns its "
-                   "run id at once.")
-        deferrable = can_defer()
-        wait = GlueJobSensor(task_id="wait", job_name=job_name, run_id=submit.output, deferrable=deferrable,
-                             mode="poke" if deferrable else "reschedule", poke_interval=GLUE_POKE_SECONDS,
-                             max_retries=GLUE_MAX_POKES, timeout=GLUE_POKE_SECONDS * GLUE_MAX_POKES,
-                             region_name=cfg.aws_region,
-                             doc_md="Waits for the Glue run without holding a worker slot; a retry waits again for "
-                                    "the same run, it never resubmits.")
-        record = PythonOperator(task_id="record", python_callable=record_glue_run,
-                                outlets=_outlet_objects(stage, outlets),
-                                op_kwargs={"stage": stage.name, "outlets": names,
-                                           "run_id": prepare.output["run_id"]})
-        prepare >> submit >> wait >> record
-    return group, group
 
 
-def stage_chain(stages: Sequence[Stage], pipe: orch.Pipeline, *, params: dict[str, Any] | None = None,
-                keep: Callable[[Dataset], bool] | None = None, runner: str | None = None) -> dict[str, tuple[Any, Any]]:
-    """Tasks for ``stages``, wired by what each reads and writes (``Stage.depends_on``); each emits the
-    assets of the datasets it publishes (``pipe.outputs``), those ``keep`` accepts if given."""
-    tasks = {}
+class GlueRunner(Runner):
+    """The stage as a run of the Glue stage-runner job: submit, wait without a worker slot, record."""
+
+    name = "glue"
+
+    @staticmethod
+    def can_defer() -> bool:
+        """Whether the amazon provider's deferrable sensors can run here (their triggers need aiobotocore)."""
+        import importlib.util
+
+        return importlib.util.find_spec("aiobotocore") is not None
+
+    def tasks(self, pipe, stage, tables, params, task_id):
+        from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+        from airflow.providers.amazon.aws.sensors.glue import GlueJobSensor
+
+        cfg = self.cfg
+        af = cfg.model("airflow")
+        job_name = orch.glue_job_name(cfg)
+        poke = int(af.glue_poke_seconds)
+        max_pokes = max(1, int(af.glue_max_hours * 3600 // poke))
+        with TaskGroup(group_id=task_id, tooltip=self.doc(stage, tables)) as group:
+            prepare = task(task_id="prepare")(prepare_glue_run)(stage_name=stage.name, stage_params=params)
+            submit = GlueJobOperator(
+                task_id="submit", job_name=job_name, script_location=orch.glue_script_location(cfg),
+                script_args=prepare["arguments"], wait_for_completion=False, region_name=cfg.aws_region,
+                doc_md=f"Starts a run of the Glue job `{job_name}` (infra/stack.py) for this stage and returns its "
+                       "run id at once.")
+            deferrable = self.can_defer()
+            wait = GlueJobSensor(task_id="wait", job_name=job_name, run_id=submit.output, deferrable=deferrable,
+                                 mode="poke" if deferrable else "reschedule", poke_interval=poke,
+                                 max_retries=max_pokes, timeout=poke * max_pokes, region_name=cfg.aws_region,
+                                 doc_md="Waits for the Glue run without holding a worker slot; a retry waits again "
+                                        "for the same run, it never resubmits.")
+            record = task(task_id="record", outlets=_outlets(pipe, stage, tables, cfg))(record_glue_run)(
+                stage_name=stage.name, tables=[d.qualified_name for d in tables], glue_run=prepare)
+            submit >> wait >> record
+        return group, group
+
+
+RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (LocalRunner, GlueRunner)}
+
+
+def runner(cfg: Settings | None = None) -> Runner:
+    """The runner ``platform.runner`` names (the profile picks it: local, or glue on AWS)."""
+    cfg = cfg or settings()
+    kind = cfg.platform.runner
+    if kind not in RUNNERS:  # pragma: no cover - the settings model refuses other values
+        raise ValueError(f"unknown runner {kind!r} (known: {', '.join(RUNNERS)})")
+    return RUNNERS[kind](cfg)
+
+
+def stage_chain(stages: Sequence[Stage], pipe: orch.Pipeline | None = None, *, params: dict[str, Any] | None = None,
+                keep: Callable[[Dataset], bool] | None = None,
+                run: Runner | None = None) -> dict[str, tuple[Any, Any]]:
+    """Tasks for ``stages``, wired by what each reads and writes (and ``after``); each emits the assets of the
+    tables it publishes (those ``keep`` accepts, if given)."""
+    pipe = pipe or pipeline()
+    run = run or runner()
+    tasks: dict[str, tuple[Any, Any]] = {}
     for s in stages:
-        outlets = [d for d in pipe.outputs(s) if keep is None or keep(d)]
-        tasks[s.name] = stage_task(s, outlets=outlets, params=params, runner=runner)
+        tables = [d for d in pipe.outputs(s) if keep is None or keep(d)]
+        tasks[s.name] = run.tasks(pipe, s, tables, dict(params or {}), task_id_of(s))
     for s in stages:
         for up in stages:
-            if up.name != s.name and s.depends_on(up):
+            if up.name != s.name and pipe.depends(s, up):
                 tasks[up.name][1] >> tasks[s.name][0]
     return tasks
+
+
+def of_source(source: str) -> Callable[[Dataset], bool]:
+    """A landing source's tasks emit the assets of that source's tables and of the shared ones."""
+    return lambda ds: orch.source_of(ds) in (source, None)

@@ -1,285 +1,136 @@
-"""Orchestration: which DAG runs which stage, and how a scheduler task runs one stage on either runner.
+"""Orchestration: which DAG runs which stage, what schedules each DAG, which days a run processes, and how a
+scheduler task runs one stage and reports what it wrote. No Airflow here (see :mod:`lakehouse.airflow_dags`).
 
-The Airflow DAG files (``dags/``) never import job code: parsing must stay cheap (no Spark, no pandas,
-no Great Expectations). They read a *manifest* of the stage registry instead
-(``dags/stage_manifest.json``: each stage's name, agent, reads, writes and ``after``), and derive
-everything else from it and from the dataset declarations:
+Everything is derived from the agents' declarations (:func:`lakehouse.agents.registry`) and the dataset
+declarations, imported directly at DAG-parse time: both are light (stage functions are ``"module:attr"``
+strings), so nothing heavy is imported until a task runs a stage.
 
-* :class:`Pipeline` splits the stages into DAGs: the daily ingestion DAG (platform stages that write only
-  ``raw``/``processed``/``quarantine``), the event dispatch DAG (stages reading ``events.outbox`` and
-  writing ``events.inbox``), the weekly training DAG (stages named ``*train``, see
-  :attr:`lakehouse.stages.Stage.kind`) and one data-aware DAG per agent with all its other stages, scoring
-  included (so scores are fresh for the stages that read them, in the order ``msp run`` uses). It also
-  says which upstream datasets each DAG waits for.
-* At run time a task calls :func:`run_stage`. On the ``local`` runner it does so in the task's own
-  process (one Spark session per task process). On the ``glue`` runner the task submits the same stage
-  as an AWS Glue job whose entry point, :mod:`lakehouse.glue_entry`, calls :func:`run_stage` with the
-  arguments built by :func:`glue_arguments`.
+**Which DAG runs a stage: its kind, never its name** (:data:`KIND_DAGS`):
 
-Either way :func:`run_stage` leaves a small JSON result in the lake (``_meta/stage-results/<run id>.json``:
-rows per dataset written, new events per event type and per target agent), which the Airflow task
-attaches to the asset events of what the stage wrote.
+==============================  ==================  ==========================================================
+kind                            DAG                 scheduled
+==============================  ==================  ==========================================================
+``ingest``, ``gate``            ``msp_ingest``      daily; one task group per landing source
+``transform``, ``score``,       ``msp_<agent>``     on the assets of the tables the agent's stages read that
+``handler``                                         another DAG publishes (all of them updated), or on the
+                                                    agent's inbox asset when it has handler stages
+``train``                       ``msp_train``       weekly, one task group per agent
+``dispatch``                    ``msp_events``      on the asset of any event type (new events only)
+``maintenance``                 ``msp_maintenance`` weekly
+==============================  ==================  ==========================================================
 
-Events, the minimal interface: a stage that writes ``events.outbox`` emits, per event type that got
-*new* event ids in the run's days, an asset event on ``msp://events/<event type>``; the dispatch stage
-(reads the outbox, writes ``events.inbox``) emits, per agent that received new events, an asset event on
-``msp://events/inbox/<agent>``, which triggers that agent's DAG when one of its stages reads
-``events.inbox``. Only new ids trigger anything, so re-running a day (same deterministic ids) cannot
-loop events between agents.
+Scoring stays in the agent's daily DAG on purpose: stages that read the scores must get today's.
 
-The manifest is checked against the live registry by the test suite; regenerate it with
-``python -m lakehouse.orchestration manifest``. When the stage sources changed since it was written,
-DAG parsing regenerates it once in a subprocess and caches the result by content hash (see
-:func:`load_stages`), so a new agent's stages show up in Airflow without editing any DAG file.
+**A stage run** (:func:`run_stage`) runs one stage in this process (the local runner; on the glue runner
+the Glue job's entry point :mod:`lakehouse.glue_entry` calls it) and leaves its result in the lake,
+``_meta/stage-results/<run id>.json``: rows per dataset written, the days, and the *new* event ids per event
+type (outbox) and per consuming agent (inbox). The Airflow task attaches the rows and days to the asset events
+of what the stage wrote; downstream runs process the days those events carry. Only new event ids emit an
+event asset, and ids are deterministic, so re-running a day triggers no event DAG and events cannot loop.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
-import fnmatch
 import hashlib
-import importlib.util
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from lakehouse.stages import BUILTIN_STAGE_PACKAGES, Stage
+from lakehouse.agents import PLATFORM, Registry, Stage, registry
 from schemas import Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.config import Settings
+    from lakehouse.lake import Lake
     from lakehouse.runner import StageObserver
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "dags" / "stage_manifest.json"
-CACHE_ENV = "MSP_STAGE_MANIFEST_CACHE"
-REFRESH_ENV = "MSP_STAGE_MANIFEST_REFRESH"
-
-OUTBOX = "events.outbox"
-INBOX = "events.inbox"
-#: Zones the daily ingestion DAG may write (platform stages writing only these are "ingestion").
-INGESTION_ZONES = ("raw", "processed", "quarantine")
-#: Datasets whose new rows are counted per group, to emit one asset event per group (see module doc).
-WATCHED = {OUTBOX: "event_type", INBOX: "agent"}
-RESULTS_DIR = "_meta/stage-results"
-
 INGEST_DAG = "msp_ingest"
 EVENTS_DAG = "msp_events"
 TRAIN_DAG = "msp_train"
+MAINTENANCE_DAG = "msp_maintenance"
+#: The DAG of every platform-wide kind; the other kinds (transform, score, handler) run in their agent's DAG.
+KIND_DAGS = {"ingest": INGEST_DAG, "gate": INGEST_DAG, "train": TRAIN_DAG, "dispatch": EVENTS_DAG,
+             "maintenance": MAINTENANCE_DAG}
+AGENT_KINDS = ("transform", "score", "handler")
+#: DAGs on the clock whatever their inputs do (the others are data-aware).
+CLOCK_DAGS = (INGEST_DAG, TRAIN_DAG, MAINTENANCE_DAG)
+
+OUTBOX = "events.outbox"
+INBOX = "events.inbox"
+#: Datasets whose *new* rows a stage run counts per group (event type; consuming agent).
+WATCHED = {OUTBOX: "event_type", INBOX: "agent"}
+#: Zones of the ingestion DAG's tables (a task per landing source emits the assets of its source's tables).
+INGESTION_ZONES = ("raw", "processed", "quarantine")
+RESULTS_DIR = "_meta/stage-results"
 
 
 def agent_dag_id(agent: str) -> str:
     return f"msp_{agent}"
 
 
-# ---- the stage manifest ---------------------------------------------------------------------------------
-def _not_loaded(ctx: Any) -> None:  # pragma: no cover - a manifest stage is never called
-    raise RuntimeError("a stage read from the manifest has no code; run it through lakehouse.runner")
+def dag_of(stage: Stage) -> str:
+    """The DAG that runs a stage, from its kind."""
+    return KIND_DAGS.get(stage.kind) or agent_dag_id(stage.agent)
 
 
-def stage_sources() -> list[tuple[str, Path]]:
-    """(name, path) of every source file that can register stages, found without importing them."""
-    import lakehouse.stages
-
-    found = [("lakehouse/stages.py", Path(lakehouse.stages.__file__))]
-    for package in BUILTIN_STAGE_PACKAGES:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ModuleNotFoundError, ValueError):
-            spec = None
-        if spec is None:
-            continue
-        prefix = package.replace(".", "/")
-        if spec.submodule_search_locations:
-            for location in spec.submodule_search_locations:
-                for path in sorted(Path(location).rglob("*.py")):
-                    found.append((f"{prefix}/{path.relative_to(location).as_posix()}", path))
-        elif spec.origin:
-            found.append((f"{prefix}.py", Path(spec.origin)))
-    return found
+# ---- assets: names and URIs -------------------------------------------------------------------------------
+def dataset_uri(ds: Dataset | str, lake_root: str) -> str:
+    """Where the table lives (``file:///.../lake/processed/tickets``, ``s3://bucket/lake/processed/tickets``):
+    the URI of its Airflow asset, so lineage tools follow the same path the engines read."""
+    ds = schemas.get(ds) if isinstance(ds, str) else ds
+    return ds.location(lake_root)
 
 
-def fingerprint() -> str:
-    """Content hash of the stage sources (and ``msp.stages`` entry points): the manifest's cache key."""
-    from importlib.metadata import entry_points
-
-    digest = hashlib.sha256()
-    for name, path in stage_sources():
-        digest.update(name.encode() + b"\0")
-        with contextlib.suppress(OSError):
-            digest.update(path.read_bytes())
-    for ep in sorted(entry_points(group="msp.stages"), key=lambda e: (e.name, e.value)):
-        version = ep.dist.version if ep.dist else ""
-        digest.update(f"ep:{ep.name}={ep.value}@{version}\0".encode())
-    return digest.hexdigest()[:16]
+def event_asset_name(event_type: str) -> str:
+    return f"{OUTBOX}.{event_type}"
 
 
-def stage_record(s: Stage) -> dict[str, Any]:
-    return {"name": s.name, "agent": s.agent, "reads": list(s.reads), "writes": list(s.writes),
-            "after": list(s.after), "description": s.description}
+def event_asset_uri(event_type: str, lake_root: str) -> str:
+    """The outbox partition of one event type: what ``msp_events`` is scheduled on."""
+    return f"{dataset_uri(OUTBOX, lake_root)}/event_type={event_type}"
 
 
-def build_manifest() -> dict[str, Any]:
-    """The manifest of the live registry (imports every stage module: not for parse time)."""
-    from lakehouse.stages import plan
-
-    return {"version": MANIFEST_VERSION, "fingerprint": fingerprint(),
-            "stages": [stage_record(s) for s in plan()]}
+def inbox_asset_name(agent: str) -> str:
+    return f"{INBOX}.{agent}"
 
 
-def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "msp-stage-manifests")
-
-
-def _regenerate(target: Path) -> dict[str, Any] | None:
-    """Build the manifest in a subprocess (job imports stay out of the parsing process)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent DAG files wait for one build
-        cached = _read_json(target)
-        if cached is not None:
-            return cached
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "lakehouse.orchestration", "manifest", "--out", str(target)],
-                              capture_output=True, text=True, timeout=180, check=False)
-        if proc.returncode != 0:
-            log.warning("could not rebuild the stage manifest:\n%s", proc.stderr[-2000:])
-            return None
-        log.warning("stage sources changed since the committed manifest: rebuilt it in %.1f s (cached at %s; "
-                    "commit it with `python -m lakehouse.orchestration manifest`)", time.perf_counter() - t0, target)
-        return _read_json(target)
-
-
-def load_manifest(path: Path = DEFAULT_MANIFEST, refresh: bool | None = None) -> dict[str, Any]:
-    """The manifest to build DAGs from: the committed one when the stage sources still match it,
-    else a rebuilt one (cached by content hash; ``MSP_STAGE_MANIFEST_REFRESH=0`` turns rebuilding off,
-    e.g. on a read-only deployment, which then uses the committed manifest as it is)."""
-    committed = _read_json(path)
-    fp = fingerprint()
-    if committed is not None and committed.get("fingerprint") == fp:
-        return committed
-    cached = _cache_dir() / f"{fp}.json"
-    data = _read_json(cached)
-    if data is None:
-        if refresh is None:
-            refresh = os.environ.get(REFRESH_ENV, "1").lower() not in ("0", "false", "no", "off")
-        data = _regenerate(cached) if refresh else None
-    if data is None:
-        if committed is None:
-            raise FileNotFoundError(f"no stage manifest at {path}: run `python -m lakehouse.orchestration manifest`")
-        log.warning("using the committed stage manifest %s although stage sources changed", path)
-        data = committed
-    return data
-
-
-def stages_from_manifest(manifest: Mapping[str, Any]) -> list[Stage]:
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(f"stage manifest version {manifest.get('version')} (expected {MANIFEST_VERSION})")
-    return [Stage(r["name"], r["agent"], _not_loaded, tuple(r["reads"]), tuple(r["writes"]), tuple(r["after"]),
-                  r.get("description", "")) for r in manifest["stages"]]
-
-
-def load_stages(path: Path = DEFAULT_MANIFEST) -> list[Stage]:
-    """Stages (without code) in run order, from the manifest: what DAG files build on."""
-    return stages_from_manifest(load_manifest(path))
-
-
-# ---- datasets ------------------------------------------------------------------------------------------
-def resolve(patterns: Iterable[str]) -> list[Dataset]:
-    """Declared datasets matching qualified names or wildcards (``processed.*``), sorted by name."""
-    patterns = list(patterns)
-    return [d for name, d in schemas.catalog().items() if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
-
-
-def is_pattern(name: str) -> bool:
-    return any(ch in name for ch in "*?[")
-
-
-def _zone(pattern: str) -> str:
-    return pattern.split(".", 1)[0]
-
-
-def touches(patterns: Iterable[str], name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(p, name) for p in patterns)
-
-
-def event_types() -> list[str]:
-    """Event types, from the event schemas (``schemas/events/<type>.json``; the envelope excluded)."""
-    return sorted(p.stem for p in schemas.EVENTS_DIR.glob("*.json") if p.stem != "envelope")
-
-
-def event_asset_uri(event_type: str) -> str:
-    """``msp://events/<type>``: a sibling of the outbox asset, one per event type."""
-    return f"{schemas.get(OUTBOX).asset_uri.rsplit('/', 1)[0]}/{event_type}"
-
-
-def inbox_asset_uri(agent: str) -> str:
-    """``msp://events/inbox/<agent>``: the events routed to one agent."""
-    return f"{schemas.get(INBOX).asset_uri}/{agent}"
+def inbox_asset_uri(agent: str, lake_root: str) -> str:
+    """The inbox partition of one agent: what starts its DAG when it has handler stages."""
+    return f"{dataset_uri(INBOX, lake_root)}/agent={agent}"
 
 
 def source_of(ds: Dataset) -> str | None:
-    """The landing source a raw/processed/quarantine dataset belongs to (None: shared by all sources)."""
+    """The landing source of an ingestion-zone dataset (None: shared by all sources, or not ingestion)."""
     if ds.zone_root not in INGESTION_ZONES:
         return None
     return {d.name: d.source for d in schemas.datasets("raw")}.get(ds.name)
 
 
-def source_lookups() -> dict[str, list[str]]:
-    """Landing source → the other sources whose processed tables its quality rules look rows up in
-    (``lookup`` columns of the suites in ``expectations/``). The ingestion DAG runs a source's quality
-    gate after those sources' gates, in the parents-first order ``msp run`` uses; a cycle is broken in
-    name order, as the gate itself does."""
+def source_order() -> dict[str, list[str]]:
+    """Landing source → the sources whose gate must run first (its suites look rows up in their processed
+    tables: :func:`lakehouse.quality.suite.source_dependencies`). A cycle is broken in name order, as the gate
+    itself does: the later source then checks against what was published before."""
     try:
-        from lakehouse.quality.suite import load_all
-    except ImportError:
+        from lakehouse.quality.suite import source_dependencies
+    except ImportError:  # pragma: no cover - the gate is not installed
         return {}
     try:
-        suites = load_all()
+        needs = source_dependencies()
     except Exception as exc:  # a broken suite fails the quality task at run time, loudly
         log.warning("could not read the quality suites for cross-source ordering: %s", exc)
         return {}
-    needs: dict[str, set[str]] = {}
-    for suite in suites:
-        child = source_of(suite.dataset)
-        for lookup in suite.lookups:
-            parent = source_of(schemas.get(lookup)) if lookup in schemas.catalog() else None
-            if child and parent and parent != child:
-                needs.setdefault(child, set()).add(parent)
     ordered: dict[str, list[str]] = {}
 
-    def upstream(src: str, seen: set[str]) -> set[str]:
-        out = set()
+    def upstream(src: str, seen: frozenset[str]) -> set[str]:
+        out: set[str] = set()
         for p in ordered.get(src, []):
             if p not in seen:
                 out |= {p} | upstream(p, seen | {p})
@@ -287,7 +138,7 @@ def source_lookups() -> dict[str, list[str]]:
 
     for child in sorted(needs):
         for parent in sorted(needs[child]):
-            if child not in upstream(parent, {parent}):  # else the edge would close a cycle
+            if parent and parent != child and child not in upstream(parent, frozenset({parent})):
                 ordered.setdefault(child, []).append(parent)
     return ordered
 
@@ -295,34 +146,27 @@ def source_lookups() -> dict[str, list[str]]:
 # ---- which DAG runs which stage ---------------------------------------------------------------------------
 @dataclass
 class Pipeline:
-    """The stages split into DAGs, and what each DAG waits for."""
+    """The declared stages split into DAGs by kind, with what each DAG publishes and waits for."""
 
-    stages: list[Stage]
-    _outputs: dict[str, list[Dataset]] = field(default_factory=dict, repr=False, compare=False)
+    reg: Registry = field(default_factory=registry)
 
-    def is_ingestion(self, s: Stage) -> bool:
-        return (s.agent == "platform" and s.kind != "train" and bool(s.writes)
-                and all(_zone(w) in INGESTION_ZONES for w in s.writes))
-
-    @staticmethod
-    def is_dispatch(s: Stage) -> bool:
-        return touches(s.reads, OUTBOX) and touches(s.writes, INBOX)
+    @cached_property
+    def stages(self) -> list[Stage]:
+        """Every stage of every kind, in run order."""
+        return self.reg.plan(kinds=None)
 
     def dag_of(self, s: Stage) -> str:
-        if self.is_dispatch(s):
-            return EVENTS_DAG
-        if s.kind == "train":
-            return TRAIN_DAG
-        if self.is_ingestion(s):
-            return INGEST_DAG
-        return agent_dag_id(s.agent)
+        return dag_of(s)
 
     @cached_property
     def by_dag(self) -> dict[str, list[Stage]]:
         out: dict[str, list[Stage]] = {}
-        for s in self.stages:  # already in run order
-            out.setdefault(self.dag_of(s), []).append(s)
+        for s in self.stages:
+            out.setdefault(dag_of(s), []).append(s)
         return out
+
+    def of_kind(self, *kinds: str) -> list[Stage]:
+        return [s for s in self.stages if s.kind in kinds]
 
     @property
     def ingestion(self) -> list[Stage]:
@@ -333,38 +177,42 @@ class Pipeline:
         return self.by_dag.get(EVENTS_DAG, [])
 
     @property
+    def maintenance(self) -> list[Stage]:
+        return self.by_dag.get(MAINTENANCE_DAG, [])
+
+    @property
     def training(self) -> dict[str, list[Stage]]:
+        """``{agent: its train stages}``, in run order."""
         out: dict[str, list[Stage]] = {}
         for s in self.by_dag.get(TRAIN_DAG, []):
             out.setdefault(s.agent, []).append(s)
         return out
 
     def agent_dags(self) -> dict[str, list[Stage]]:
-        """``{agent: stages}`` of the per-agent DAGs (transform and scoring stages, in run order)."""
-        return {a: self.by_dag[agent_dag_id(a)] for a in sorted({s.agent for s in self.stages})
-                if agent_dag_id(a) in self.by_dag}
+        """``{agent: its transform, score and handler stages}`` (one DAG each), in run order."""
+        return {a: self.by_dag[agent_dag_id(a)] for a in self.reg.agents if agent_dag_id(a) in self.by_dag}
 
+    def dag_ids(self) -> list[str]:
+        return sorted(self.by_dag)
+
+    # ---- datasets --------------------------------------------------------------------------------------
     @cached_property
     def claimed(self) -> dict[str, str]:
         """Dataset → the stage that names it exactly in its writes."""
-        out: dict[str, str] = {}
-        for s in self.stages:
-            for w in s.writes:
-                if not is_pattern(w):
-                    out.setdefault(w, s.name)
-        return out
+        return {w: s.name for s in self.stages for w in s.writes if not any(ch in w for ch in "*?[")}
 
     def outputs(self, s: Stage) -> list[Dataset]:
-        """The declared datasets a stage publishes: those it names, plus those its wildcards match that
-        its agent owns and no other stage names (``quality`` writes ``processed.*``, but CPI's
-        ``processed.client_profitability_monthly`` is CPI's)."""
-        if s.name not in self._outputs:
-            patterns = [w for w in s.writes if is_pattern(w)]
-            self._outputs[s.name] = [
-                ds for name, ds in schemas.catalog().items()
-                if name in s.writes or (any(fnmatch.fnmatchcase(name, p) for p in patterns)
-                                        and ds.owner == s.agent and self.claimed.get(name, s.name) == s.name)]
-        return self._outputs[s.name]
+        """The declared datasets a stage publishes: wildcards resolved to what its own agent owns, less what
+        another stage names exactly (``quality`` writes ``quarantine.*``, but ``quarantine.rejected_files`` is
+        ``ingest``'s)."""
+        return [schemas.get(n) for n in sorted(self.reg.outputs(s)) if self.claimed.get(n, s.name) == s.name]
+
+    def reads(self, s: Stage) -> list[Dataset]:
+        return [schemas.get(n) for n in sorted(self.reg.inputs(s))]
+
+    def depends(self, s: Stage, up: Stage) -> bool:
+        """Whether ``s`` runs after ``up`` in one DAG: it names it in ``after`` or reads what it writes."""
+        return up.name in s.after or bool(self.reg.inputs(s) & self.reg.outputs(up))
 
     def writes(self, dag_id: str) -> list[Dataset]:
         seen: dict[str, Dataset] = {}
@@ -372,52 +220,59 @@ class Pipeline:
             seen.update((d.qualified_name, d) for d in self.outputs(s))
         return list(seen.values())
 
-    def reads(self, dag_id: str) -> list[Dataset]:
-        return resolve(r for s in self.by_dag.get(dag_id, []) for r in s.reads)
-
     @cached_property
     def producers(self) -> dict[str, str]:
-        """Dataset qualified name → the DAG that writes it (the first one, in run order)."""
+        """Dataset → the DAG that publishes it (the first in run order)."""
         out: dict[str, str] = {}
-        for dag_id in self.by_dag:
-            for ds in self.writes(dag_id):
-                out.setdefault(ds.qualified_name, dag_id)
+        for s in self.stages:
+            for ds in self.outputs(s):
+                out.setdefault(ds.qualified_name, dag_of(s))
         return out
 
     @cached_property
     def _waits(self) -> dict[str, dict[str, str]]:
-        """DAG → {upstream dataset → producing DAG} it is scheduled on. Candidates come in run order of
-        the stages that read them; one whose producer already waits, directly or not, for the reading
-        DAG is left out (that dataset is then read as last published), so schedules never deadlock."""
+        """Data-aware DAG → {upstream dataset → producing DAG} it is scheduled on. Candidates come in run
+        order; one whose producer already waits, directly or not, for the reading DAG is left out (that table
+        is then read as last published), so schedules never wait on each other."""
         waits: dict[str, dict[str, str]] = {dag_id: {} for dag_id in self.by_dag}
 
         def upstream(dag_id: str, seen: frozenset[str]) -> set[str]:
             out: set[str] = set()
-            for producer in set(waits[dag_id].values()) - seen:
+            for producer in set(waits.get(dag_id, {}).values()) - seen:
                 out |= {producer} | upstream(producer, seen | {producer})
             return out
 
         for s in self.stages:
-            dag_id = self.dag_of(s)
-            if dag_id == TRAIN_DAG:  # weekly on the clock, whatever its inputs do
+            dag_id = dag_of(s)
+            if dag_id in CLOCK_DAGS:
                 continue
             own = {d.qualified_name for d in self.writes(dag_id)}
-            for ds in resolve(s.reads):
-                producer = self.producers.get(ds.qualified_name)
-                if (ds.zone_root == "events" or ds.qualified_name in own or producer in (None, TRAIN_DAG)
-                        or ds.qualified_name in waits[dag_id]):
+            for ds in self.reads(s):
+                name = ds.qualified_name
+                producer = self.producers.get(name)
+                if (ds.zone_root in ("events", "ml-models") or name in own or producer in (None, TRAIN_DAG,
+                                                                                         MAINTENANCE_DAG)
+                        or name in waits[dag_id]):
                     continue
                 if dag_id not in upstream(producer, frozenset({producer})):
-                    waits[dag_id][ds.qualified_name] = producer
+                    waits[dag_id][name] = producer
         return waits
 
     def inputs(self, dag_id: str) -> list[Dataset]:
-        """Upstream datasets whose asset events schedule ``dag_id`` (data-aware): what its stages read
-        and another DAG publishes; never events (they trigger through the inbox) nor models."""
+        """The tables whose asset events schedule ``dag_id``: what its stages read that another DAG publishes
+        (never events, which trigger through their own assets, nor models)."""
         return [schemas.get(name) for name in sorted(self._waits.get(dag_id, {}))]
 
-    def reads_inbox(self, dag_id: str) -> bool:
-        return any(touches(s.reads, INBOX) for s in self.by_dag.get(dag_id, []))
+    def handles_events(self, dag_id: str) -> bool:
+        """Whether the DAG has handler stages (then the agent's inbox asset starts it too)."""
+        return any(s.kind == "handler" for s in self.by_dag.get(dag_id, []))
+
+    def event_types(self) -> list[str]:
+        return sorted(self.reg.events)
+
+    def consumers(self) -> list[str]:
+        """Agents some route delivers events to."""
+        return sorted({a for targets in self.reg.routes.values() for a, _ in targets})
 
 
 # ---- dates of a run ---------------------------------------------------------------------------------------
@@ -429,30 +284,34 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
+def _days(start: date, end: date) -> list[date]:
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
 def resolve_dates(params: Mapping[str, Any] | None = None, triggering_dates: Iterable[Any] = (),
                   interval_start: datetime | None = None, interval_end: datetime | None = None,
                   today: date | None = None) -> list[date]:
     """The export days a DAG run processes, first match wins:
 
-    1. ``start``/``end`` run parameters (a manual trigger or ``airflow dags test -c``);
+    1. the ``start``/``end`` run parameters (a manual trigger, ``airflow dags test -c``);
     2. the days carried by the asset events that triggered the run (their union);
-    3. the run's data interval: a scheduled or backfilled daily run processes the day its interval
-       covers, i.e. its logical date, exactly as ``msp run --date`` would;
+    3. the run's data interval: a scheduled or backfilled daily run processes the day its interval covers
+       (its logical date), exactly as ``msp run --date`` would; a weekly run, the seven days;
     4. yesterday (UTC), like ``msp run`` without dates.
     """
-    from lakehouse.context import date_range
-
     params = params or {}
     start, end = params.get("start"), params.get("end")
     if start or end:
-        return date_range(_as_date(start or end), _as_date(end or start))
+        return _days(_as_date(start or end), _as_date(end or start))
     days = sorted({_as_date(d) for d in triggering_dates})
     if days:
         return days
     if interval_start is not None:
         last = interval_end - timedelta(microseconds=1) if interval_end and interval_end > interval_start \
             else interval_start
-        return date_range(_as_date(interval_start), _as_date(last))
+        return _days(_as_date(interval_start), _as_date(last))
     return [(today or datetime.now(UTC).date()) - timedelta(days=1)]
 
 
@@ -481,8 +340,9 @@ class LogObserver:
 
     def progress(self, description, completed, total):
         step = int(10 * completed / total) if total else 0
-        if self._last.get(description.split(" ")[0]) != step:
-            self._last[description.split(" ")[0]] = step
+        key = description.split(" ")[0]
+        if self._last.get(key) != step:
+            self._last[key] = step
             self.log.info("%s: %d/%d", description, completed, total)
 
 
@@ -490,78 +350,63 @@ class StageFailed(RuntimeError):
     """The stage reported a failure; the message names it and where its run report is."""
 
 
-class _PublishLog:
-    """The lake's ``on_publish`` callback, recording which partitions a run published."""
-
-    def __init__(self, inner=None):
-        self.inner = inner
-        self.published: dict[str, set[str]] = {}
-
-    def __call__(self, ds: Dataset, key: str, version_path: str) -> None:
-        self.published.setdefault(ds.qualified_name, set()).add(key)
-        if self.inner is not None:
-            self.inner(ds, key, version_path)
-
-
-def _ids(lake, ds: Dataset, keys: Iterable[str], column: str) -> set[tuple]:
-    """(group, dt, primary key...) of the published rows of some partitions."""
-    keys = sorted(keys)
-    if not keys:
+def _ids(lake: Lake, name: str, column: str, days: Sequence[str]) -> set[tuple]:
+    """(group, dt, primary key...) of the current rows of a watched dataset on some days."""
+    ds = schemas.get(name)
+    snap = lake.snapshot_id(ds)
+    if snap is None:
         return set()
-    table = lake.read_arrow(ds, keys)
-    cols = [column, "dt", *[c for c in ds.primary_key if c not in (column, "dt")]]
+    cols = list(dict.fromkeys([column, "dt", *ds.primary_key]))
+    table = lake.read_arrow(ds, {"dt": list(days)}, snap, columns=cols)
     return set(zip(*[table.column(c).to_pylist() for c in cols], strict=True))
 
 
 def run_stage(settings: Settings, stage: str, dates: Sequence[date], *, params: Mapping[str, Any] | None = None,
-              run_id: str | None = None, observer: StageObserver | None = None) -> dict[str, Any]:
-    """Run one registered stage for ``dates`` (in this process) and return its result (also written to
-    ``<lake>/_meta/stage-results/<run id>.json``). A failure of the stage is in the result, not raised:
-    call :func:`check`.
+              run_id: str | None = None, observer: StageObserver | None = None,
+              refresh_catalog: bool = True) -> dict[str, Any]:
+    """Run one declared stage for ``dates`` in this process; returns its result, also written to
+    ``<lake>/_meta/stage-results/<run id>.json``. A failure of the stage is in the result, not raised: call
+    :func:`check`.
 
-    For the watched event datasets the result counts the *new* rows per group (event type, target
-    agent): rows of the partitions this run published whose keys were not there before in the run's
-    days (a rerun that writes the same deterministic event ids counts none).
-    """
-    from lakehouse.catalog import publish_hook
+    For the watched event datasets the result counts the *new* rows per group (event type, consuming agent):
+    rows on the run's days whose keys were not there before the stage ran (a rerun writing the same
+    deterministic event ids counts none)."""
     from lakehouse.context import RunContext
-    from lakehouse.lake import Lake, parse_partition_key
+    from lakehouse.lake import Lake
     from lakehouse.runner import run_pipeline
-    from lakehouse.stages import discover
 
-    registry = discover()
-    if stage not in registry:
-        raise StageFailed(f"unknown stage {stage!r}; registered: {sorted(registry)}")
-    days = {d.isoformat() for d in dates}
-    published = _PublishLog(publish_hook(settings))
-    lake = Lake(settings.lake_root, keep_versions=int(settings.get("lake.keep_versions")), on_publish=published)
-    watched = {name: col for name, col in WATCHED.items() if touches(registry[stage].writes, name)}
-    before = {}
-    for name, col in watched.items():
-        ds = schemas.get(name)
-        before[name] = _ids(lake, ds, [k for k in lake.partitions(ds) if parse_partition_key(k).get("dt") in days], col)
+    reg = registry()
+    if stage not in reg.stages:
+        raise StageFailed(f"unknown stage {stage!r}; declared: {', '.join(sorted(reg.stages))}")
+    st = reg.stages[stage]
+    days = sorted({d.isoformat() for d in dates})
+    lake = Lake.from_settings(settings)
+    watched = {name: col for name, col in WATCHED.items() if name in reg.outputs(st)}
+    before = {name: _ids(lake, name, col, days) for name, col in watched.items()}
 
     def context_factory(settings_, dates_, **kwargs):
         return RunContext.create(settings_, dates_, lake=lake, **kwargs)
 
     summary = run_pipeline(settings, list(dates), stages=[stage], params=dict(params or {}), run_id=run_id,
-                           observer=observer or LogObserver(), context_factory=context_factory)
+                           observer=observer or LogObserver(), context_factory=context_factory,
+                           refresh_catalog=refresh_catalog)
     new: dict[str, dict[str, dict[str, Any]]] = {}
     for name, col in watched.items():
-        ds = schemas.get(name)
         groups: dict[str, dict[str, Any]] = {}
-        for group, dt, *_ in _ids(lake, ds, published.published.get(name, ()), col) - before[name]:
+        for group, dt, *_ in _ids(lake, name, col, days) - before[name]:
             g = groups.setdefault(group, {"rows": 0, "dates": set()})
             g["rows"] += 1
-            g["dates"].add(dt)
+            g["dates"].add(str(dt))
         new[name] = {g: {"rows": v["rows"], "dates": sorted(v["dates"])} for g, v in sorted(groups.items())}
-    errors = [f"{s.name}: {s.error}" for s in summary.stages if s.status != "ok"]
     result = {
-        "run_id": summary.run_id, "stage": stage, "dates": sorted(days), "ok": summary.ok, "errors": errors,
-        "seconds": summary.seconds, "counts": summary.counts, "new": new, "warnings": len(summary.warnings),
+        "run_id": summary.run_id, "stage": stage, "kind": st.kind, "agent": st.agent, "dates": days,
+        "ok": summary.ok, "status": summary.stages[0].status if summary.stages else "skipped",
+        "errors": [f"{s.name}: {s.error}" for s in summary.stages if s.status not in ("ok", "unchanged")],
+        "seconds": summary.seconds, "counts": summary.counts, "new": new, "warnings": list(summary.warnings),
         "params": dict(params or {}),
     }
-    lake.write_text(f"{RESULTS_DIR}/{summary.run_id}.json", json.dumps(result, indent=1, sort_keys=True))
+    lake.write_text(f"{RESULTS_DIR}/{summary.run_id}.json", json.dumps(result, indent=1, sort_keys=True,
+                                                                       default=str))
     return result
 
 
@@ -569,7 +414,7 @@ def read_stage_result(settings: Settings, run_id: str) -> dict[str, Any]:
     """The result a stage run (e.g. a Glue job) left in the lake."""
     from lakehouse.lake import Lake
 
-    text = Lake(settings.lake_root).read_text(f"{RESULTS_DIR}/{run_id}.json")
+    text = Lake.from_settings(settings).read_text(f"{RESULTS_DIR}/{run_id}.json")
     if text is None:
         raise StageFailed(f"no stage result for run {run_id} under {settings.lake_root}/{RESULTS_DIR}/ "
                           "(the job did not finish, or wrote to another lake root)")
@@ -577,18 +422,25 @@ def read_stage_result(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def check(result: Mapping[str, Any]) -> None:
+    """Raise :class:`StageFailed` when the stage failed (so its Airflow task, or Glue job, fails)."""
     if not result["ok"]:
         raise StageFailed(f"stage {result['stage']} failed for {', '.join(result['dates'])}: "
                           f"{'; '.join(result['errors'])} (run report: _meta/runs/{result['run_id']}.json)")
 
 
 def outlet_extra(result: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """What an asset event of ``dataset`` carries: rows written (0 when the stage wrote nothing new
-    for it, e.g. files already ingested), partitions, and the days, which downstream runs process."""
+    """What an asset event of ``dataset`` carries: rows written (0 when the stage wrote nothing new for it,
+    e.g. files already ingested, or the stage was unchanged), partitions, and the days, which downstream runs
+    process."""
     c = result["counts"].get(dataset, {})
     return {"rows": c.get("rows_out", 0), "rows_in": c.get("rows_in", 0), "quarantined": c.get("quarantined", 0),
             "partitions": c.get("partitions", 0), "dates": list(result["dates"]), "run_id": result["run_id"],
-            "stage": result["stage"]}
+            "stage": result["stage"], "status": result.get("status", "ok")}
+
+
+def new_events(result: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"events": {event type: {rows, dates}}, "inbox": {agent: {rows, dates}}}`` of a result."""
+    return {"events": dict(result["new"].get(OUTBOX, {})), "inbox": dict(result["new"].get(INBOX, {}))}
 
 
 # ---- AWS Glue ---------------------------------------------------------------------------------------------
@@ -603,14 +455,14 @@ GLUE_JOB = "stage-runner"
 def glue_job_name(settings: Settings) -> str:
     """The one Glue job that runs every stage (infra/stack.py creates it): ``<platform.glue_job_prefix>
     stage-runner``, e.g. ``msp-dev-stage-runner`` with ``MSP_GLUE_JOB_PREFIX=msp-dev-``."""
-    return f"{settings.get('platform.glue_job_prefix')}{GLUE_JOB}"
+    return f"{settings.platform.glue_job_prefix}{GLUE_JOB}"
 
 
 def glue_script_location(settings: Settings) -> str:
     """Where the job's entry script lives: ``<platform.glue_scripts_location>/glue_entry.py``."""
     from lakehouse.config import ConfigError
 
-    base = str(settings.get("platform.glue_scripts_location") or "")
+    base = str(settings.platform.glue_scripts_location or "")
     if not base.startswith("s3://"):
         raise ConfigError("the glue runner needs platform.glue_scripts_location = 's3://bucket/scripts/' "
                           "(set MSP_GLUE_SCRIPTS_LOCATION)")
@@ -631,26 +483,7 @@ def glue_arguments(settings: Settings, stage: str, dates: Sequence[date], params
     }
 
 
-# ---- command line ---------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lakehouse.orchestration",
-                                     description="Orchestration helpers: the stage manifest the DAGs read.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("manifest", help="write (or --check) the stage manifest from the live registry")
-    p.add_argument("--out", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--check", action="store_true", help="exit 1 when the manifest differs from the registry")
-    args = parser.parse_args(argv)
-    manifest = build_manifest()
-    if args.check:
-        current = _read_json(args.out) or {}
-        if current.get("stages") != manifest["stages"]:
-            print(f"{args.out} is out of date: run `python -m lakehouse.orchestration manifest`", file=sys.stderr)
-            return 1
-        return 0
-    write_manifest(args.out, manifest)
-    print(f"wrote {args.out}: {len(manifest['stages'])} stages, fingerprint {manifest['fingerprint']}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["AGENT_KINDS", "EVENTS_DAG", "INGEST_DAG", "KIND_DAGS", "MAINTENANCE_DAG", "PLATFORM", "TRAIN_DAG",
+           "LogObserver", "Pipeline", "StageFailed", "agent_dag_id", "check", "dag_of", "glue_arguments",
+           "glue_job_name", "glue_script_location", "outlet_extra", "read_stage_result", "resolve_dates",
+           "run_stage", "source_of", "source_order", "stage_run_id"]

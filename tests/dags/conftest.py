@@ -3,7 +3,7 @@
 Airflow reads its configuration (and opens its metadata DB) when first imported, so this module sets
 the environment before any test here imports it. ``dag.test()`` scenarios run through
 ``tests/dags/harness.py`` in a fresh interpreter each: its own AIRFLOW_HOME (a copy of a DB migrated
-once per session), its own lake and its own Spark session, all gone when the process ends.
+once per session) and its own lake, all gone when the process ends.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ def subprocess_env(home: Path, airflow_home: Path | None = None, **extra: str) -
     env.update(AIRFLOW_ENV)
     if airflow_home is not None:
         env["AIRFLOW_HOME"] = str(airflow_home)
-    env.update({"MSP_HOME": str(home), "MSP_SPARK__DRIVER_MEMORY": "1g", "MSP_SPARK__SHUFFLE_PARTITIONS": "2",
-                "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"})
+    env.update({"MSP_HOME": str(home), "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"})
     env.update(extra)
     return env
 
@@ -64,14 +63,16 @@ class DagRunner:
         self.template = template
         self.workdir = workdir
 
-    def start(self, name: str, runs: list[dict], home: Path, play_glue: bool = False, **env: str):
-        """Start a scenario; returns a handle for :meth:`wait`."""
+    def start(self, name: str, runs: list[dict], home: Path, play_glue: bool = False,
+              extra_path: list[str] | None = None, **env: str):
+        """Start a scenario; returns a handle for :meth:`wait`. ``extra_path``: folders put on ``sys.path``
+        first (a throwaway agent package of ``harness.write_agent_package``)."""
         airflow_home = self.workdir / f"airflow-{name}"
         airflow_home.mkdir(parents=True)
         shutil.copy(self.template / "airflow.db", airflow_home / "airflow.db")
         spec = self.workdir / f"{name}.spec.json"
         out = self.workdir / f"{name}.out.json"
-        spec.write_text(json.dumps({"runs": runs, "play_glue": play_glue}))
+        spec.write_text(json.dumps({"runs": runs, "play_glue": play_glue, "extra_path": extra_path or []}))
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed in wait()
         proc = subprocess.Popen([sys.executable, "-m", "tests.dags.harness", str(spec), str(out)],
                                 env=subprocess_env(home, airflow_home, **env), cwd=self.workdir,

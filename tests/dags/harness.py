@@ -1,25 +1,151 @@
-"""Runs DAGs with ``dag.test()`` in a process of its own (started by the tests).
+"""Test helpers for the DAGs: a throwaway agent package, a DagBag that sees it, and ``dag.test()`` runs in a
+process of their own.
 
-Airflow reads its configuration when it is first imported and a Spark JVM lives as long as its process,
-so each scenario runs in a fresh interpreter with its own ``AIRFLOW_HOME``, lake and Spark session, and
-the test process stays clean. Usage: ``python -m tests.dags.harness SPEC.json OUT.json`` where SPEC is
-``{"runs": [{"dag_id": ..., "logical_date": ISO or null, "conf": {...}, "mark_success": regex}],
-"play_glue": false}`` (``mark_success``: task ids marked successful instead of run).
+**A throwaway agent.** :func:`write_agent_package` writes a complete third-party agent into a folder: a package
+with its ``Agent`` declaration (one settings key with its defaults file, one event type with its schema, a
+transform stage and optionally a handler stage) and a ``.dist-info`` folder registering it in the
+``msp.agents`` entry-point group, exactly as ``pip install`` of a package declaring
+``[project.entry-points."msp.agents"]`` would. :func:`agent_on_path` puts that folder on ``sys.path`` (and
+forgets the cached registry and DAG settings, before and after), so every list derived from the declarations
+sees the agent; :func:`dagbag` parses ``dags/`` then. For a child process, put the folder on ``PYTHONPATH``
+(``DagRunner.start(..., extra_path=...)``).
 
-``play_glue``: moto accepts Glue job runs but does not execute scripts, so the harness plays the Glue
-worker: after the operator's real ``start_job_run`` call (to moto), it runs ``lakehouse.glue_entry`` with
-the very arguments that were submitted.
+**Runs.** ``python -m tests.dags.harness SPEC.json OUT.json`` where SPEC is ``{"runs": [{"dag_id": ...,
+"logical_date": ISO or null, "conf": {...}, "mark_success": regex}], "play_glue": false, "extra_path": [...]}``
+(``mark_success``: task ids marked successful instead of run). Airflow reads its configuration when first
+imported, so each scenario runs in a fresh interpreter with its own ``AIRFLOW_HOME`` and lake. ``play_glue``:
+moto accepts Glue job runs but never executes their script, so the harness plays the Glue worker: right after
+the operator's real ``start_job_run`` call (to moto) it runs ``lakehouse.glue_entry`` with the very arguments
+that were submitted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import sys
+import textwrap
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
 
+
+# ---- a throwaway agent -----------------------------------------------------------------------------------
+def write_agent_package(root: Path, name: str = "zz", reads: Sequence[str] = ("processed.tickets",),
+                        fail: str | None = None, handler: bool = False) -> dict[str, str]:
+    """Write agent ``name`` as an installed third-party package under ``root``; returns what it declares.
+
+    Its stage ``<name>.count`` (kind transform) reads ``reads`` and emits ``<name>.tickets.counted`` for every
+    run day with at least ``min_tickets`` rows in the first table it reads (deterministic ids: a rerun emits
+    nothing new). ``fail``: the stage raises ``RuntimeError(fail)`` instead. ``handler``: the agent also
+    consumes its own event type with a handler stage ``<name>.on_counted`` reading its inbox."""
+    package = f"msp_agent_{name}"
+    event_type = f"{name}.tickets.counted"
+    folder = root / package
+    (folder / "events").mkdir(parents=True, exist_ok=True)
+    handler_stage = (f'Stage("{name}.on_counted", "{package}.stages:on_counted", kind="handler", '
+                     f'reads=("events.inbox",), description="Reads the events routed to {name}."),'
+                     if handler else "")
+    (folder / "__init__.py").write_text(textwrap.dedent(f'''\
+        """A throwaway agent written by tests/dags/harness.py."""
+        from lakehouse.agents import Agent, Stage
+        from {package}.settings import Settings
+
+        AGENT = Agent(
+            name="{name}", title="Throwaway agent {name}", package=__name__, summary="counts tickets",
+            settings=Settings, defaults="settings.toml",
+            stages=(
+                Stage("{name}.count", "{package}.stages:count", kind="transform", reads={tuple(reads)!r},
+                      writes=("events.outbox",), description="Counts the run days' rows; emits an event per busy day."),
+                {handler_stage}
+            ),
+            emits=("{event_type}",),
+            consumes={{"{event_type}": "{name}.on_counted"}} if {handler!r} else {{}},
+        )
+        '''))
+    (folder / "settings.py").write_text(textwrap.dedent('''\
+        from typing import Annotated
+        from pydantic import Field
+        from lakehouse.config import Section
+
+        class Settings(Section):
+            min_tickets: Annotated[int, Field(ge=0)]
+        '''))
+    (folder / "settings.toml").write_text("min_tickets = 1\n")
+    (folder / "events" / f"{event_type}.json").write_text(json.dumps({
+        "$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"{event_type} (data)",
+        "description": "A day with at least min_tickets rows.", "type": "object", "required": ["rows"],
+        "properties": {"rows": {"type": "integer", "minimum": 0}}}, indent=1))
+    first = reads[0] if reads else "processed.tickets"
+    body = (f"    raise RuntimeError({fail!r})\n" if fail is not None else textwrap.indent(textwrap.dedent(f'''\
+        from datetime import date
+        from lakehouse import events
+        table = ctx.read_arrow("{first}", {{"dt": ctx.days}})
+        per_day = {{}}
+        for dt in table.column("dt").to_pylist():
+            per_day[str(dt)] = per_day.get(str(dt), 0) + 1
+        found = [events.make_event("{event_type}", "{name}.count", "msp:tickets", date.fromisoformat(d), d,
+                                   "busy_day", {{"rows": n}},
+                                   {{"metric": "rows", "value": n, "threshold": ctx.config.min_tickets,
+                                    "comparison": ">=", "source_rows": [{{"dataset": "{first}"}}]}})
+                 for d, n in sorted(per_day.items()) if n >= ctx.config.min_tickets]
+        ctx.emit("{event_type}", found)
+        '''), "    "))
+    (folder / "stages.py").write_text(
+        "def count(ctx):\n" + body + "\n\n"
+        "def on_counted(ctx):\n"
+        f"    rows = ctx.read_arrow('events.inbox', {{'agent': '{name}', 'dt': ctx.days}})\n"
+        "    ctx.count('events.inbox').rows_in += rows.num_rows\n")
+    dist = root / f"{package}-0.1.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[msp.agents]\n{name} = {package}:AGENT\n")
+    return {"name": name, "package": package, "event_type": event_type, "stage": f"{name}.count",
+            "dag_id": f"msp_{name}", "root": str(root)}
+
+
+def _forget(prefix: str) -> None:
+    for module in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+        del sys.modules[module]
+
+
+def _reset() -> None:
+    from lakehouse import agents
+
+    agents.reset()
+    if "lakehouse.airflow_dags" in sys.modules:
+        sys.modules["lakehouse.airflow_dags"].reset()
+
+
+@contextlib.contextmanager
+def agent_on_path(root: Path, package: str | None = None) -> Iterator[None]:
+    """The agent packages under ``root`` are installed for the duration (sys.path, entry points)."""
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    _reset()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for pkg in ([package] if package else [p.name for p in root.iterdir() if (p / "__init__.py").exists()]):
+            _forget(pkg)
+        importlib.invalidate_caches()
+        _reset()
+
+
+def dagbag(dags_folder: Path | None = None):
+    """A DagBag of ``dags/`` built now (after :func:`agent_on_path`, it sees the throwaway agent)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    _reset()
+    return DagBag(dag_folder=str(dags_folder or REPO / "dags"))
+
+
+# ---- dag.test() in a process of its own ------------------------------------------------------------------
 def play_glue() -> None:
     from airflow.providers.amazon.aws.hooks.glue import GlueJobHook
 
@@ -30,7 +156,10 @@ def play_glue() -> None:
     def initialize_and_run(self, script_arguments=None, run_kwargs=None):
         response = original(self, script_arguments, run_kwargs)
         argv = [x for k, v in (script_arguments or {}).items() for x in (k, v)]
-        glue_entry.run_job(glue_entry.parse_arguments(argv))
+        try:
+            glue_entry.run_job(glue_entry.parse_arguments(argv))
+        except Exception as exc:  # a failed Glue job: the record step finds the failed result
+            print(f"played Glue job failed: {exc}", file=sys.stderr)
         return response
 
     GlueJobHook.initialize_job = initialize_and_run
@@ -43,22 +172,26 @@ def asset_events(session) -> list[dict]:
     rows = session.execute(select(AssetEvent, AssetModel).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
                            .order_by(AssetEvent.id)).all()
     return [{"asset": m.name, "uri": m.uri, "extra": e.extra, "source_dag_id": e.source_dag_id,
-             "source_task_id": e.source_task_id} for e, m in rows]
+             "source_task_id": e.source_task_id, "source_run_id": e.source_run_id} for e, m in rows]
 
 
 def main(spec_path: str, out_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
+    for path in spec.get("extra_path") or ():
+        sys.path.insert(0, path)
     if spec.get("play_glue"):
         play_glue()
     from airflow import settings
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=spec.get("dags_folder") or None)
+    t0 = time.perf_counter()
+    bag = DagBag(dag_folder=spec.get("dags_folder") or str(REPO / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    parse_seconds = time.perf_counter() - t0
     for dag in bag.dags.values():  # dag.test() honours retry delays: fail at once instead
-        for task in dag.tasks:
-            task.retries = 0
+        for t in dag.tasks:
+            t.retries = 0
     results = []
     for run in spec["runs"]:
         dag = bag.get_dag(run["dag_id"])
@@ -74,8 +207,8 @@ def main(spec_path: str, out_path: str) -> int:
         results.append({"dag_id": run["dag_id"], "run_id": dr.run_id, "state": str(dr.state), "tasks": tis,
                         "seconds": round(seconds, 1)})
     session = settings.Session()
-    Path(out_path).write_text(json.dumps({"runs": results, "asset_events": asset_events(session)}, indent=1,
-                                         default=str))
+    Path(out_path).write_text(json.dumps({"runs": results, "asset_events": asset_events(session),
+                                          "parse_seconds": round(parse_seconds, 2)}, indent=1, default=str))
     return 0
 
 
