@@ -1,100 +1,121 @@
-"""How stages become DAGs, which days a run processes, and what a stage run reports (no Airflow needed)."""
+"""Which DAG runs which stage, what schedules it, which days a run processes, and what a stage run reports
+(no Airflow needed)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 
 import pytest
 
 import schemas
 from lakehouse import orchestration as orch
-from lakehouse import stages as registry
+from lakehouse.agents import Agent, Registry, Stage
 from lakehouse.glue_entry import parse_arguments
-from lakehouse.stages import Stage, stage
+from lakehouse.pipeline import PLATFORM_STAGES
 from schemas import Column, Dataset
+from tests.conftest import make_settings
+from tests.dags import harness
+
+DAY = date(2024, 1, 1)
 
 
-def st(name, agent="cpi", reads=(), writes=(), after=()) -> Stage:
-    return Stage(name, agent, orch._not_loaded, tuple(reads), tuple(writes), tuple(after))
-
-
-def analytics(name: str, owner: str) -> Dataset:
-    return Dataset(name=name, zone="analytics/kpi-metrics", owner=owner, description="test",
-                   columns=(Column("client_id", "string"),))
+def table(name: str, owner: str, zone: str = "analytics/kpi-metrics") -> Dataset:
+    return Dataset(name=name, zone=zone, owner=owner, description="test", columns=(Column("client_id", "string"),))
 
 
 @pytest.fixture
 def catalog(monkeypatch):
-    """The real declarations plus a few analytics and model tables of imaginary agents."""
-    extra = {d.qualified_name: d for d in (analytics("t_margin", "cpi"), analytics("t_pipeline", "spo"),
-                                            analytics("t_churn_scores", "cpi"))}
-    extra["ml-models.t_churn_model"] = Dataset(name="t_churn_model", zone="ml-models", owner="cpi",
-                                               description="test", columns=(Column("version", "string"),))
+    """The real declarations plus tables of two imaginary agents."""
+    extra = {d.qualified_name: d for d in (table("t_margin", "aa"), table("t_scores", "aa"),
+                                            table("t_pipeline", "bb"), table("t_alerts", "bb"))}
     full = {**schemas.catalog(), **extra}
     monkeypatch.setattr(schemas, "catalog", lambda: full)
     return full
 
 
-STAGES = [
-    st("ingest", "platform", writes=["raw.*", "quarantine.rejected_files"]),
-    st("quality", "platform", reads=["raw.*"], writes=["processed.*", "quarantine.*"]),
-    st("events.dispatch", "platform", reads=["events.outbox"], writes=["events.inbox"]),
-    st("cpi.margin", reads=["processed.invoices", "processed.time_entries"], writes=["analytics.t_margin"]),
-    st("cpi.alerts", reads=["analytics.t_margin", "events.inbox"], writes=["events.outbox"]),
-    st("cpi.churn_train", reads=["analytics.t_margin"], writes=["ml-models.t_churn_model"]),
-    st("cpi.churn_score", reads=["analytics.t_margin", "ml-models.t_churn_model"],
-       writes=["analytics.t_churn_scores"]),
-    st("spo.pipeline", "spo", reads=["processed.tickets", "analytics.t_margin"], writes=["analytics.t_pipeline"]),
-]
+def registry_of(*agents: Agent) -> Registry:
+    return Registry(PLATFORM_STAGES, {a.name: a for a in agents})
 
 
-def test_stages_are_split_into_dags_by_role_and_naming_convention(catalog):
-    pipe = orch.Pipeline(STAGES)
-    assert {s.name: pipe.dag_of(s) for s in STAGES} == {
+AA = Agent(name="aa", title="A", package="jobs", stages=(
+    Stage("aa.margin", "x:y", kind="transform", reads=("processed.invoices", "processed.time_entries"),
+          writes=("analytics.t_margin",)),
+    Stage("aa.alerts", "x:y", kind="transform", reads=("analytics.t_margin",), writes=("events.outbox",)),
+    Stage("aa.churn_train", "x:y", kind="train", reads=("analytics.t_margin",)),
+    Stage("aa.churn_score", "x:y", kind="score", reads=("analytics.t_margin",), writes=("analytics.t_scores",),
+          after=("aa.churn_train",)),
+    Stage("aa.on_event", "x:y", kind="handler", reads=("events.inbox",)),
+    # named like a training stage, declared as a transform: it runs daily in its agent's DAG
+    Stage("aa.constrain_train", "x:y", kind="transform", reads=("analytics.t_scores",)),
+))
+BB = Agent(name="bb", title="B", package="jobs", stages=(
+    Stage("bb.pipeline", "x:y", kind="transform", reads=("processed.tickets", "analytics.t_margin",
+                                                          "processed.leads"),
+          writes=("analytics.t_pipeline",)),
+))
+
+
+def test_the_kind_decides_the_dag_never_the_name(catalog):
+    pipe = orch.Pipeline(registry_of(AA, BB))
+    assert {s.name: pipe.dag_of(s) for s in pipe.stages} == {
         "ingest": "msp_ingest", "quality": "msp_ingest", "events.dispatch": "msp_events",
-        "cpi.margin": "msp_cpi", "cpi.alerts": "msp_cpi", "cpi.churn_train": "msp_train",
-        "cpi.churn_score": "msp_cpi", "spo.pipeline": "msp_spo"}
-    assert [s.kind for s in STAGES[-4:-1]] == ["transform", "train", "score"]
-    assert sorted(pipe.agent_dags()) == ["cpi", "spo"] and list(pipe.training) == ["cpi"]
-    # scoring runs in the agent's DAG, in run order: after its features, before what reads the scores
-    assert [s.name for s in pipe.agent_dags()["cpi"]] == ["cpi.margin", "cpi.alerts", "cpi.churn_score"]
+        "lake.maintain": "msp_maintenance", "aa.margin": "msp_aa", "aa.alerts": "msp_aa",
+        "aa.churn_train": "msp_train", "aa.churn_score": "msp_aa", "aa.on_event": "msp_aa",
+        "aa.constrain_train": "msp_aa", "bb.pipeline": "msp_bb"}
+    assert list(pipe.agent_dags()) == ["aa", "bb"] and list(pipe.training) == ["aa"]
+    # scoring runs in the agent's DAG in run order: after the features it reads, before what reads the scores
+    names = [s.name for s in pipe.agent_dags()["aa"]]
+    assert names.index("aa.margin") < names.index("aa.churn_score") < names.index("aa.constrain_train")
+    assert [s.name for s in pipe.maintenance] == ["lake.maintain"]
+    assert pipe.handles_events("msp_aa") and not pipe.handles_events("msp_bb")
 
 
-def test_a_wildcard_write_covers_only_tables_its_agent_owns_and_no_stage_names(catalog, monkeypatch):
-    cpi_table = Dataset(name="client_margin", zone="processed", owner="cpi", description="t",
-                        columns=(Column("client_id", "string"),))
-    monkeypatch.setattr(schemas, "catalog", lambda: {**catalog, cpi_table.qualified_name: cpi_table})
-    stages = [*STAGES, st("cpi.client_margin", writes=["processed.client_margin"])]
-    pipe = orch.Pipeline(stages)
-    quality = {d.qualified_name for d in pipe.outputs(stages[1])}
-    assert "processed.tickets" in quality and "quarantine.tickets" in quality
-    assert "processed.client_margin" not in quality
-    assert pipe.producers["processed.client_margin"] == "msp_cpi"
+def test_agent_dags_wait_for_what_they_read_from_other_dags_never_models_or_events(catalog):
+    pipe = orch.Pipeline(registry_of(AA, BB))
+    assert [d.qualified_name for d in pipe.inputs("msp_aa")] == ["processed.invoices", "processed.time_entries"]
+    # only the tables bb reads, not every processed table: and aa's margin table from aa's DAG
+    assert [d.qualified_name for d in pipe.inputs("msp_bb")] == ["analytics.t_margin", "processed.leads",
+                                                                 "processed.tickets"]
+    assert pipe.producers["analytics.t_margin"] == "msp_aa"
     assert pipe.producers["processed.tickets"] == "msp_ingest"
+    for dag_id in pipe.by_dag:
+        assert not any(d.zone_root in ("ml-models", "events") for d in pipe.inputs(dag_id))
+    assert pipe.inputs("msp_ingest") == [] and pipe.inputs("msp_train") == []
 
 
-def test_dags_wait_for_what_other_dags_produce_never_for_models_or_events(catalog):
-    pipe = orch.Pipeline(STAGES)
-    assert [d.qualified_name for d in pipe.inputs("msp_cpi")] == ["processed.invoices", "processed.time_entries"]
-    assert [d.qualified_name for d in pipe.inputs("msp_spo")] == ["analytics.t_margin", "processed.tickets"]
-    # nothing waits for the weekly model
-    assert not any(d.zone_root == "ml-models" for dag_id in pipe.by_dag for d in pipe.inputs(dag_id))
-    assert pipe.reads_inbox("msp_cpi") and not pipe.reads_inbox("msp_spo")
-    assert pipe.inputs("msp_ingest") == []
+def test_a_wildcard_write_covers_only_what_its_agent_owns_and_no_other_stage_names(catalog, monkeypatch):
+    cpi_table = table("client_margin", "aa", zone="processed")
+    monkeypatch.setattr(schemas, "catalog", lambda: {**catalog, cpi_table.qualified_name: cpi_table})
+    aa = Agent(name="aa", title="A", package="jobs", stages=(
+        Stage("aa.client_margin", "x:y", kind="transform", reads=("processed.invoices",),
+              writes=("processed.client_margin",)),))
+    pipe = orch.Pipeline(registry_of(aa, BB))
+    quality = {d.qualified_name for d in pipe.outputs(pipe.reg.stages["quality"])}
+    assert "processed.tickets" in quality and "quarantine.tickets" in quality
+    assert "processed.client_margin" not in quality  # the agent's own processed table
+    assert "quarantine.rejected_files" not in quality  # ingestion names it
+    assert pipe.producers["processed.client_margin"] == "msp_aa"
 
 
 def test_schedules_that_would_wait_on_each_other_are_broken(catalog):
-    stages = [  # in run order: CPI feeds SPO, and a later CPI stage reads SPO's output
-        st("quality", "platform", reads=["raw.*"], writes=["processed.*"]),
-        st("cpi.a", reads=["processed.invoices"], writes=["analytics.t_margin"]),
-        st("spo.b", "spo", reads=["analytics.t_margin"], writes=["analytics.t_pipeline"]),
-        st("cpi.c", reads=["analytics.t_pipeline"], writes=["analytics.t_churn_scores"]),
-    ]
-    pipe = orch.Pipeline(stages)
-    assert [d.qualified_name for d in pipe.inputs("msp_spo")] == ["analytics.t_margin"]
-    # CPI waiting for SPO too would deadlock: it reads SPO's table as last published
-    assert [d.qualified_name for d in pipe.inputs("msp_cpi")] == ["processed.invoices"]
+    aa = Agent(name="aa", title="A", package="jobs", stages=(
+        Stage("aa.a", "x:y", kind="transform", reads=("processed.invoices",), writes=("analytics.t_margin",)),
+        Stage("aa.c", "x:y", kind="transform", reads=("analytics.t_pipeline",), writes=("analytics.t_scores",)),
+    ))
+    bb = Agent(name="bb", title="B", package="jobs", stages=(
+        Stage("bb.b", "x:y", kind="transform", reads=("analytics.t_margin",), writes=("analytics.t_pipeline",)),))
+    pipe = orch.Pipeline(registry_of(aa, bb))
+    # in run order aa.a, bb.b, aa.c: bb waits for aa; aa waiting for bb too would deadlock, so aa reads bb's
+    # table as last published
+    assert [d.qualified_name for d in pipe.inputs("msp_bb")] == ["analytics.t_margin"]
+    assert [d.qualified_name for d in pipe.inputs("msp_aa")] == ["processed.invoices"]
+
+
+def test_asset_uris_are_the_table_locations_in_the_lake():
+    assert orch.dataset_uri("processed.tickets", "/srv/lake") == "file:///srv/lake/processed/tickets"
+    assert orch.dataset_uri("processed.tickets", "s3://b/lake/") == "s3://b/lake/processed/tickets"
+    assert orch.event_asset_uri("a.b.c", "s3://b/lake") == "s3://b/lake/events/outbox/event_type=a.b.c"
+    assert orch.inbox_asset_uri("cpi", "/srv/lake") == "file:///srv/lake/events/inbox/agent=cpi"
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
@@ -117,6 +138,7 @@ def test_a_task_keeps_its_run_id_across_tries():
     a = orch.stage_run_id("msp_ingest", "scheduled__2024-03-01T00:00:00+00:00", "psa.ingest")
     assert a == orch.stage_run_id("msp_ingest", "scheduled__2024-03-01T00:00:00+00:00", "psa.ingest")
     assert a != orch.stage_run_id("msp_ingest", "scheduled__2024-03-02T00:00:00+00:00", "psa.ingest")
+    assert a != orch.stage_run_id("msp_ingest", "scheduled__2024-03-01T00:00:00+00:00", "crm.ingest")
     assert a.startswith("af-msp_ingest.psa.ingest-") and ":" not in a and "+" not in a
 
 
@@ -150,82 +172,55 @@ def test_glue_runner_needs_a_scripts_location(settings):
         orch.glue_script_location(settings)
 
 
-def test_manifest_is_rebuilt_once_when_stage_sources_change(tmp_path, monkeypatch):
-    committed = {"version": 1, "fingerprint": "old", "stages": [orch.stage_record(STAGES[0])]}
-    path = tmp_path / "stage_manifest.json"
-    orch.write_manifest(path, committed)
-    monkeypatch.setenv(orch.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(orch, "fingerprint", lambda: "new")
-    built = []
-
-    def regenerate(target):
-        built.append(target)
-        orch.write_manifest(target, {**committed, "fingerprint": "new", "stages": [orch.stage_record(STAGES[1])]})
-        return json.loads(target.read_text())
-
-    monkeypatch.setattr(orch, "_regenerate", regenerate)
-    assert [s.name for s in orch.load_stages(path)] == ["quality"]
-    assert [s.name for s in orch.load_stages(path)] == ["quality"] and len(built) == 1  # cached
-    monkeypatch.setattr(orch, "fingerprint", lambda: "other")
-    assert [s.name for s in orch.stages_from_manifest(orch.load_manifest(path, refresh=False))] == ["ingest"]
-    monkeypatch.setattr(orch, "fingerprint", lambda: "old")
-    assert orch.load_manifest(path) == committed
-
-
 # ---- a stage run and its events ------------------------------------------------------------------------
 @pytest.fixture
-def event_stages(settings):
-    """A producer writing CPI events and the real dispatcher, with one route."""
-    from lakehouse import events
-
-    def produce(ctx):
-        found = ctx.params.get("subjects", [])
-        evs = [events.make_event("client.profitability.changed", "cpi.margin", f"client:{c}", date(2024, 3, 1),
-                                 "2024-02", "tier_down",
-                                 {"client_id": c, "period": "2024-02", "old_margin_pct": 30.0, "new_margin_pct": 10.0,
-                                  "old_tier": "B", "new_tier": "C", "reason": "tier_down"},
-                                 {"metric": "margin_pct", "value": 10.0, "threshold": 15, "source_rows": []})
-               for c in found]
-        events.write_outbox(ctx, "client.profitability.changed", evs, ["2024-03-01"])
-
-    stage("t.produce", agent="cpi", writes=[orch.OUTBOX])(produce)
-    routes = {"client.profitability.changed": ["ram", "spo"]}
-    values = {**settings.values, "events": {**settings.values.get("events", {}), "routes": routes}}
-    yield type(settings)(values, settings.sources)
-    registry._REGISTRY.pop("t.produce", None)
+def agent_zz(tmp_path):
+    """A throwaway agent that counts raw tickets per day, emits an event per busy day and consumes it."""
+    pkg = tmp_path / "pkg"
+    info = harness.write_agent_package(pkg, "zz", reads=("raw.tickets",), handler=True)
+    with harness.agent_on_path(pkg, info["package"]):
+        yield info
 
 
-def test_only_new_event_ids_are_reported_per_type_and_per_target_agent(event_stages):
-    cfg, day = event_stages, [date(2024, 3, 1)]
-    first = orch.run_stage(cfg, "t.produce", day, params={"subjects": ["C1", "C2"]}, run_id="run-a")
-    assert first["ok"] and first["new"] == {orch.OUTBOX: {"client.profitability.changed":
-                                                          {"rows": 2, "dates": ["2024-03-01"]}}}
-    routed = orch.run_stage(cfg, "events.dispatch", day, run_id="run-b")
-    assert routed["new"] == {orch.INBOX: {"ram": {"rows": 2, "dates": ["2024-03-01"]},
-                                          "spo": {"rows": 2, "dates": ["2024-03-01"]}}}
+def test_only_new_event_ids_are_reported_per_type_and_per_consuming_agent(agent_zz, tmp_path):
+    from lakehouse.synth import generate
+
+    home = tmp_path / "home"
+    cfg = make_settings(home)
+    generate(scale="tiny", seed=5, landing_root=home / "landing", truth_root=tmp_path / "truth", start=DAY, days=1)
+    ingest = orch.run_stage(cfg, "ingest", [DAY], params={"sources": ["psa"]}, run_id="run-i",
+                            refresh_catalog=False)
+    assert ingest["ok"] and ingest["counts"]["raw.tickets"]["rows_out"] > 0
+    assert orch.outlet_extra(ingest, "raw.tickets")["rows"] == ingest["counts"]["raw.tickets"]["rows_out"]
+    assert orch.outlet_extra(ingest, "raw.tickets")["dates"] == [DAY.isoformat()]
+    event_type = agent_zz["event_type"]
+    first = orch.run_stage(cfg, "zz.count", [DAY], run_id="run-a", refresh_catalog=False)
+    assert first["ok"] and first["new"] == {orch.OUTBOX: {event_type: {"rows": 1, "dates": [DAY.isoformat()]}}}
+    routed = orch.run_stage(cfg, "events.dispatch", [DAY], run_id="run-b", refresh_catalog=False)
+    assert routed["ok"] and routed["new"] == {orch.INBOX: {"zz": {"rows": 1, "dates": [DAY.isoformat()]}}}
     # a rerun of the same day: same deterministic ids, nothing new, nothing triggered
-    again = orch.run_stage(cfg, "t.produce", day, params={"subjects": ["C1", "C2"]}, run_id="run-c")
-    assert again["new"] == {orch.OUTBOX: {}}
-    assert orch.run_stage(cfg, "events.dispatch", day, run_id="run-d")["new"] == {orch.INBOX: {}}
-    # one more finding: only it is new, for both targets
-    orch.run_stage(cfg, "t.produce", day, params={"subjects": ["C1", "C2", "C3"]}, run_id="run-e")
-    assert orch.run_stage(cfg, "events.dispatch", day, run_id="run-f")["new"][orch.INBOX] == {
-        "ram": {"rows": 1, "dates": ["2024-03-01"]}, "spo": {"rows": 1, "dates": ["2024-03-01"]}}
-    # the result is in the lake for the Glue runner's record step, with the outbox row counts
-    stored = orch.read_stage_result(cfg, "run-e")
-    assert stored["counts"][orch.OUTBOX]["rows_out"] == 3
-    assert orch.outlet_extra(stored, orch.OUTBOX)["rows"] == 3
+    cfg_again = make_settings(home, MSP_SKIP_UNCHANGED="false")  # really run it, not "unchanged"
+    again = orch.run_stage(cfg_again, "zz.count", [DAY], run_id="run-c", refresh_catalog=False)
+    assert again["ok"] and again["status"] == "ok" and again["new"] == {orch.OUTBOX: {}}
+    assert again["counts"][orch.OUTBOX]["rows_out"] == 1  # it did write the event again
+    assert orch.run_stage(cfg_again, "events.dispatch", [DAY], run_id="run-d",
+                          refresh_catalog=False)["new"] == {orch.INBOX: {}}
+    # the result is in the lake for the Glue runner's record step
+    stored = orch.read_stage_result(cfg, "run-a")
+    assert stored["new"] == first["new"] and stored["stage"] == "zz.count" and stored["kind"] == "transform"
+    assert orch.new_events(stored) == {"events": {event_type: {"rows": 1, "dates": [DAY.isoformat()]}},
+                                       "inbox": {}}
 
 
-def test_a_failed_stage_is_reported_and_check_raises(settings):
-    def boom(ctx):
-        raise ValueError("margin input missing")
-
-    stage("t.boom", agent="cpi")(boom)
-    try:
-        result = orch.run_stage(settings, "t.boom", [date(2024, 3, 1)], run_id="run-x")
-    finally:
-        registry._REGISTRY.pop("t.boom", None)
-    assert not result["ok"] and result["errors"] == ["t.boom: ValueError: margin input missing"]
-    with pytest.raises(orch.StageFailed, match=r"t.boom failed for 2024-03-01.*_meta/runs/run-x.json"):
+def test_a_failed_stage_is_reported_and_check_raises(tmp_path):
+    pkg = tmp_path / "pkg"
+    info = harness.write_agent_package(pkg, "zz", fail="margin input missing")
+    with harness.agent_on_path(pkg, info["package"]):
+        cfg = make_settings(tmp_path / "home")
+        result = orch.run_stage(cfg, "zz.count", [DAY], run_id="run-x", refresh_catalog=False)
+    assert not result["ok"] and result["status"] == "failed"
+    assert result["errors"] == ["zz.count: RuntimeError: margin input missing"]
+    with pytest.raises(orch.StageFailed, match=r"zz.count failed for 2024-01-01.*_meta/runs/run-x.json"):
         orch.check(result)
+    with pytest.raises(orch.StageFailed, match="unknown stage"):
+        orch.run_stage(cfg, "zz.count", [DAY])  # the agent is gone again
