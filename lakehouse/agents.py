@@ -310,7 +310,8 @@ class Registry:
         if names:
             unknown = sorted(set(names) - set(self.stages))
             if unknown:
-                raise DeclarationError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(sorted(self.stages))}")
+                raise DeclarationError(f"unknown stage(s) {', '.join(unknown)}; "
+                                       f"known: {', '.join(sorted(self.stages))}")
         agents = list(agents or ())
         unknown_agents = sorted(set(agents) - set(self.agents))
         if unknown_agents:

@@ -310,26 +310,22 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
     return DatasetIngest(table, days, rejected_rows, stats)
 
 
-def run(ctx: RunContext) -> None:
-    """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
-    landing = Landing(ctx.settings.landing_root)
-    sources = ctx.params.get("sources")
-    raw = [d for d in schemas.datasets("raw") if not sources or d.source in sources]
+def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[str, dict[str, int]]:
+    """Ingest the run's export days of some raw datasets: parse what is new, commit the rejected files (one
+    snapshot), then each dataset's days (one snapshot each). Returns file and row statistics per dataset."""
     results: dict[str, DatasetIngest] = {}
-    for i, ds in enumerate(raw):
-        ctx.progress(f"ingest {ds.name}", i, len(raw))
+    for i, ds in enumerate(datasets):
+        ctx.progress(f"ingest {ds.name}", i, len(datasets))
         results[ds.name] = ingest_dataset(ctx, ds, landing)
-    ctx.progress("ingest", len(raw), len(raw))
+    ctx.progress("ingest", len(datasets), len(datasets))
     # the rejected files first: a crash before the raw commits leaves days the next run ingests again
     rejected = [r for res in results.values() for r in res.rejected]
     replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
     if replace:
         ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
                   replace=replace)
-    files = 0
-    for ds in raw:
+    for ds in datasets:
         res = results[ds.name]
-        files += res.stats["files"]
         count = ctx.count(ds.qualified_name)
         count.rows_in += res.stats["rows"]
         if res.table is not None:
@@ -337,7 +333,16 @@ def run(ctx: RunContext) -> None:
         loaded = res.stats["files"] - res.stats["skipped"] - res.stats["rejected"]
         count.notes.append(f"files: {loaded} loaded, {res.stats['skipped']} seen before, "
                            f"{res.stats['rejected']} rejected")
-    if raw and not files:
+    return {name: res.stats for name, res in results.items()}
+
+
+def run(ctx: RunContext) -> None:
+    """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
+    landing = Landing(ctx.settings.landing_root)
+    sources = ctx.params.get("sources")
+    raw = [d for d in schemas.datasets("raw") if not sources or d.source in sources]
+    stats = ingest(ctx, raw, landing)
+    if raw and not sum(s["files"] for s in stats.values()):
         days = f"{ctx.start}" if ctx.start == ctx.end else f"{ctx.start} → {ctx.end}"
         ctx.warn(f"the landing area {landing.root} holds no export file for {days}"
                  + (f" from {', '.join(sources)}" if sources else "")

@@ -272,7 +272,7 @@ class Lake:
         """The data files of a snapshot (default: the current one) that may hold rows matching ``where``."""
         if not self.exists(ds):
             return []
-        tbl = self.table(ds)
+        tbl = self.table(ds, refresh=snapshot_id is None)  # "current" means current now, not when first loaded
         snap = tbl.snapshot_by_id(snapshot_id) if snapshot_id is not None else tbl.current_snapshot()
         if snapshot_id is not None and snap is None:
             raise LakeError(f"{ds.qualified_name} has no snapshot {snapshot_id} (expired by maintenance?)")
@@ -438,15 +438,14 @@ class Lake:
             return WriteResult(ds.qualified_name, snap.snapshot_id if snap else None, dict(groups))
         new_rows = pa.concat_tables([*keep, data]) if keep else data
         added = 0
-        with tbl.transaction() as tx:
-            with tx.update_snapshot(snapshot_properties=props).overwrite() as op:
-                for f in old:
-                    op.delete_data_file(f)
-                if new_rows.num_rows:
-                    for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=new_rows, io=tbl.io,
-                                                              write_uuid=op.commit_uuid):
-                        op.append_data_file(data_file)
-                        added += 1
+        with tbl.transaction() as tx, tx.update_snapshot(snapshot_properties=props).overwrite() as op:
+            for f in old:
+                op.delete_data_file(f)
+            if new_rows.num_rows:
+                for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=new_rows, io=tbl.io,
+                                                          write_uuid=op.commit_uuid):
+                    op.append_data_file(data_file)
+                    added += 1
         tbl = self.table(ds, refresh=True)
         new_snap = tbl.current_snapshot()
         log.info("committed %s snapshot %s: %d rows in %d partition value(s), %d file(s) in, %d out",

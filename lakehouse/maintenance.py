@@ -81,11 +81,10 @@ def compact(lake: Lake, ds: Dataset, min_files: int, run_id: str) -> int:
     busy = {k: v for k, v in groups.items() if len(v) >= min_files}
     if not busy:
         return 0
+    import pyarrow.parquet as pq
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
     from lakehouse.lake import IDEMPOTENCY_KEY, RUN_ID, STAGE, _conform, _fill_missing
-
-    import pyarrow.parquet as pq
 
     schema = ds.arrow_schema()
     with tbl.transaction() as tx:

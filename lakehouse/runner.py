@@ -226,9 +226,10 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     key = _dates_key(dates, ctx.params)
     signature = _hash(settings_code, inputs, key)
     previous = (state.get("runs") or {}).get(key)
+    outputs_then = (previous or {}).get("outputs") or {}
     if (skip_unchanged and st.kind not in NEVER_SKIPPED and previous
             and previous.get("signature") == signature
-            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in (previous.get("outputs") or {}).items())):
+            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in outputs_then.items())):
         ctx.count(f"stage:{st.name}").notes.append(f"unchanged since run {previous.get('run_id')}")
         return "unchanged"
     ctx.stage = st

@@ -41,6 +41,25 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "home")
 
 
+@pytest.fixture
+def throwaway_agent(tmp_path, monkeypatch):
+    """A third-party agent package ``tmpagent`` installed on sys.path (see tests/agent_package.py); it
+    consumes client.profitability.changed and emits tmpagent.busy.detected. Yields its site folder."""
+    import sys
+
+    from lakehouse import agents
+    from lakehouse.environment import forget_catalogs
+    from tests.agent_package import write_agent_package
+
+    root = write_agent_package(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(root))
+    agents.reset()
+    forget_catalogs()
+    yield root
+    sys.modules.pop("tmpagent", None)
+    agents.reset()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """The one Spark session of this test process (only the Spark-engine parity tests need it)."""

@@ -1,33 +1,44 @@
-"""The `msp` command line: settings, stages and SQL over published tables."""
+"""The `msp` command line: settings, stages, SQL over the tables' snapshots (and as of an earlier run), and
+one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pytest
 
-from lakehouse import catalog
 from lakehouse.cli import main
 from lakehouse.context import RunContext
+from lakehouse.environment import sql_catalog
+
+VENDORS = (("VN-0001", "Contoso Distribution", "active"), ("VN-0002", "Fabrikam", "inactive"))
 
 
-def publish_vendors(settings):
-    """Two processed vendor rows, published through the lake and the catalog like any job would."""
+def publish_vendors(settings, vendors=VENDORS, run_id=None):
+    """Processed vendor rows, committed through the lake and the catalog refreshed, like any run does."""
     import schemas
 
     ds = schemas.get("processed.vendors")
     now = datetime(2024, 1, 2, 9, 0, tzinfo=UTC)
     rows = []
-    for vid, name, status in (("VN-0001", "Contoso Distribution", "active"), ("VN-0002", "Fabrikam", "inactive")):
+    for vid, name, status in vendors:
         row = {c.name: None for c in ds.stored_columns()}
         row.update(vendor_id=vid, vendor_name=name, category="hardware", payment_terms="net 30", status=status,
                    created_at=now, updated_at=now, _source_file="vendors/vendors/vendors_2024-01-02.csv",
-                   _row_number=1, _row_hash="0" * 64, _ingested_at=now, _run_id="run-test", dt="2024-01-02")
+                   _source_hash="1" * 64, _row_number=1, _row_hash="0" * 64, _ingested_at=now, _run_id="run-test",
+                   dt="2024-01-02")
         rows.append(row)
-    ctx = RunContext.create(settings, [date(2024, 1, 2)])
-    ctx.write_pandas(ds, pd.DataFrame(rows))
-    catalog.refresh(settings, ctx.lake)
+    ctx = RunContext.create(settings, [date(2024, 1, 2)], run_id=run_id)
+    ctx.write(ds, pd.DataFrame(rows), audit=False)
+    sql_catalog(settings).refresh(ctx.lake)
+    if run_id:
+        from lakehouse.runner import RUNS_DIR
+
+        ctx.lake.write_text(f"{RUNS_DIR}/{run_id}.json", json.dumps({"finished_at": datetime.now(UTC).isoformat()}))
+    return ctx
 
 
 def run_cli(monkeypatch, settings, *argv):
@@ -82,3 +93,46 @@ def test_a_configuration_error_is_reported_not_raised(settings, monkeypatch, cap
     monkeypatch.setenv("MSP_PROFILE", "aws")
     assert run_cli(monkeypatch, settings, "config") == 2
     assert "lake_root" in capsys.readouterr().err
+
+
+def test_sql_as_of_an_earlier_run_reads_the_tables_as_they_were(settings, monkeypatch, capsys):
+    import time
+
+    publish_vendors(settings, run_id="run-first")
+    time.sleep(0.01)
+    publish_vendors(settings, vendors=(("VN-0003", "Initech", "active"),))
+    assert run_cli(monkeypatch, settings, "sql", "--format", "csv", "SELECT vendor_id FROM processed.vendors") == 0
+    assert capsys.readouterr().out.splitlines() == ["vendor_id", "VN-0003"]
+    assert run_cli(monkeypatch, settings, "sql", "--format", "csv", "--as-of", "run-first",
+                   "SELECT vendor_id FROM processed.vendors ORDER BY 1") == 0
+    assert capsys.readouterr().out.splitlines() == ["vendor_id", "VN-0001", "VN-0002"]
+    assert run_cli(monkeypatch, settings, "sql", "--as-of", "yesterday-ish", "SELECT 1") == 2
+    assert "neither a run id" in capsys.readouterr().err
+
+
+def test_a_reader_holding_the_catalog_open_never_blocks_a_refresh(settings):
+    import duckdb
+
+    publish_vendors(settings)
+    reader = duckdb.connect(str(settings.duckdb_path), read_only=True)  # an analyst's notebook
+    try:
+        publish_vendors(settings, vendors=(("VN-0009", "Umbrella", "active"),))  # refreshes the catalog
+        assert reader.execute("SELECT count(*) FROM processed.vendors").fetchone() == (2,)  # its old snapshot
+    finally:
+        reader.close()
+    assert sql_catalog(settings).query("SELECT vendor_id FROM processed.vendors")["vendor_id"].tolist() == ["VN-0009"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--from", "2024-01-03", "--to", "2024-01-01"], "--to 2024-01-01 is before --from 2024-01-03"),
+    (["run", "--stages", "nosuchstage"], "unknown stage(s) nosuchstage"),
+    (["run", "--agents", "nosuchagent"], "unknown agent(s) nosuchagent"),
+    (["run", "--date", "2024-13-45"], "not a date"),
+    (["lake", "history", "processed.nosuch"], "no dataset 'processed.nosuch'"),
+])
+def test_a_mistaken_command_prints_one_line_and_exits_non_zero(settings, monkeypatch, capsys, argv, message):
+    with pytest.raises(SystemExit) if "not a date" in message else contextlib.nullcontext():
+        code = run_cli(monkeypatch, settings, *argv)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

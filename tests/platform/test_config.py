@@ -15,7 +15,8 @@ def test_local_profile_derives_every_location_and_backend_from_home(tmp_path):
     assert s.landing_root == str(tmp_path / "landing")
     assert s.duckdb_path == tmp_path / "catalog.duckdb"
     p = s.platform
-    assert (p.engine, p.table_catalog, p.catalog, p.event_bus, p.runner) == ("duckdb", "sql", "duckdb", "local", "local")
+    assert (p.engine, p.table_catalog, p.catalog, p.event_bus, p.runner) == (
+        "duckdb", "sql", "duckdb", "local", "local")
     assert p.iceberg_catalog_uri == f"sqlite:///{tmp_path / 'iceberg.db'}"
     assert s.sources["platform.lake_root"] == "profile local"
     assert s.sources["platform.home"] == "env MSP_HOME"

@@ -7,8 +7,9 @@ from datetime import date
 import pytest
 
 import schemas
+from lakehouse.agents import registry
 from lakehouse.context import RunContext
-from lakehouse.events import EventError, dispatch, make_event, write_outbox
+from lakehouse.events import EventError, dispatch, episode_id, make_event, write_outbox
 
 EVIDENCE = {"metric": "margin_pct", "value": 12.5, "threshold": 20, "comparison": "<",
             "source_rows": [{"dataset": "processed.client_profitability_monthly",
@@ -36,15 +37,27 @@ def test_invalid_events_are_refused_with_the_field_named():
                    "x", {"client_id": "C1", "period": "2024-02", "old_margin_pct": 1, "new_margin_pct": 1,
                          "old_tier": "a", "new_tier": "b", "reason": "because"}, EVIDENCE)
     with pytest.raises(EventError, match="threshold"):
-        make_event("contract.renewal.due", "vcm.renewals", "contract:K1", date(2024, 1, 1), "2024-01-01", "x",
-                   {"contract_id": "K1", "counterparty": "Acme", "term_end": "2024-06-30",
-                    "opt_out_date": "2024-05-31", "days_to_opt_out": 151}, {"metric": "days", "value": 1,
-                                                                          "source_rows": []})
-    with pytest.raises(EventError, match=r"client\.exploded.* is not one of"):
+        make_event("client.profitability.changed", "cpi.margin_monitor", "client:C1", date(2024, 2, 29), "2024-02",
+                   "x", {"client_id": "C1", "period": "2024-02", "old_margin_pct": 1, "new_margin_pct": 1,
+                         "old_tier": "a", "new_tier": "b", "reason": "tier_down"},
+                   {"metric": "days", "value": 1, "source_rows": []})
+    with pytest.raises(EventError, match=r"unknown event type 'client\.exploded'"):
         make_event("client.exploded", "cpi.margin_monitor", "client:C1", date(2024, 1, 1), "p", "r", {}, EVIDENCE)
 
 
-def test_rerun_writes_no_duplicate_events_and_dispatch_routes_once_per_agent(settings):
+def test_an_episode_ties_an_events_updates_together():
+    opened = date(2024, 2, 29)
+    episode = {"id": episode_id("client.profitability.changed", "client:C1", "tier_down", opened),
+               "state": "opened", "opened": opened.isoformat()}
+    e = make_event("client.profitability.changed", "cpi.margin_monitor", "client:C1", opened, "2024-02", "tier_down",
+                   margin_event()["data"], EVIDENCE, episode=episode)
+    assert e["episode"]["id"] == episode_id("client.profitability.changed", "client:C1", "tier_down", "2024-02-29")
+    with pytest.raises(EventError, match="episode"):
+        make_event("client.profitability.changed", "cpi.margin_monitor", "client:C1", opened, "2024-02", "tier_down",
+                   margin_event()["data"], EVIDENCE, episode={**episode, "state": "forgotten"})
+
+
+def test_rerun_writes_no_duplicate_events_and_dispatch_routes_once_per_agent(throwaway_agent, settings):
     days = [date(2024, 2, 29)]
     for _ in range(2):
         ctx = RunContext.create(settings, days)
@@ -53,9 +66,10 @@ def test_rerun_writes_no_duplicate_events_and_dispatch_routes_once_per_agent(set
     outbox = ctx.lake.read_arrow(schemas.get("events.outbox")).to_pylist()
     assert sorted(e["subject"] for e in outbox) == ["client:C1", "client:C2"]
     inbox = ctx.lake.read_arrow(schemas.get("events.inbox")).to_pylist()
-    routes = settings.get("events.routes")["client.profitability.changed"]
-    assert sorted((r["agent"], r["subject"]) for r in inbox) == sorted(
-        (a, s) for a in routes for s in ("client:C1", "client:C2"))
+    routes = registry().routes["client.profitability.changed"]
+    assert ("tmpagent", "tmpagent.on_margin") in routes
+    assert sorted((r["agent"], r["handler"], r["subject"]) for r in inbox) == sorted(
+        (a, h, s) for a, h in routes for s in ("client:C1", "client:C2"))
     # a rerun that no longer finds C2 withdraws its event for that day
     ctx = RunContext.create(settings, days)
     write_outbox(ctx, "client.profitability.changed", [margin_event()], ["2024-02-29"])
@@ -68,5 +82,7 @@ def test_outbox_refuses_mixed_types_and_duplicate_ids(settings):
     ctx = RunContext.create(settings, [date(2024, 2, 29)])
     with pytest.raises(EventError, match="duplicate"):
         write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event()], ["2024-02-29"])
-    with pytest.raises(EventError, match="not of type"):
-        write_outbox(ctx, "spend.anomaly.detected", [margin_event()], ["2024-02-29"])
+    with pytest.raises(EventError, match="outside the days"):
+        write_outbox(ctx, "client.profitability.changed", [margin_event()], ["2024-03-01"])
+    with pytest.raises(EventError, match="unknown event type"):
+        write_outbox(ctx, "no.such.type", [margin_event()], ["2024-02-29"])

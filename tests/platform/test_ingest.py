@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from lakehouse.context import RunContext
-from lakehouse.ingest import Landing, MalformedFile, ingest_dataset, parse_csv, parse_document, parse_jsonl
+from lakehouse.ingest import Landing, MalformedFile, ingest, parse_csv, parse_document, parse_jsonl
 from schemas import Column, Dataset
 
 TICKETS = Dataset(
@@ -41,13 +41,15 @@ def test_csv_rows_get_lineage_and_land_in_their_day(settings, tmp_path):
     landing = tmp_path / "home" / "landing"
     land(landing, TICKETS, "2024-03-01", "ticket_id,priority,hours\nT1,high,1.5\nT2,,0.25\n")
     ctx = ctx_for(settings, "2024-03-01")
-    stats = ingest_dataset(ctx, TICKETS, Landing(str(landing)))
+    stats = ingest(ctx, [TICKETS], Landing(str(landing)))["tickets"]
     assert stats == {"files": 1, "skipped": 0, "rejected": 0, "rows": 2}
     rows = ctx.lake.read_arrow(TICKETS).to_pylist()
     assert [(r["ticket_id"], r["priority"], r["hours"], r["dt"]) for r in rows] == [
         ("T1", "high", "1.5", "2024-03-01"), ("T2", "", "0.25", "2024-03-01")]
     assert [r["_row_number"] for r in rows] == [1, 2]
     assert rows[0]["_source_file"] == "psa/tickets/tickets_2024-03-01.csv"
+    assert rows[0]["_source_hash"] == __import__("hashlib").sha256(
+        (landing / rows[0]["_source_file"]).read_bytes()).hexdigest()
     assert rows[0]["_run_id"] == ctx.run_id and len(rows[0]["_row_hash"]) == 64
     assert rows[0]["_row_hash"] != rows[1]["_row_hash"]
 
@@ -64,22 +66,22 @@ def test_ingesting_the_same_file_twice_adds_nothing(settings, tmp_path):
     landing = tmp_path / "home" / "landing"
     land(landing, TICKETS, "2024-03-01", "ticket_id,priority,hours\nT1,high,1.5\n")
     first = ctx_for(settings, "2024-03-01")
-    ingest_dataset(first, TICKETS, Landing(str(landing)))
+    ingest(first, [TICKETS], Landing(str(landing)))
     before = first.lake.checksum(TICKETS)
     second = ctx_for(settings, "2024-03-01")
-    stats = ingest_dataset(second, TICKETS, Landing(str(landing)))
+    stats = ingest(second, [TICKETS], Landing(str(landing)))["tickets"]
     assert stats["skipped"] == 1 and stats["rows"] == 0
     assert second.lake.checksum(TICKETS) == before
-    assert second.lake.pointer(TICKETS, {"dt": "2024-03-01"})["run_id"] == first.run_id
+    assert [h["run_id"] for h in second.lake.history(TICKETS)] == [first.run_id]  # no new commit
 
 
 def test_a_corrected_export_replaces_its_day(settings, tmp_path):
     landing = tmp_path / "home" / "landing"
     land(landing, TICKETS, "2024-03-01", "ticket_id,priority,hours\nT1,high,1.5\n")
-    ingest_dataset(ctx_for(settings, "2024-03-01"), TICKETS, Landing(str(landing)))
+    ingest(ctx_for(settings, "2024-03-01"), [TICKETS], Landing(str(landing)))
     land(landing, TICKETS, "2024-03-01", "ticket_id,priority,hours\nT1,high,2.0\nT9,low,1\n")
     ctx = ctx_for(settings, "2024-03-01")
-    ingest_dataset(ctx, TICKETS, Landing(str(landing)))
+    ingest(ctx, [TICKETS], Landing(str(landing)))
     assert sorted((r["ticket_id"], r["hours"]) for r in ctx.lake.read_arrow(TICKETS).to_pylist()) == [
         ("T1", "2.0"), ("T9", "1")]
 
@@ -93,7 +95,7 @@ def test_malformed_files_are_reported_with_name_line_and_reason_and_good_files_l
     land(landing, TICKETS, "2024-03-02", "ticket_id,hours\nT5,1\n", name="tickets_2024-03-02d.csv")
     land(landing, TICKETS, "2024-03-02", "", name="tickets_2024-03-02e.csv")
     ctx = ctx_for(settings, "2024-03-02")
-    stats = ingest_dataset(ctx, TICKETS, Landing(str(landing)))
+    stats = ingest(ctx, [TICKETS], Landing(str(landing)))["tickets"]
     assert stats["rejected"] == 4 and stats["rows"] == 1
     assert [r["ticket_id"] for r in ctx.lake.read_arrow(TICKETS).to_pylist()] == ["T1"]
     import schemas
@@ -108,6 +110,28 @@ def test_malformed_files_are_reported_with_name_line_and_reason_and_good_files_l
     assert "empty file" in rejected["tickets_2024-03-02e.csv"]["reason"]
     assert all(r["dataset"] == "tickets" and r["dt"] == "2024-03-02" for r in rejected.values())
     assert any("tickets_2024-03-02b.csv line 3" in w for w in ctx.warnings)
+    # a rerun knows the day's files, rejected ones included: nothing new is committed
+    again = ctx_for(settings, "2024-03-02")
+    assert ingest(again, [TICKETS], Landing(str(landing)))["tickets"]["skipped"] == 5
+
+
+def test_a_lost_rejected_files_record_makes_the_next_run_ingest_the_day_again(settings, tmp_path):
+    """The rejected files are committed before the raw rows; if a crash loses them, the next run finds a day
+    whose files it does not all know and ingests it again, so the record is never lost for ever."""
+    import schemas
+    from lakehouse.lake import Lake
+
+    landing = tmp_path / "home" / "landing"
+    land(landing, TICKETS, "2024-03-02", "ticket_id,priority,hours\nT1,high,1\n")
+    land(landing, TICKETS, "2024-03-02", "ticket_id,priority,hours\nT2,low\n", name="tickets_2024-03-02b.csv")
+    ingest(ctx_for(settings, "2024-03-02"), [TICKETS], Landing(str(landing)))
+    lake = Lake.from_settings(settings)
+    rejected = schemas.get("quarantine.rejected_files")
+    lake.replace(rejected, rejected.arrow_schema().empty_table(), run_id="lost", replace=[
+        {"dataset": "tickets", "dt": "2024-03-02"}])  # as if the record had never been committed
+    stats = ingest(ctx_for(settings, "2024-03-02"), [TICKETS], Landing(str(landing)))["tickets"]
+    assert stats["rejected"] == 1 and stats["skipped"] == 0
+    assert [r["source_file"] for r in lake.read_arrow(rejected).to_pylist()] == ["psa/tickets/tickets_2024-03-02b.csv"]
 
 
 def test_added_columns_are_accepted_with_a_drift_warning():

@@ -165,7 +165,7 @@ def test_bad_data_is_refused_and_nothing_is_committed(lake):
     with pytest.raises(LakeError, match="event_id hold nulls"):
         lake.replace(EVENTS, rows(*JAN).set_column(0, "event_id", pa.array([None, "b", "c"], pa.string())),
                      run_id="r")
-    with pytest.raises(LakeError, match="do.* not fit the declared types"):
+    with pytest.raises(LakeError, match=r"do.* not fit the declared types"):
         lake.replace(EVENTS, rows(*JAN).set_column(2, "hours", pa.array(["x", "y", "z"])), run_id="r")
     assert lake.history(EVENTS) == []
 

@@ -5,32 +5,22 @@ what changed)."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import date
 
 import pyarrow as pa
 import pytest
 
 import schemas
-from lakehouse import agents
-from lakehouse.environment import forget_catalogs
 from lakehouse.lake import Lake
 from lakehouse.runner import run_pipeline
-from tests.agent_package import write_agent_package
 from tests.conftest import make_settings
 
 DAY = date(2024, 1, 2)
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    root = write_agent_package(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(root))
-    agents.reset()
-    forget_catalogs()
-    yield tmp_path / "home"
-    sys.modules.pop("tmpagent", None)
-    agents.reset()
+def home(throwaway_agent, tmp_path):
+    return tmp_path / "home"
 
 
 def tickets(lake: Lake, rows: list[tuple[str, str, str]]) -> None:
