@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import schemas
+from lakehouse import faults
 from schemas import Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,6 +103,7 @@ class DuckDBCatalog(SqlCatalog):
             con = duckdb.connect(str(tmp))
             try:
                 n = self._build(con, lake, lake.snapshot_id)
+                faults.point("catalog.building")
             finally:
                 con.close()
             os.replace(tmp, self.path)  # readers of the old file keep it; new readers get the new one

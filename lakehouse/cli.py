@@ -279,8 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     from lakehouse.agents import registry
 
     for agent in registry().agents.values():
-        agent.register_cli(sub)
+        try:
+            agent.register_cli(sub)
+        except Exception as exc:  # one agent's broken CLI must not take the other commands down
+            broken = sub.add_parser(agent.name, help=f"{agent.title} (its commands failed to load)")
+            broken.set_defaults(func=_broken_cli(agent.name, agent.cli, exc))
     return parser
+
+
+def _broken_cli(name: str, ref: str | None, exc: Exception):
+    def fail(args, settings) -> int:
+        err.print(f"[red]error:[/] agent {name}'s commands ({ref}) failed to load: {type(exc).__name__}: {exc}",
+                  highlight=False)
+        return 2
+
+    return fail
 
 
 def main(argv: list[str] | None = None) -> int:

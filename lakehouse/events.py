@@ -23,6 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import schemas
+from lakehouse import faults
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -220,6 +221,7 @@ def dispatch(ctx: RunContext) -> None:
     bus = event_bus(ctx.settings)
     already = {r["event_id"] for r in ctx.read_arrow(INBOX, {"dt": ctx.days}).select(["event_id"]).to_pylist()}
     new = [r for r in inbox.to_pylist() if r["event_id"] not in already]
+    faults.point("events.dispatching")
     sent = bus.publish(new)
     if sent:
         ctx.count(INBOX).notes.append(f"{sent} event(s) put on {bus.name}")

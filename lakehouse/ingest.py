@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 import schemas
+from lakehouse import faults
 from schemas import LINEAGE_COLUMNS, Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -318,12 +319,14 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
         ctx.progress(f"ingest {ds.name}", i, len(datasets))
         results[ds.name] = ingest_dataset(ctx, ds, landing)
     ctx.progress("ingest", len(datasets), len(datasets))
+    faults.point("ingest.parsed")
     # the rejected files first: a crash before the raw commits leaves days the next run ingests again
     rejected = [r for res in results.values() for r in res.rejected]
     replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
     if replace:
         ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
                   replace=replace)
+        faults.point("ingest.rejected")
     for ds in datasets:
         res = results[ds.name]
         count = ctx.count(ds.qualified_name)

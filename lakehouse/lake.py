@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from lakehouse import faults
 from schemas import PARTITION_COLUMN, Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -446,6 +447,8 @@ class Lake:
                                                           write_uuid=op.commit_uuid):
                     op.append_data_file(data_file)
                     added += 1
+            faults.point("lake.files_written")
+        faults.point("lake.committed")
         tbl = self.table(ds, refresh=True)
         new_snap = tbl.current_snapshot()
         log.info("committed %s snapshot %s: %d rows in %d partition value(s), %d file(s) in, %d out",

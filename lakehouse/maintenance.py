@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.fs as pafs
 
 import schemas
+from lakehouse import faults
 
 if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
@@ -103,6 +104,7 @@ def compact(lake: Lake, ds: Dataset, min_files: int, run_id: str) -> int:
                 for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=rows, io=tbl.io,
                                                           write_uuid=op.commit_uuid):
                     op.append_data_file(data_file)
+            faults.point("maintenance.compacted")
     lake.table(ds, refresh=True)
     return len(busy)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import schemas
+from lakehouse import faults
 from lakehouse.agents import PLATFORM, Stage, registry
 from lakehouse.config import Settings
 from lakehouse.context import RunContext
@@ -200,6 +201,7 @@ def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str]
         if refresh_catalog:
             from lakehouse.environment import sql_catalog
 
+            faults.point("runner.catalog")
             t0 = time.perf_counter()
             try:
                 sql_catalog(settings).refresh(ctx.lake)
@@ -237,6 +239,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     ctx.last_inputs = dict(state.get("inputs") or {})
     ctx.consumed = {}
     st.func(ctx)
+    faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
     outputs = {d: ctx.lake.snapshot_id(schemas.get(d)) for d in sorted(reg.outputs(st))}
     runs = dict(state.get("runs") or {})
