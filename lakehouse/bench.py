@@ -1,21 +1,27 @@
-"""``msp bench``: run the whole pipeline at one or more scales and report how it performs.
+"""``msp bench``: how the pipeline performs at each scale, and how long a scheduled day takes.
 
-For each scale: generate the sample MSP into a fresh folder, run every stage over its full history,
-and record wall time per stage, rows per second, peak memory of this Python process and of the Spark
-JVM, and how time grows from one scale to the next. Reports are written as JSON and Markdown.
+For each scale: generate the synthetic MSP's default window into a fresh folder, run every daily stage over
+the whole history cold (a backfill, in one process), then the training stages; record wall time per stage,
+rows per second and the peak memory of the process tree (Python, plus the JVM when the engine is Spark).
+
+Then the scenario the platform is built for, **one new export day** on a lake that already holds the
+window: generate the next day (``msp generate --start D --days 1``) and run ``msp run --date D`` as a new
+process, timed end to end (start-up included), and once more with nothing new. Reports are written as JSON
+and Markdown (``bench-results/``); docs/benchmarks.md quotes them.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import itertools
 import json
 import platform
-import resource
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -23,23 +29,27 @@ import psutil
 from lakehouse.config import Settings
 
 
-class JvmMemorySampler:
-    """Samples the RSS of the Java processes started by this process (the Spark driver JVM)."""
+class PeakMemory:
+    """Samples the resident memory of a process and its children (a Spark JVM, a subprocess run)."""
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, pid: int | None = None, interval: float = 0.2):
+        self.pid = pid
         self.interval = interval
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        me = psutil.Process()
+        root = psutil.Process(self.pid)
         while not self._stop.is_set():
             total = 0
-            for child in me.children(recursive=True):
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for p in procs:
                 try:
-                    if "java" in child.name():
-                        total += child.memory_info().rss
+                    total += p.memory_info().rss
                 except psutil.Error:
                     continue
             self.peak_bytes = max(self.peak_bytes, total)
@@ -53,6 +63,10 @@ class JvmMemorySampler:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_bytes / 2**20, 1)
+
 
 @dataclass
 class StageTiming:
@@ -63,56 +77,95 @@ class StageTiming:
 
 
 @dataclass
+class DayTiming:
+    day: str
+    new_rows: int
+    seconds: float
+    peak_mb: float
+    ok: bool
+    rerun_seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class ScaleResult:
     scale: str
+    engine: str
     generate_seconds: float
     raw_rows: int
     run_seconds: float
+    train_seconds: float = 0.0
     stages: list[StageTiming] = field(default_factory=list)
-    python_peak_mb: float = 0.0
-    jvm_peak_mb: float = 0.0
+    peak_mb: float = 0.0
     ok: bool = True
+    day: DayTiming | None = None
 
 
-def _python_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _msp(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    env = {"MSP_HOME": str(settings.home), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONHASHSEED": "0", "MSP_ENGINE": settings.platform.engine}
+    return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True,
+                          check=False)
 
 
-def bench_scale(base: Settings, scale: str, seed: int, workdir: Path, progress=None) -> ScaleResult:
+def bench_day(settings: Settings, scale: str, seed: int, day: date) -> DayTiming:
+    """Land one new export day and time ``msp run --date DAY`` as its own process, then a rerun."""
+    from lakehouse.synth import generate
+
+    report = generate(scale, seed, Path(settings.landing_root), Path(settings.truth_root), start=day, days=1)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "run", "--date", day.isoformat()],
+                            env={"MSP_HOME": str(settings.home), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                                 "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONHASHSEED": "0",
+                                 "MSP_ENGINE": settings.platform.engine},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with PeakMemory(proc.pid) as mem:
+        out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    stages = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in ("ok", "unchanged", "FAILED", "skipped") and parts[2].endswith("s"):
+            with contextlib.suppress(ValueError):
+                stages[parts[0]] = float(parts[2].rstrip("s"))
+    t1 = time.perf_counter()
+    _msp(settings, "run", "--date", day.isoformat())
+    return DayTiming(day.isoformat(), sum(report.rows.values()), round(seconds, 1), mem.peak_mb,
+                     proc.returncode == 0, round(time.perf_counter() - t1, 1), stages)
+
+
+def bench_scale(base: Settings, scale: str, seed: int, workdir: Path, day: bool = True) -> ScaleResult:
+    from lakehouse.agents import registry
     from lakehouse.context import date_range
     from lakehouse.runner import StageObserver, run_pipeline
     from lakehouse.synth import generate
+    from lakehouse.synth.scales import SCALES
 
     home = workdir / scale
-    settings = base.with_overrides(home=str(home), lake_root="", landing_root="", truth_root="", duckdb_path="")
+    settings = base.with_overrides(home=str(home))
     t0 = time.perf_counter()
-    report = generate(scale, seed, Path(settings.landing_root), Path(settings.truth_root), progress=progress)
+    report = generate(scale, seed, Path(settings.landing_root), Path(settings.truth_root))
     gen_seconds = time.perf_counter() - t0
     from lakehouse.demo import landing_dates
 
     first, last = landing_dates(settings)
-    with JvmMemorySampler() as jvm:
-        summary = run_pipeline(settings, date_range(date.fromisoformat(first), date.fromisoformat(last)),
-                               observer=StageObserver())
-    outputs: dict[str, int] = {}
-    stage_rows: dict[str, int] = {}
-    for name, c in summary.counts.items():
-        outputs[name] = c["rows_out"]
-    # Rows a stage produced: the datasets whose zone the stage writes (ingest: raw.*, quality: processed.*).
-    from lakehouse.stages import discover
-
-    registry = discover()
-    for st in summary.stages:
-        writes = registry[st.name].writes
-        stage_rows[st.name] = sum(r for ds, r in outputs.items() if any(fnmatch.fnmatchcase(ds, w) for w in writes))
+    days = date_range(date.fromisoformat(first), date.fromisoformat(last))
+    with PeakMemory() as mem:
+        summary = run_pipeline(settings, days, observer=StageObserver())
+        trained = run_pipeline(settings, days, kinds=["train"], observer=StageObserver())
+    reg = registry()
+    written = {name: c["rows_out"] for name, c in summary.counts.items()}
+    stage_rows = {s.name: sum(written.get(d, 0) for d in reg.outputs(reg.stages[s.name])) for s in summary.stages}
     result = ScaleResult(
-        scale=scale, generate_seconds=round(gen_seconds, 2), raw_rows=sum(report.rows.values()),
-        run_seconds=summary.seconds, python_peak_mb=round(_python_peak_mb(), 1),
-        jvm_peak_mb=round(jvm.peak_bytes / 2**20, 1), ok=summary.ok,
+        scale=scale, engine=settings.platform.engine, generate_seconds=round(gen_seconds, 2),
+        raw_rows=sum(report.rows.values()), run_seconds=summary.seconds, train_seconds=trained.seconds,
+        peak_mb=mem.peak_mb, ok=summary.ok and trained.ok,
         stages=[StageTiming(s.name, s.seconds, stage_rows.get(s.name, 0),
                             round(stage_rows.get(s.name, 0) / s.seconds, 1) if s.seconds else 0.0)
-                for s in summary.stages],
-    )
+                for s in summary.stages + trained.stages])
+    next_day = date.fromisoformat(last) + timedelta(days=1)
+    if day and next_day <= SCALES[scale].horizon_end:
+        result.day = bench_day(settings, scale, seed, next_day)
     return result
 
 
@@ -131,14 +184,24 @@ def growth(results: list[ScaleResult]) -> list[dict[str, float | str]]:
 def render_markdown(results: list[ScaleResult], machine: dict[str, str]) -> str:
     lines = ["# Benchmark", "", f"Machine: {machine['cpus']} cores, {machine['memory_gb']} GiB, "
              f"Python {machine['python']}, {machine['platform']}; {machine['when']}", "",
-             "| scale | raw rows | generate s | pipeline s | rows/s (pipeline) | Python peak MB | JVM peak MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| scale | engine | raw rows | generate s | backfill s | rows/s | training s | peak MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         rps = r.raw_rows / r.run_seconds if r.run_seconds else 0
-        lines.append(f"| {r.scale} | {r.raw_rows:,} | {r.generate_seconds:.1f} | {r.run_seconds:.1f} | "
-                     f"{rps:,.0f} | {r.python_peak_mb:,.0f} | {r.jvm_peak_mb:,.0f} |")
+        lines.append(f"| {r.scale} | {r.engine} | {r.raw_rows:,} | {r.generate_seconds:.1f} | {r.run_seconds:.1f} | "
+                     f"{rps:,.0f} | {r.train_seconds:.1f} | {r.peak_mb:,.0f} |")
+    days = [r for r in results if r.day]
+    if days:
+        lines += ["", "## One new export day on a lake holding the window (`msp run --date D`, a new process)", "",
+                  "| scale | day | new rows | wall s | peak MB | rerun with nothing new s |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r.scale} | {r.day.day} | {r.day.new_rows:,} | {r.day.seconds:.1f} | {r.day.peak_mb:,.0f} | "
+                  f"{r.day.rerun_seconds:.1f} |" for r in days]
+        for r in days:
+            lines += ["", f"Stages of the day at scale {r.scale}: " +
+                      ", ".join(f"{k} {v:.1f} s" for k, v in r.day.stages.items())]
     for r in results:
-        lines += ["", f"## Stages at scale {r.scale}", "", "| stage | seconds | rows out | rows/s |",
+        lines += ["", f"## Backfill stages at scale {r.scale}", "", "| stage | seconds | rows out | rows/s |",
                   "|---|---:|---:|---:|"]
         lines += [f"| {s.name} | {s.seconds:.1f} | {s.rows_out:,} | {s.rows_per_second:,.0f} |" for s in r.stages]
     g = growth(results)
@@ -150,13 +213,15 @@ def render_markdown(results: list[ScaleResult], machine: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(settings: Settings, scales: list[str], seed: int, out: Path, workdir: Path, console) -> Path:
+def run_bench(settings: Settings, scales: list[str], seed: int, out: Path, workdir: Path, console,
+              day: bool = True) -> Path:
     results = []
     for scale in scales:
         console.rule(f"Benchmark at scale {scale}")
-        r = bench_scale(settings, scale, seed, workdir)
-        console.print(f"  generated {r.raw_rows:,} rows in {r.generate_seconds:.1f}s; pipeline {r.run_seconds:.1f}s; "
-                      f"JVM peak {r.jvm_peak_mb:,.0f} MB; Python peak {r.python_peak_mb:,.0f} MB")
+        r = bench_scale(settings, scale, seed, workdir, day=day)
+        console.print(f"  generated {r.raw_rows:,} rows in {r.generate_seconds:.1f}s; backfill {r.run_seconds:.1f}s; "
+                      f"training {r.train_seconds:.1f}s; peak {r.peak_mb:,.0f} MB"
+                      + (f"; one new day {r.day.seconds:.1f}s" if r.day else ""))
         results.append(r)
     machine = {"cpus": str(psutil.cpu_count()), "memory_gb": f"{psutil.virtual_memory().total / 2**30:.0f}",
                "python": platform.python_version(), "platform": platform.platform(),
@@ -178,14 +243,15 @@ def cmd_bench(args, settings: Settings) -> int:
 
     scales = [s.strip() for s in args.scale.split(",") if s.strip()]
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="msp-bench-"))
-    run_bench(settings, scales, args.seed, Path(args.out), workdir, console)
+    run_bench(settings, scales, args.seed, Path(args.out), workdir, console, day=not args.no_day)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmark the pipeline at one or more scales")
+    p = sub.add_parser("bench", help="benchmark the pipeline at one or more scales, and one new day")
     p.add_argument("--scale", default="tiny,small", help="comma-separated scales, smallest first (default tiny,small)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default="bench-results", help="folder for the JSON and Markdown reports")
     p.add_argument("--workdir", help="where to generate and run (default: a new temp folder)")
+    p.add_argument("--no-day", action="store_true", help="skip the one-new-day scenario")
     p.set_defaults(func=cmd_bench)

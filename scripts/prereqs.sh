@@ -23,3 +23,21 @@ if [ -z "$major" ] || [ "$major" -lt 17 ]; then
   echo "error: Java ${major:-?} found; Spark 4 needs Java 17 or newer." >&2
   exit 1
 fi
+
+# System packages the Python packages call: Tesseract (OCR of scanned contracts) and poppler (PDF pages as
+# images). Installed when this runs as root on Debian/Ubuntu (as CI does); otherwise say what is missing and
+# what still works without it. Skipped with MSP_SKIP_SYSTEM_PACKAGES=1.
+missing=()
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+if [ ${#missing[@]} -gt 0 ] && [ "${MSP_SKIP_SYSTEM_PACKAGES:-0}" != "1" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} (Debian packages) ..."
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1; then
+      echo "warning: could not install ${missing[*]}; scanned contracts will wait in the review queue (no OCR)." >&2
+    fi
+  else
+    echo "note: ${missing[*]} not installed (Debian/Ubuntu: sudo apt-get install ${missing[*]})." >&2
+    echo "      Everything runs without it, except OCR: scanned contracts wait in the review queue." >&2
+  fi
+fi
