@@ -11,8 +11,9 @@ sees the agent; :func:`dagbag` parses ``dags/`` then. For a child process, put t
 (``DagRunner.start(..., extra_path=...)``).
 
 **Runs.** ``python -m tests.dags.harness SPEC.json OUT.json`` where SPEC is ``{"runs": [{"dag_id": ...,
-"logical_date": ISO or null, "conf": {...}, "mark_success": regex}], "play_glue": false, "extra_path": [...]}``
-(``mark_success``: task ids marked successful instead of run). Airflow reads its configuration when first
+"logical_date": ISO or null, "conf": {...}, "tasks": regex, "mark_success": regex}], "play_glue": false,
+"extra_path": [...]}`` (``tasks``: run only the tasks matching it; ``mark_success``: task ids marked successful
+instead of run). Airflow reads its configuration when first
 imported, so each scenario runs in a fresh interpreter with its own ``AIRFLOW_HOME`` and lake. ``play_glue``:
 moto accepts Glue job runs but never executes their script, so the harness plays the Glue worker: right after
 the operator's real ``start_job_run`` call (to moto) it runs ``lakehouse.glue_entry`` with the very arguments
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import sys
 import textwrap
 import time
@@ -197,6 +199,9 @@ def main(spec_path: str, out_path: str) -> int:
         dag = bag.get_dag(run["dag_id"])
         if dag is None:
             raise SystemExit(f"no DAG {run['dag_id']!r}; have {sorted(bag.dags)}")
+        if run.get("tasks"):  # only the tasks matching this regex (and no upstream): a real run of fewer tasks
+            wanted = [t.task_id for t in dag.tasks if re.search(run["tasks"], t.task_id)]
+            dag = dag.partial_subset(task_ids=wanted, include_upstream=False)
         logical = run.get("logical_date")
         t0 = time.perf_counter()
         dr = dag.test(logical_date=datetime.fromisoformat(logical) if logical else None, run_conf=run.get("conf"),

@@ -1,12 +1,16 @@
-"""Whole DAG runs with ``dag.test()`` on a tiny synthetic MSP: ingestion → quality → the agents.
+"""Whole DAG runs with ``dag.test()`` on a tiny synthetic MSP, each scenario in a process of its own.
 
-The ingestion DAG runs once per export day with the data interval a backfill gives that day; the agent
-DAGs and the event dispatcher then run for the days the asset events carried, as the scheduler chains
-them. Meanwhile ``msp run --from --to --stages <the same stages>`` processes the same landing files in
-another home; both lakes must hold the same partitions with the same rows. (Weekly training is not part of
-a daily backfill, and scoring uses whatever model is promoted when it runs, so both stay out of this
-comparison; their DAGs are checked for structure in test_dagbag.py.) New agents are covered as soon as
-their stages are registered: the DAGs to run and the tables to check come from the stage registry.
+**Ingestion → an agent → the event dispatcher → the agent's handler** (runs today): the ingestion tasks of
+``msp_ingest`` run once per export day with the data interval a backfill gives that day; then the DAG of a
+throwaway agent package (installed through the ``msp.agents`` entry point, reading ``raw.tickets``), the event
+DAG and the agent's DAG again run for the days the asset events carried, as the scheduler chains them.
+Meanwhile ``msp run --from --to --stages <the same stages>`` processes the same landing files in another
+home: both lakes must hold the same partitions with the same rows. Rerunning the agent emits no new event
+asset (deterministic event ids). A stage that raises fails its task and its DAG run.
+
+**The full daily chain** (ingestion → quality gate → every agent DAG → events, compared with ``msp run``) is in
+:func:`test_a_backfill_of_the_daily_dags_equals_msp_run`, which runs once the quality gate runs on the
+new platform.
 """
 
 from __future__ import annotations
@@ -22,149 +26,128 @@ import pytest
 
 import schemas
 from lakehouse import orchestration as orch
-from lakehouse.ingest import Landing
-from lakehouse.lake import Lake
+from tests.dags import harness
 from tests.dags.conftest import DagRunner, subprocess_env
 
 DAYS = [date(2024, 1, 1), date(2024, 1, 2)]
+SPAN = {"start": DAYS[0].isoformat(), "end": DAYS[-1].isoformat()}
 #: Columns that say when or by which run a row was written: they differ between any two runs.
 RUN_COLUMNS = {"_run_id", "run_id", "_ingested_at"}
 
-# the tests share one scenario (minutes of DAG runs): keep them on one worker
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dag-runs")]
 
 
 def backfill_logical_date(day: date) -> str:
-    """``dag.test`` infers a manual run's interval as the day before its logical date: this is the
-    interval (and so the export day) a backfill or scheduled run of ``day`` gets."""
+    """``dag.test`` infers a manual run's interval as the day before its logical date: this is the interval
+    (and so the export day) a backfill or scheduled run of ``day`` gets."""
     return (datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)).isoformat()
 
 
-def dag_order(pipe: orch.Pipeline) -> list[str]:
-    """The daily DAGs after ingestion (agents, events), in the run order of their first stage: the order
-    the asset events chain them in."""
-    daily = {orch.agent_dag_id(a) for a in pipe.agent_dags()} | {orch.EVENTS_DAG}
-    order: list[str] = []
-    for s in pipe.stages:
-        dag_id = pipe.dag_of(s)
-        if dag_id in daily and dag_id not in order:
-            order.append(dag_id)
-    return order
+def lake_of(home: Path, extra_path: list[str]):
+    """The lake under ``home`` with the throwaway agent importable (its event types validate)."""
+    from lakehouse.lake import Lake
+    from tests.conftest import make_settings
+
+    return Lake.from_settings(make_settings(home))
 
 
-@pytest.fixture(scope="module")
-def scenario(airflow_db, tmp_path_factory):
-    from lakehouse.synth import generate
-
-    work = tmp_path_factory.mktemp("dag-runs")
-    af_home, cli_home = work / "airflow-lake", work / "cli-lake"
-    generate(scale="tiny", seed=11, landing_root=af_home / "landing", truth_root=work / "truth",
-             start=DAYS[0], days=len(DAYS))
-    shutil.copytree(af_home / "landing", cli_home / "landing")
-    pipe = orch.Pipeline(orch.load_stages())
-    span = {"start": DAYS[0].isoformat(), "end": DAYS[-1].isoformat()}
-    runs = [{"dag_id": orch.INGEST_DAG, "logical_date": backfill_logical_date(d)} for d in DAYS]
-    runs += [{"dag_id": dag_id, "conf": span} for dag_id in dag_order(pipe)]
-
-    stages = [s.name for dag_id in [orch.INGEST_DAG, *dag_order(pipe)] for s in pipe.by_dag.get(dag_id, [])]
-    runner = DagRunner(airflow_db, work)
-    handle = runner.start("pipeline", runs, af_home)
-    msp = Path(sys.executable).with_name("msp")
-    cli = subprocess.Popen([str(msp), "run", "--from", span["start"], "--to", span["end"], "--stages", *stages],
-                           env=subprocess_env(cli_home), cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
-    try:
-        result = runner.wait(handle, timeout=900)
-        cli_out, _ = cli.communicate(timeout=900)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
-    assert cli.returncode == 0, f"msp run failed:\n{cli_out[-4000:]}"
-    return {"result": result, "pipe": pipe, "af": Lake(str(af_home / "lake")), "cli": Lake(str(cli_home / "lake")),
-            "runs": runs}
-
-
-def test_every_dag_run_succeeds(scenario):
-    runs = scenario["result"]["runs"]
-    assert [r["dag_id"] for r in runs] == [r["dag_id"] for r in scenario["runs"]]
-    for run in runs:
-        failed = {t: s for t, s in run["tasks"].items() if s != "success"}
-        log = scenario["result"]["log"][-5000:]
-        assert run["state"] == "success" and not failed, f"{run['dag_id']}: {failed}\n{log}"
-    print({r["dag_id"]: r["seconds"] for r in runs})
-
-
-def exported_days(lake: Lake) -> dict[str, set[str]]:
-    """Raw dataset → the days of DAYS it has landing files for."""
-    landing = Landing(lake.root.rsplit("/", 1)[0] + "/landing")
-    wanted = {d.isoformat() for d in DAYS}
-    return {d.qualified_name: {f.dt for f in landing.files(d)} & wanted for d in schemas.datasets("raw")}
-
-
-def test_the_lake_holds_every_table_the_dags_publish(scenario):
-    pipe, lake = scenario["pipe"], scenario["af"]
-    exported = {name: days for name, days in exported_days(lake).items() if days}
-    assert "raw.tickets" in exported
-    for name, days in exported.items():
-        raw = schemas.get(name)
-        assert {f"dt={d}" for d in days} <= set(lake.partitions(raw)), name
-        if pipe.producers.get(f"processed.{raw.name}") == orch.INGEST_DAG:
-            assert {f"dt={d}" for d in days} <= set(lake.partitions(schemas.get(f"processed.{raw.name}"))), name
-    for dag_id in dag_order(pipe):
-        for stage in pipe.by_dag[dag_id]:
-            if stage.kind == "score":  # scores need a promoted model; training is weekly, not part of this run
-                continue
-            for ds in pipe.outputs(stage):
-                if ds.zone_root != "events":
-                    assert lake.partitions(ds), f"{dag_id}: {stage.name} published nothing in {ds.qualified_name}"
-
-
-def test_asset_events_carry_row_counts_and_the_export_day(scenario):
-    lake = scenario["af"]
-    events = [e for e in scenario["result"]["asset_events"] if e["source_dag_id"] == orch.INGEST_DAG]
-    by_asset: dict[str, list[dict]] = {}
-    for e in events:
-        by_asset.setdefault(e["asset"], []).append(e["extra"])
-    assert set(by_asset) >= {d.qualified_name for d in schemas.datasets("raw")}
-    for name, days in exported_days(lake).items():
-        extras = by_asset[name]
-        assert [x["dates"] for x in extras] == [[d.isoformat()] for d in DAYS], name
-        for day, extra in zip(DAYS, extras, strict=True):
-            pointer = lake.pointer(schemas.get(name), {"dt": day.isoformat()})
-            assert extra["rows"] == (pointer["rows"] if day.isoformat() in days else 0), (name, day)
-    assert sum(x["rows"] for x in by_asset["raw.tickets"]) > 0
-    if "processed.tickets" in by_asset:
-        assert sum(x["rows"] for x in by_asset["processed.tickets"]) > 0
-
-
-def content_digest(lake: Lake, ds) -> str:
+def content_digest(lake, ds) -> str:
     table = lake.read_arrow(ds)
     table = table.select([c for c in table.column_names if c not in RUN_COLUMNS])
     rows = sorted(repr(sorted(r.items())) for r in table.to_pylist())
     return hashlib.sha256("\n".join([",".join(table.column_names), *rows]).encode()).hexdigest()
 
 
-def test_a_backfill_gives_exactly_the_partitions_and_rows_of_msp_run(scenario):
-    """Same partitions holding rows, same rows in each. Published *empty* partitions may differ: the
-    quality gate publishes an empty partition for every run day of a dataset that has rows on another
-    day of the run, so one run over two days leaves empty partitions two one-day runs do not (both read
-    as no rows)."""
-    af, cli = scenario["af"], scenario["cli"]
-    compared = 0
-    zones = ("raw", "quarantine", "processed", "analytics", "ml-models", "events")  # upstream first
-    for ds in sorted(schemas.catalog().values(), key=lambda d: (zones.index(d.zone_root), d.qualified_name)):
-        a, c = af.published(ds), cli.published(ds)
-        assert {k for k, p in a.items() if p["rows"]} == {k for k, p in c.items() if p["rows"]}, ds.qualified_name
-        assert all(not p["rows"] for k, p in {**a, **c}.items() if k not in a or k not in c), ds.qualified_name
-        if any(p["rows"] for p in a.values()):
-            compared += 1
-            if not RUN_COLUMNS & set(ds.arrow_schema().names):
-                assert af.checksum(ds) == cli.checksum(ds), ds.qualified_name
+@pytest.fixture(scope="module")
+def agent_scenario(airflow_db, tmp_path_factory):
+    from lakehouse.synth import generate
+
+    work = tmp_path_factory.mktemp("dag-runs-agent")
+    site = work / "site"
+    info = harness.write_agent_package(site, "zz", reads=("raw.tickets",), handler=True)
+    af_home, cli_home = work / "airflow-lake", work / "cli-lake"
+    generate(scale="tiny", seed=11, landing_root=af_home / "landing", truth_root=work / "truth", start=DAYS[0],
+             days=len(DAYS))
+    shutil.copytree(af_home / "landing", cli_home / "landing")
+    runs = [{"dag_id": orch.INGEST_DAG, "logical_date": backfill_logical_date(d), "tasks": r"\.ingest$"}
+            for d in DAYS]
+    runs += [{"dag_id": "msp_zz", "conf": SPAN}, {"dag_id": orch.EVENTS_DAG, "conf": SPAN},
+             {"dag_id": "msp_zz", "conf": SPAN}]
+    stages = ["ingest", "zz.count", "events.dispatch", "zz.on_counted"]
+    runner = DagRunner(airflow_db, work)
+    handle = runner.start("agent", runs, af_home, extra_path=[str(site)])
+    msp = Path(sys.executable).with_name("msp")
+    env = subprocess_env(cli_home, PYTHONPATH=f"{site}:{subprocess_env(cli_home)['PYTHONPATH']}")
+    cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"], "--stages", *stages],
+                         env=env, cwd=work, capture_output=True, text=True, timeout=600, check=False)
+    result = runner.wait(handle, timeout=600)
+    assert cli.returncode == 0, f"msp run failed:\n{cli.stdout[-4000:]}{cli.stderr[-2000:]}"
+    with harness.agent_on_path(site, info["package"]):
+        yield {"result": result, "info": info, "af": lake_of(af_home, [str(site)]),
+               "cli": lake_of(cli_home, [str(site)]), "runs": runs}
+
+
+def test_every_dag_run_succeeds_and_runs_its_stages(agent_scenario):
+    runs = agent_scenario["result"]["runs"]
+    assert [r["dag_id"] for r in runs] == [r["dag_id"] for r in agent_scenario["runs"]]
+    for run in runs:
+        failed = {t: s for t, s in run["tasks"].items() if s != "success"}
+        assert run["state"] == "success" and not failed, f"{run['dag_id']}: {failed}\n" + \
+            agent_scenario["result"]["log"][-5000:]
+    assert set(runs[0]["tasks"]) == {f"{s}.ingest" for s in schemas.raw_sources()}
+    assert set(runs[2]["tasks"]) == {"zz_count", "zz_on_counted"}
+    print({r["dag_id"]: r["seconds"] for r in runs}, "parse", agent_scenario["result"]["parse_seconds"])
+
+
+def test_asset_events_carry_rows_written_and_the_days(agent_scenario):
+    lake, events = agent_scenario["af"], agent_scenario["result"]["asset_events"]
+    tickets = [e for e in events if e["asset"] == "raw.tickets"]
+    assert [(e["source_task_id"], e["extra"]["dates"]) for e in tickets] == [
+        ("psa.ingest", [d.isoformat()]) for d in DAYS]
+    rows = lake.read_arrow(schemas.get("raw.tickets"))
+    per_day = {d.isoformat(): rows.column("dt").to_pylist().count(d.isoformat()) for d in DAYS}
+    assert [e["extra"]["rows"] for e in tickets] == [per_day[d.isoformat()] for d in DAYS]
+    assert sum(per_day.values()) > 0
+    assert all(e["uri"] == schemas.get("raw.tickets").location(lake.root) for e in tickets)
+
+
+def test_new_events_trigger_once_and_a_rerun_emits_no_event_asset(agent_scenario):
+    info, events = agent_scenario["info"], agent_scenario["result"]["asset_events"]
+    lake = agent_scenario["af"]
+    outbox = lake.read_arrow(schemas.get(orch.OUTBOX))
+    emitted = sorted(outbox.column("dt").to_pylist())
+    assert emitted, "the agent emitted no event"
+    new = [e for e in events if e["asset"] == f"events.outbox.{info['event_type']}"]
+    assert [(e["source_dag_id"], e["extra"]["events"], e["extra"]["dates"]) for e in new] == [
+        ("msp_zz", len(emitted), sorted(set(emitted)))]  # the second msp_zz run found nothing new
+    routed = [e for e in events if e["asset"] == "events.inbox.zz"]
+    assert [(e["source_dag_id"], e["extra"]["events"]) for e in routed] == [(orch.EVENTS_DAG, len(emitted))]
+    assert new[0]["uri"].endswith(f"/events/outbox/event_type={info['event_type']}")
+
+
+def test_the_runs_give_exactly_the_partitions_and_rows_of_msp_run(agent_scenario):
+    af, cli = agent_scenario["af"], agent_scenario["cli"]
+    compared = []
+    for ds in schemas.catalog().values():
+        if ds.zone_root not in ("raw", "events") and ds.qualified_name != "quarantine.rejected_files":
+            continue
+        a, c = af.partitions(ds), cli.partitions(ds)
+        assert a == c, ds.qualified_name
+        if a:
             assert content_digest(af, ds) == content_digest(cli, ds), ds.qualified_name
-    assert compared >= 10
-    print(f"{compared} tables hold the same partitions and rows")
+            compared.append(ds.qualified_name)
+    assert {"raw.tickets", orch.OUTBOX, orch.INBOX} <= set(compared)
+    print(f"{len(compared)} tables hold the same partitions and rows")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+def test_a_stage_that_raises_fails_its_task_and_its_dag_run(airflow_db, tmp_path):
+    site = tmp_path / "site"
+    harness.write_agent_package(site, "zz", fail="blocking expectation failed")
+    runner = DagRunner(airflow_db, tmp_path)
+    out = runner.run("failing", [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-01"}}],
+                     tmp_path / "home", extra_path=[str(site)])
+    (run,) = out["runs"]
+    assert run["state"] == "failed" and run["tasks"] == {"zz_count": "failed"}
+    assert "StageFailed: stage zz.count failed for 2024-01-01: zz.count: RuntimeError: blocking expectation " \
+           "failed" in out["log"]
+    assert not [e for e in out["asset_events"] if e["source_dag_id"] == "msp_zz"]  # a failed task emits nothing
