@@ -8,7 +8,13 @@ dashboard) keeps reading the snapshot it opened, and never makes a run fail. The
 until maintenance expires their snapshot (``lake.snapshot_keep_days``) and refreshes the catalog.
 
 ``msp sql --as-of RUN_ID|TIMESTAMP`` builds the same views in memory over the snapshots current at that
-time (time travel). On AWS the tables are Iceberg tables in the Glue Data Catalog that Athena reads
+time (time travel).
+
+The analysts' connection is read-only and confined to the lake: only ``SELECT`` (and ``EXPLAIN``) statements
+run (``COPY``, ``EXPORT``, ``ATTACH``, ``INSTALL``/``LOAD``, ``CREATE``, ``SET`` ... are refused with a
+one-line reason), file access is limited to the lake's own folder (``allowed_directories``, external access
+off), and the configuration is locked so a query cannot undo it. A query can read the lake; it cannot change
+it, nor read ``/etc/passwd``. On AWS the tables are Iceberg tables in the Glue Data Catalog that Athena reads
 natively; :class:`AthenaCatalog` runs queries in the stack's workgroup.
 """
 
@@ -67,6 +73,33 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class ReadOnlySql(PermissionError):
+    """An analyst's statement would change something or reach outside the lake; it was not run."""
+
+
+#: Statement types an analyst's query may contain.
+ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def check_read_only(con, sql: str) -> None:
+    """Refuse anything but SELECT/EXPLAIN statements, naming the first offending one."""
+    for statement in con.extract_statements(sql):
+        kind = statement.type.name
+        if kind not in ALLOWED_STATEMENTS:
+            raise ReadOnlySql(f"msp sql is read-only: {kind} statements are refused (the lake changes only through "
+                              "`msp run`); use SELECT")
+
+
+def sandbox(con, lake_root: str) -> None:
+    """Confine a DuckDB connection to reading the lake: no other files, no extensions, settings locked."""
+    root = str(lake_root).removeprefix("file://").rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = [{_quote(root)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
 class SqlCatalog:
     """An analysts' SQL catalog over the lake."""
 
@@ -118,18 +151,21 @@ class DuckDBCatalog(SqlCatalog):
         if as_of is None:
             if not self.path.exists():
                 raise FileNotFoundError(f"no catalog at {self.path}: run `msp run` (or `msp demo`) first")
-            return duckdb.connect(str(self.path), read_only=True)
-        from lakehouse.lake import Lake
+            con = duckdb.connect(str(self.path), read_only=True)
+        else:
+            from lakehouse.lake import Lake
 
-        lake = lake or Lake.from_settings(self.settings)
-        when = resolve_as_of(lake, as_of)
-        con = duckdb.connect(":memory:")
-        self._build(con, lake, lambda ds: lake.snapshot_as_of(ds, when))
+            lake = lake or Lake.from_settings(self.settings)
+            when = resolve_as_of(lake, as_of)
+            con = duckdb.connect(":memory:")
+            self._build(con, lake, lambda ds: lake.snapshot_as_of(ds, when))
+        sandbox(con, self.settings.lake_root)
         return con
 
     def query(self, sql: str, as_of: str | None = None) -> pd.DataFrame:
         con = self.connect(as_of)
         try:
+            check_read_only(con, sql)
             return con.execute(sql).df()
         finally:
             con.close()

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[yellow]interrupted: what was committed stays, nothing half-written is visible[/]")
         return 130
     except (ConfigError, UsageError, DeclarationError, LakeError, FileNotFoundError, PermissionError,
-            LookupError, ValueError) as exc:
+            LookupError, ValueError) as exc:  # ReadOnlySql is a PermissionError
         if debug:
             raise
         label = {ConfigError: "configuration error", DeclarationError: "declaration error"}.get(type(exc), "error")

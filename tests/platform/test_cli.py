@@ -136,3 +136,29 @@ def test_a_mistaken_command_prints_one_line_and_exits_non_zero(settings, monkeyp
         assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM read_csv('/etc/passwd', header=false, delim=':')",
+    "SELECT * FROM glob('/root/**')",
+    "SELECT * FROM read_text('/proc/self/environ')",
+    "COPY (SELECT * REPLACE ('HACKED' AS vendor_name) FROM processed.vendors LIMIT 1) TO '{file}' (FORMAT parquet)",
+    "EXPORT DATABASE '{home}/dump'",
+    "ATTACH '{home}/other.duckdb'",
+    "INSTALL httpfs",
+    "CREATE TABLE x AS SELECT 1",
+    "SET enable_external_access = true",
+])
+def test_analyst_sql_is_read_only_and_confined_to_the_lake(settings, monkeypatch, capsys, query):
+    import schemas
+
+    ctx = publish_vendors(settings)
+    ds = schemas.get("processed.vendors")
+    before = ctx.lake.checksum(ds)
+    data_file = ctx.lake.files(ds)[0].removeprefix("file://")
+    assert run_cli(monkeypatch, settings, "sql", query.format(file=data_file, home=settings.home)) == 2
+    err = capsys.readouterr().err
+    assert ("read-only" in err or "Permission Error" in err or "Cannot change configuration" in err) and \
+        "Traceback" not in err
+    assert ctx.lake.checksum(ds) == before
+    assert not (settings.home / "dump").exists() and not (settings.home / "other.duckdb").exists()
