@@ -130,7 +130,8 @@ def execute(settings: Settings, dates: list[date], agents=None, stages=None, kin
     from lakehouse.runner import run_pipeline
 
     with RichObserver() as observer:
-        summary = run_pipeline(settings, dates, agents=agents, stages=stages, kinds=kinds, observer=observer)
+        summary = run_pipeline(settings, dates, agents=agents, stages=stages, kinds=kinds, observer=observer,
+                               exclusive=True)
     print_summary(summary)
     return summary
 
@@ -299,6 +300,7 @@ def _broken_cli(name: str, ref: str | None, exc: Exception):
 def main(argv: list[str] | None = None) -> int:
     from lakehouse.agents import DeclarationError
     from lakehouse.lake import LakeError
+    from lakehouse.runlock import LakeBusy
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: what was committed stays, nothing half-written is visible[/]")
         return 130
-    except (ConfigError, UsageError, DeclarationError, LakeError, FileNotFoundError, PermissionError,
+    except (ConfigError, UsageError, DeclarationError, LakeError, LakeBusy, FileNotFoundError, PermissionError,
             LookupError, ValueError) as exc:  # ReadOnlySql is a PermissionError
         if debug:
             raise

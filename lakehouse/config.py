@@ -80,6 +80,7 @@ class PlatformSettings(Section):
     athena_workgroup: str
     athena_output: str
     skip_unchanged: bool
+    run_lock_wait_seconds: Annotated[float, Field(ge=0, le=86_400)]
 
 
 class SparkSettings(Section):

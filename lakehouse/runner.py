@@ -162,7 +162,24 @@ def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str]
                  stages: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
                  observer: StageObserver | None = None, run_id: str | None = None,
                  context_factory: Callable[..., RunContext] = RunContext.create,
-                 refresh_catalog: bool = True, params: dict[str, Any] | None = None) -> RunSummary:
+                 refresh_catalog: bool = True, params: dict[str, Any] | None = None,
+                 exclusive: bool = False) -> RunSummary:
+    """Run the planned stages for ``dates``. ``exclusive`` (a whole-pipeline run from the command line) holds
+    the lake's run lock alone; otherwise shared with other stage runs (see :mod:`lakehouse.runlock`)."""
+    from lakehouse.context import new_run_id
+    from lakehouse.runlock import run_lock
+
+    run_id = run_id or new_run_id()
+    with run_lock(settings, run_id, exclusive=exclusive, notify=log.warning) as note:
+        summary = _run(settings, dates, agents=agents, stages=stages, kinds=kinds, observer=observer, run_id=run_id,
+                       context_factory=context_factory, refresh_catalog=refresh_catalog, params=params)
+    if note:
+        summary.warnings.insert(0, note)
+    return summary
+
+
+def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observer, run_id, context_factory,
+         refresh_catalog, params) -> RunSummary:
     observer = observer or StageObserver()
     reg = registry()
     plan_kwargs: dict[str, Any] = {"agents": list(agents) if agents else None,

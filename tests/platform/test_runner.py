@@ -95,3 +95,31 @@ def test_a_failed_stage_skips_only_what_depends_on_it_and_the_report_says_why(ho
     assert not summary.ok
     report = json.loads(Lake.from_settings(settings).read_text(f"_meta/runs/{summary.run_id}.json"))
     assert report["ok"] is False and report["stages"][0]["name"] == "tmpagent.count"
+
+
+def test_a_second_whole_run_refuses_while_the_first_holds_the_lake_and_a_killed_holder_leaves_no_lock(home):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lakehouse.runlock import LakeBusy
+
+    settings = make_settings(home)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from tests.conftest import make_settings; from lakehouse.runlock import run_lock\n"
+        f"s = make_settings(__import__('pathlib').Path({str(home)!r}))\n"
+        "with run_lock(s, 'run-holder'):\n    print('held', flush=True); time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LakeBusy, match=r"in use by run run-holder \(pid \d+ .* started 20"):
+            run_pipeline(settings, [DAY], stages=["tmpagent.count"], refresh_catalog=False, exclusive=True)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # killed: no finally, no cleanup
+        holder.wait()
+    time.sleep(0.1)
+    summary = run_pipeline(settings, [DAY], stages=["events.dispatch"], refresh_catalog=False, exclusive=True)
+    assert summary.ok
+    assert summary.warnings[0].startswith("took over the lake from run run-holder")
