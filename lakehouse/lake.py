@@ -357,9 +357,11 @@ class Lake:
     def read_pandas(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> pd.DataFrame:
         return self.read_arrow(ds, where, snapshot_id).to_pandas()
 
-    def checksum(self, ds: Dataset, snapshot_id: int | None = None) -> str:
-        """Order-independent content checksum of a snapshot's rows (for idempotency and crash tests)."""
+    def checksum(self, ds: Dataset, snapshot_id: int | None = None, exclude: Sequence[str] = ()) -> str:
+        """Order-independent content checksum of a snapshot's rows (for idempotency and crash tests);
+        ``exclude`` leaves out columns that differ between two equivalent runs (``_ingested_at``, ``_run_id``)."""
         table = self.read_arrow(ds, snapshot_id=snapshot_id)
+        table = table.drop_columns([c for c in exclude if c in table.column_names])
         digest = hashlib.sha256()
         digest.update(",".join(table.column_names).encode())
         if table.num_rows:
