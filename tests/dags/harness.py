@@ -38,12 +38,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---- a throwaway agent -----------------------------------------------------------------------------------
 def write_agent_package(root: Path, name: str = "zz", reads: Sequence[str] = ("processed.tickets",),
-                        fail: str | None = None, handler: bool = False) -> dict[str, str]:
+                        fail: str | None = None, handler: bool = False, noop: bool = False) -> dict[str, str]:
     """Write agent ``name`` as an installed third-party package under ``root``; returns what it declares.
 
     Its stage ``<name>.count`` (kind transform) reads ``reads`` and emits ``<name>.tickets.counted`` for every
     run day with at least ``min_tickets`` rows in the first table it reads (deterministic ids: a rerun emits
-    nothing new). ``fail``: the stage raises ``RuntimeError(fail)`` instead. ``handler``: the agent also
+    nothing new). ``fail``: the stage raises ``RuntimeError(fail)`` instead; ``noop``: it only notes that it
+ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``handler``: the agent also
     consumes its own event type with a handler stage ``<name>.on_counted`` reading its inbox."""
     package = f"msp_agent_{name}"
     event_type = f"{name}.tickets.counted"
@@ -83,7 +84,12 @@ def write_agent_package(root: Path, name: str = "zz", reads: Sequence[str] = ("p
         "description": "A day with at least min_tickets rows.", "type": "object", "required": ["rows"],
         "properties": {"rows": {"type": "integer", "minimum": 0}}}, indent=1))
     first = reads[0] if reads else "processed.tickets"
-    body = (f"    raise RuntimeError({fail!r})\n" if fail is not None else textwrap.indent(textwrap.dedent(f'''\
+    if noop:
+        body = f"    ctx.count('stage:{name}.count').notes.append('ran for ' + ', '.join(ctx.days))\n"
+    elif fail is not None:
+        body = f"    raise RuntimeError({fail!r})\n"
+    else:
+        body = textwrap.indent(textwrap.dedent(f'''\
         from datetime import date
         from lakehouse import events
         table = ctx.read_arrow("{first}", {{"dt": ctx.days}})
@@ -96,7 +102,7 @@ def write_agent_package(root: Path, name: str = "zz", reads: Sequence[str] = ("p
                                     "comparison": ">=", "source_rows": [{{"dataset": "{first}"}}]}})
                  for d, n in sorted(per_day.items()) if n >= ctx.config.min_tickets]
         ctx.emit("{event_type}", found)
-        '''), "    "))
+        '''), "    ")
     (folder / "stages.py").write_text(
         "def count(ctx):\n" + body + "\n\n"
         "def on_counted(ctx):\n"
