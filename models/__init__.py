@@ -1,5 +1,5 @@
-"""Per-agent machine learning: features, training against a named baseline on a time-based split,
-evaluation and scoring. Shared pieces: :mod:`models.tabular` (a binary classifier for any tabular frame)
-and :mod:`models.metrics` (the metrics every model reports). Models are stored with
-:class:`lakehouse.model_registry.ModelRegistry`.
+"""Per-agent machine learning (``models/<agent>/``): features, training against a named baseline on a
+time-based split, evaluation and scoring. The shared pieces are the platform's :mod:`lakehouse.ml` (a binary
+classifier for any tabular frame, the metrics, baselines, the model registry, ``msp model evaluate``). An
+agent's models import the platform and ``schemas``, never ``jobs/``.
 """

@@ -1,7 +1,7 @@
 """Churn prediction stages: weekly training (``cpi.churn_train``) and daily scoring (``cpi.churn_score``).
 
-The modelling lives in :mod:`models.churn` (features, split, baseline, metrics); these stages only read the
-published tables, call it, and store the results: the model in the registry
+The modelling lives in :mod:`models.cpi` (features, split, baseline, metrics); these stages only read the
+published tables, call it with the ``[cpi]`` settings, and store the results: the model in the registry
 (``ml-models/churn-prediction/<version>/``), the daily scores in ``analytics.churn``.
 """
 
@@ -10,17 +10,15 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-import schemas
-from jobs.checks import publish_pandas
-from jobs.common import latest, month_of, read_as_of
-from jobs.cpi.config import CpiConfig
 from jobs.cpi.lifecycle import TABLE as LIFECYCLE
 from jobs.cpi.profitability import CLIENT_TABLE
-from lakehouse.stages import stage
+from lakehouse.lake import Range
+from lakehouse.transforms import as_of, latest, month_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
 
 PREDICTIONS = "analytics.churn"
@@ -29,68 +27,68 @@ SOFTWARE = "processed.software_inventory"
 READS = (CLIENT_TABLE, LIFECYCLE, REMOVALS, SOFTWARE)
 
 
-def load_inputs(ctx: RunContext, as_of: date) -> dict[str, pd.DataFrame]:
-    """The published tables the snapshots are built from, as known on ``as_of``."""
+def load_inputs(ctx: RunContext, day: date) -> dict[str, pd.DataFrame]:
+    """The published tables the snapshots are built from, as known on ``day``."""
+    import re
+
     import pandas as pd
-    from pyspark.sql import functions as F
 
-    from models.churn.features import MONTHLY_COLUMNS
+    from models.cpi.features import MONTHLY_COLUMNS
 
-    cfg = CpiConfig.from_settings(ctx.settings)
-    monthly = ctx.lake.read_pandas(schemas.get(CLIENT_TABLE))
-    monthly = monthly.loc[monthly["month"] <= month_of(as_of), MONTHLY_COLUMNS]
-    lifecycle = ctx.lake.read_pandas(schemas.get(LIFECYCLE))
-    removals = latest(read_as_of(ctx, REMOVALS, as_of), ["removal_id"], order=("removed_at",)).select(
-        "client_id", "removed_at", "removed_by", "reason").toPandas()
-    pattern = "|".join(t.lower() for t in cfg.remote_access_tools) or "^$"
-    installs = read_as_of(ctx, SOFTWARE, as_of).where(F.lower("software_name").rlike(pattern))
-    installs = installs.groupBy("install_id", "client_id").agg(F.min("first_seen").alias("first_seen")).select(
-        "client_id", "first_seen").toPandas()
+    cfg: CpiSettings = ctx.config
+    monthly = ctx.read_pandas(CLIENT_TABLE, {"month": Range(None, month_of(day))})[MONTHLY_COLUMNS]
+    lifecycle = ctx.read_pandas(LIFECYCLE)
+    removals = latest(ctx.table(REMOVALS, as_of(day)), ["removal_id"], order=("removed_at",))
+    removals = ctx.engine.to_arrow(removals.select("client_id", "removed_at", "removed_by", "reason")).to_pandas()
+    pattern = "|".join(re.escape(t.lower()) for t in cfg.remote_access_tools) or "^$"
+    sw = ctx.table(SOFTWARE, as_of(day))
+    sw = sw.filter(sw.software_name.lower().re_search(pattern))
+    installs = sw.group_by(["install_id", "client_id"]).aggregate(first_seen=sw.first_seen.min())
+    installs = ctx.engine.to_arrow(installs.select("client_id", "first_seen")).to_pandas()
     return {"monthly": monthly, "lifecycle": lifecycle, "removals": removals,
             "installs": installs if len(installs) else pd.DataFrame(columns=["client_id", "first_seen"])}
 
 
-def snapshots(inputs: dict[str, pd.DataFrame], days, cfg: CpiConfig, as_of: date) -> pd.DataFrame:
-    from models.churn.features import build_snapshots
+def snapshots(inputs: dict[str, pd.DataFrame], days, cfg: CpiSettings, day: date) -> pd.DataFrame:
+    from models.cpi.features import build_snapshots
 
     return build_snapshots(inputs["monthly"], inputs["lifecycle"], inputs["removals"], inputs["installs"], days,
-                           cfg, as_of)
+                           cfg, day)
 
 
-def training_days(inputs: dict[str, pd.DataFrame], as_of: date) -> list[date]:
-    """Month ends from the first profitability month to ``as_of``."""
-    from models.churn.features import month_ends
+def training_days(inputs: dict[str, pd.DataFrame], day: date) -> list[date]:
+    """Month ends from the first profitability month to ``day``."""
+    from models.cpi.features import month_ends
 
     months = inputs["monthly"]["month"]
-    return month_ends(months.min(), as_of) if len(months) else []
+    return month_ends(months.min(), day) if len(months) else []
 
 
-@stage("cpi.churn_train", agent="cpi", reads=READS, writes=())
 def train_stage(ctx: RunContext) -> None:
     """Train the churn model on monthly snapshots (time split, rules baseline); promote it if it beats
     the current version."""
+    from lakehouse.ml.metrics import binary_metrics
     from lakehouse.model_registry import ModelRegistry, make_version
-    from models.churn.features import FEATURES, NUMERIC
-    from models.churn.train import BASELINE_NAME, MODEL_NAME, NotEnoughData, train
-    from models.metrics import binary_metrics
+    from models.cpi.features import FEATURES, NUMERIC
+    from models.cpi.train import BASELINE_NAME, MODEL_NAME, NotEnoughData, train
 
-    cfg = CpiConfig.from_settings(ctx.settings)
-    as_of = ctx.end
-    inputs = load_inputs(ctx, as_of)
-    snaps = snapshots(inputs, training_days(inputs, as_of), cfg, as_of)
+    cfg: CpiSettings = ctx.config
+    day = ctx.end
+    inputs = load_inputs(ctx, day)
+    snaps = snapshots(inputs, training_days(inputs, day), cfg, day)
     try:
-        result = train(snaps, cfg)
+        result = train(snaps, cfg.churn_params())
     except NotEnoughData as exc:
         ctx.warn(f"churn model not trained: {exc}")
         return
     registry = ModelRegistry(ctx.lake, MODEL_NAME)
     params = {"model": result.artifact.model.params, "calibration": result.artifact.model.calibration,
               "horizon_days": cfg.churn_horizon_days, "churn_event": cfg.churn_event,
-              "test_share": cfg.churn_test_share, "random_state": cfg.churn_random_state, "as_of": as_of.isoformat()}
+              "test_share": cfg.churn_test_share, "random_state": cfg.churn_random_state, "as_of": day.isoformat()}
     data = snaps[snaps["label_complete"]].assign(split=None)
     data.loc[data.index.isin(result.train.index), "split"] = "train"
     data.loc[data.index.isin(result.test.index), "split"] = "test"
-    version = make_version(as_of, data, params, FEATURES)
+    version = make_version(day, data, params, FEATURES)
     card = {
         "intended_use": (f"P(a client ends its agreement within {cfg.churn_horizon_days} days), scored daily for "
                          "account-manager outreach and QBRs (DOMAIN.md section 1). Not a verdict: combine with "
@@ -123,11 +121,11 @@ def train_stage(ctx: RunContext) -> None:
     ctx.count("ml-models.churn-prediction").notes.append(note)
 
 
-def predictions(scored: pd.DataFrame, cfg: CpiConfig, version: str) -> pd.DataFrame:
+def predictions(scored: pd.DataFrame, cfg: CpiSettings, version: str) -> pd.DataFrame:
     """The rows of ``analytics.churn`` from scored snapshots."""
     import numpy as np
 
-    from models.churn.features import RULES, signals
+    from models.cpi.features import RULES, signals
 
     out = scored[["client_id", "snapshot_date", "month"]].copy()
     p = scored["probability"].astype(float).round(6)
@@ -146,13 +144,12 @@ def predictions(scored: pd.DataFrame, cfg: CpiConfig, version: str) -> pd.DataFr
     return out.sort_values(["dt", "client_id"]).reset_index(drop=True)
 
 
-@stage("cpi.churn_score", agent="cpi", reads=READS, writes=(PREDICTIONS,), after=("cpi.churn_train",))
 def score_stage(ctx: RunContext) -> None:
     """Score every active client's churn risk on each run day with the current churn model."""
     from lakehouse.model_registry import ModelRegistry
-    from models.churn.train import MODEL_NAME, score_frame
+    from models.cpi.train import MODEL_NAME, score_frame
 
-    cfg = CpiConfig.from_settings(ctx.settings)
+    cfg: CpiSettings = ctx.config
     registry = ModelRegistry(ctx.lake, MODEL_NAME)
     current = registry.current()
     if current is None:
@@ -162,4 +159,4 @@ def score_stage(ctx: RunContext) -> None:
     inputs = load_inputs(ctx, ctx.end)
     snaps = snapshots(inputs, ctx.dates, cfg, ctx.end)
     out = predictions(score_frame(artifact, snaps), cfg, current.version)
-    publish_pandas(ctx, PREDICTIONS, out, replace=ctx.date_partitions())
+    ctx.write(PREDICTIONS, out, replace=ctx.date_partitions())

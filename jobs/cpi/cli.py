@@ -6,7 +6,7 @@
     msp cpi model                        # the churn model versions, their metrics, the current one
     msp cpi evaluate --scale small       # profitability vs planted truth, model vs baseline
 
-Reads the published tables only (no Spark): fast enough to run any time.
+Reads the published tables only (no engine, no Spark): fast enough to run any time.
 """
 
 from __future__ import annotations
@@ -35,28 +35,32 @@ def _fmt(v: Any, kind: str = "") -> str:
     return str(v)
 
 
-def _read(settings: Settings, name: str, partitions=None) -> pd.DataFrame:
-    import schemas
+def _lake(settings: Settings):
     from lakehouse.lake import Lake
 
-    return Lake(settings.lake_root).read_pandas(schemas.get(name), partitions)
+    return Lake.from_settings(settings)
+
+
+def _read(settings: Settings, name: str, where=None) -> pd.DataFrame:
+    import schemas
+
+    return _lake(settings).read_pandas(schemas.get(name), where)
 
 
 def latest_churn(settings: Settings, on: date | None = None) -> pd.DataFrame:
     """The newest churn scores (of the last scored day, or of the last day on or before ``on``)."""
     import schemas
-    from lakehouse.lake import Lake
 
-    lake = Lake(settings.lake_root)
-    keys = lake.partitions(schemas.get("analytics.churn"))
+    ds = schemas.get("analytics.churn")
+    days = _lake(settings).partition_values(ds, "dt")
     if on is not None:
-        keys = [k for k in keys if k[3:] <= on.isoformat()]
-    return _read(settings, "analytics.churn", keys[-1:]) if keys else _read(settings, "analytics.churn", [])
+        days = [d for d in days if d <= on.isoformat()]
+    return _read(settings, ds.qualified_name, {"dt": days[-1]}) if days else ds.arrow_schema().empty_table().to_pandas()
 
 
 def report_tables(settings: Settings, client: str | None, month: str | None):
     """(title, columns, rows, footer lines) of the report; raises LookupError with a clear message."""
-    from jobs.common import month_end
+    from lakehouse.transforms import month_end
 
     report = _read(settings, "analytics.client_margin_report")
     if report.empty:
@@ -150,21 +154,20 @@ def cmd_model(args, settings: Settings) -> int:
     from rich.table import Table
 
     from lakehouse.cli import console
-    from lakehouse.lake import Lake
     from lakehouse.model_registry import ModelRegistry
-    from models.churn.train import MODEL_NAME
+    from models.cpi.train import MODEL_NAME
 
-    registry = ModelRegistry(Lake(settings.lake_root), MODEL_NAME)
+    registry = ModelRegistry(_lake(settings), MODEL_NAME)
     cur = registry.current()
     table = Table(title=f"{MODEL_NAME} versions (current: {cur.version if cur else 'none'})", title_justify="left")
-    for c in ("version", "created", "rows", "ROC-AUC", "PR-AUC", "lift@10%", "Brier", "baseline PR-AUC"):
+    for c in ("version", "created", "rows", "ROC-AUC", "PR-AUC", "lift@10%", "Brier", "ECE", "baseline PR-AUC"):
         table.add_column(c)
     for v in registry.versions():
         mv = registry.get(v)
         m, b = mv.metrics, mv.metrics.get("baseline", {})
         table.add_row(("* " if cur and cur.version == v else "") + v, mv.created_at, str(mv.training_rows),
                       *[_fmt(m.get(k), "ratio") for k in ("roc_auc", "pr_auc", "lift_top_decile", "brier")],
-                      _fmt(b.get("pr_auc"), "ratio"))
+                      _fmt(m.get("ece"), "ratio"), _fmt(b.get("pr_auc"), "ratio"))
     console.print(table)
     for d in registry.history()[-3:]:
         console.print(f"{d['decided_at']} {d['version']}: {'promoted' if d['promoted'] else 'not promoted'} "

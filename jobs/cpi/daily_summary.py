@@ -11,6 +11,9 @@ straight-line projection to month end (month-to-date × days in month / days ela
   **over_utilizer** = quintile 1 and projected EHR under ``cpi.ehr_target``.
 
 Today's churn risk from ``analytics.churn`` is attached when it was scored.
+
+A day's row is what was known on the run that computed it: a run recomputes its own days only (a changed
+setting applies from the next run's days; ``msp run --from/--to`` recomputes a range).
 """
 
 from __future__ import annotations
@@ -18,94 +21,111 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from jobs.checks import publish
-from jobs.common import latest, month_of, month_start, read_as_of
-from jobs.cpi.churn import PREDICTIONS
-from jobs.cpi.config import CpiConfig
+from jobs.cpi.exact import fdiv, half_up, ratio, to_decimal, units
 from jobs.cpi.profitability import CLIENT_TABLE, costed_time
-from lakehouse.stages import stage
+from lakehouse.transforms import as_of, latest, month_end, month_of, month_start
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import DataFrame
+    import ibis
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
 
 TABLE = "analytics.cpi_daily_summary"
 TIME = "processed.time_entries"
 RATES = "processed.technician_cost_rates"
 TICKETS = "processed.tickets"
+PREDICTIONS = "analytics.churn"
 
 
-def transform(time_entries: DataFrame, cost_rates: DataFrame, tickets: DataFrame, profit: DataFrame,
-              churn: DataFrame, days: list[date], cfg: CpiConfig) -> DataFrame:
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
+def transform(time_entries: ibis.Table, cost_rates: ibis.Table, tickets: ibis.Table, profit: ibis.Table,
+              churn: ibis.Table, days: list[date], cfg: CpiSettings) -> ibis.Table:
+    import ibis
+    import pyarrow as pa
 
-    spark = time_entries.sparkSession
     first, last = month_start(month_of(min(days))), max(days)
-    te = costed_time(time_entries.where(F.col("work_date").between(first, last)), cost_rates)
-    work = te.groupBy("client_id", F.col("work_date").alias("day")).agg(
-        F.sum("hours").alias("hours"), F.sum(F.col("hours") * F.col("cost_rate")).alias("cost"),
-        F.sum(F.when(F.col("work_type").isin(*cfg.reactive_work_types), F.col("hours"))).alias("reactive"))
-    opened = tickets.withColumn("day", F.to_date("created_at")).where(F.col("day").between(first, last)).groupBy(
-        "client_id", "day").agg(F.count("*").alias("opened"))
-    activity = work.join(opened, ["client_id", "day"], "full")
+    te = time_entries.filter(time_entries.work_date.between(first, last))
+    te = costed_time(te, cost_rates)
+    hours = units(te.hours, 2)
+    reactive = list(cfg.reactive_work_types)
+    is_reactive = te.work_type.isin(reactive) if reactive else ibis.literal(False)
+    work = te.group_by(["client_id", te.work_date.name("day")]).aggregate(
+        _hours=hours.sum(), _cost=(hours * units(te.cost_rate, 2)).sum(),
+        _reactive=hours.sum(where=is_reactive))
+    t = tickets.mutate(day=tickets.created_at.date())
+    t = t.filter(t.day.between(first, last))
+    opened = t.group_by(["client_id", "day"]).aggregate(_opened=t.count())
     n_days = (last - first).days + 1
-    cal = spark.createDataFrame([(first + timedelta(days=i),) for i in range(n_days)],
-                                T.StructType([T.StructField("day", T.DateType(), False)]))
+    cal_days = [first + timedelta(days=i) for i in range(n_days)]
+    cal = ibis.memtable(pa.table({"day": pa.array(cal_days, pa.date32()),
+                                  "_elapsed": pa.array([d.day for d in cal_days], pa.int64()),
+                                  "_length": pa.array([month_end(month_of(d)).day for d in cal_days], pa.int64())}))
     months = sorted({month_of(first + timedelta(days=i)) for i in range(n_days)})
-    billed = profit.where(F.col("month").isin(months)).select(
-        "client_id", "month", F.col("billed").alias("month_billed"),
-        F.col("addition_cost").alias("month_addition_cost"), "addition_retail")
-    clients = activity.select("client_id").union(billed.select("client_id")).distinct()
-    grid = clients.crossJoin(cal).withColumn("month", F.date_format("day", "yyyy-MM"))
-    g = grid.join(activity, ["client_id", "day"], "left")
-    w = Window.partitionBy("client_id", "month").orderBy("day").rowsBetween(Window.unboundedPreceding, 0)
-    g = g.select("client_id", "day", "month",
-                 F.coalesce("hours", F.lit(0)).cast("decimal(12,2)").alias("labour_hours_day"),
-                 F.coalesce("opened", F.lit(0)).cast("long").alias("tickets_opened_day"),
-                 F.coalesce(F.sum("hours").over(w), F.lit(0)).cast("decimal(12,2)").alias("mtd_labour_hours"),
-                 F.round(F.coalesce(F.sum("cost").over(w), F.lit(0)), 2).cast("decimal(14,2)").alias("mtd_labour_cost"),
-                 F.coalesce(F.sum("reactive").over(w), F.lit(0)).cast("decimal(12,2)").alias("mtd_reactive_hours"),
-                 F.coalesce(F.sum("opened").over(w), F.lit(0)).cast("long").alias("mtd_tickets"))
-    g = g.where(F.col("day").isin(sorted(set(days)))).join(billed, ["client_id", "month"], "left")
-    g = g.where((F.col("mtd_labour_hours") > 0) | (F.col("mtd_tickets") > 0) | F.col("month_billed").isNotNull())
-    elapsed = F.dayofmonth("day")
-    length = F.dayofmonth(F.last_day("day"))
-    scale = length / elapsed
-    g = g.withColumn("projected_labour_hours", F.round(F.col("mtd_labour_hours") * scale, 2).cast("decimal(12,2)"))
-    g = g.withColumn("projected_labour_cost", F.round(F.col("mtd_labour_cost") * scale, 2).cast("decimal(14,2)"))
-    deduction = {"none": F.lit(0), "cost": F.col("month_addition_cost"), "retail": F.col("addition_retail")}[
+    p = profit.filter(profit.month.isin(months))
+    billed = p.select("client_id", "month", month_billed=p.billed, month_addition_cost=p.addition_cost,
+                      _add_retail=p.addition_retail)
+    clients = work.select("client_id").union(opened.select("client_id")).union(billed.select("client_id")).distinct()
+    grid = clients.cross_join(cal)
+    grid = grid.mutate(month=grid.day.strftime("%Y-%m"))
+    g = grid
+    for part in (work, opened):
+        j = g.left_join(part, ["client_id", "day"])
+        g = j.select(*[g[c] for c in g.columns], *[part[c] for c in part.columns if c not in ("client_id", "day")])
+    w = ibis.window(group_by=[g.client_id, g.month], order_by=g.day, rows=(None, 0))
+    g = g.select(
+        "client_id", "day", "month", "_elapsed", "_length",
+        labour_hours_day=to_decimal(g._hours.coalesce(0), 2, 12),
+        tickets_opened_day=g._opened.coalesce(0).cast("int64"),
+        _mtd_hours=g._hours.sum().over(w).coalesce(0),
+        # Σ hours × rate in 1/10,000 USD, rounded half-up to the cent
+        _mtd_cost=ratio(g._cost.sum().over(w).coalesce(0), 100),
+        _mtd_reactive=g._reactive.sum().over(w).coalesce(0),
+        mtd_tickets=g._opened.sum().over(w).coalesce(0).cast("int64"))
+    g = g.filter(g.day.isin(sorted(set(days))))
+    j = g.left_join(billed, ["client_id", "month"])
+    g = j.select(*[g[c] for c in g.columns], *[billed[c] for c in billed.columns if c not in ("client_id", "month")])
+    g = g.filter((g._mtd_hours > 0) | (g.mtd_tickets > 0) | g.month_billed.notnull())
+    # straight line to month end: x days in month / days elapsed, in doubles, rounded to the cent as Spark does
+    scale = fdiv(g._length, g._elapsed)
+    g = g.mutate(_proj_hours=half_up(g._mtd_hours.cast("float64") / 100 * scale, 2),
+                 _proj_cost=half_up(g._mtd_cost.cast("float64") / 100 * scale, 2),
+                 _billed=units(g.month_billed, 2), _add=units(g.month_addition_cost, 2))
+    deduction = {"none": ibis.literal(0, type="int64"), "cost": g._add, "retail": units(g._add_retail, 2)}[
         cfg.deduction_basis]
-    has_billed = F.col("month_billed") > 0
-    g = g.withColumn("projected_margin_pct", F.when(has_billed, F.round(
-        (F.col("month_billed") - F.col("month_addition_cost") - F.col("projected_labour_cost")) * 100
-        / F.col("month_billed"), 2)).cast("decimal(12,2)"))
-    g = g.withColumn("projected_ehr", F.when(F.col("projected_labour_hours") > 0, F.round(
-        (F.coalesce(F.col("month_billed"), F.lit(0)) - F.coalesce(deduction, F.lit(0)))
-        / F.col("projected_labour_hours"), 2)).cast("decimal(14,2)"))
-    usage = F.when(has_billed, F.col("projected_labour_hours") / F.col("month_billed"))
-    ranked = g.where(usage.isNotNull()).withColumn(
-        "consumption_quintile",
-        F.ntile(5).over(Window.partitionBy("day").orderBy(usage.desc(), F.col("client_id")))).select(
-        "client_id", "day", "consumption_quintile")
-    g = g.join(ranked, ["client_id", "day"], "left")
-    g = g.withColumn("over_utilizer", F.coalesce(
-        (F.col("consumption_quintile") == 1) & (F.col("projected_ehr") < cfg.ehr_target), F.lit(False)))
-    risk = churn.select("client_id", F.to_date("dt").alias("day"), "churn_probability", "risk_band")
-    g = g.join(risk, ["client_id", "day"], "left")
-    return g.withColumn("dt", F.date_format("day", "yyyy-MM-dd")).drop("day", "addition_retail")
+    has_billed = g._billed > 0
+    g = g.mutate(
+        projected_margin_pct=to_decimal(ibis.ifelse(has_billed, ratio((g._billed - g._add - g._proj_cost) * 100,
+                                                                      g._billed, 2), ibis.null("int64")), 2, 12),
+        projected_ehr=to_decimal(ibis.ifelse(g._proj_hours > 0, ratio(g._billed.coalesce(0) - deduction.coalesce(0),
+                                                                      g._proj_hours, 2), ibis.null("int64")), 2, 14),
+        _usage=ibis.ifelse(has_billed, fdiv(g._proj_hours, g._billed), ibis.null("float64")))
+    ranked = g.filter(g._usage.notnull())
+    ranked = ranked.select("client_id", "day", consumption_quintile=(ibis.ntile(5).over(ibis.window(
+        group_by=ranked.day, order_by=[ibis.desc(ranked._usage), ranked.client_id])) + 1).cast("int32"))
+    j = g.left_join(ranked, ["client_id", "day"])
+    g = j.select(*[g[c] for c in g.columns], ranked.consumption_quintile)
+    g = g.mutate(over_utilizer=((g.consumption_quintile == 1) & (g.projected_ehr < cfg.ehr_target)).coalesce(False))
+    risk = churn.select("client_id", "churn_probability", "risk_band", day=churn.dt.cast("date"))
+    j = g.left_join(risk, ["client_id", "day"])
+    g = j.select(*[g[c] for c in g.columns], risk.churn_probability, risk.risk_band)
+    return g.select(
+        "client_id", "month", "labour_hours_day", "tickets_opened_day",
+        mtd_labour_hours=to_decimal(g._mtd_hours, 2, 12), mtd_labour_cost=to_decimal(g._mtd_cost, 2, 14),
+        mtd_reactive_hours=to_decimal(g._mtd_reactive, 2, 12), mtd_tickets=g.mtd_tickets,
+        month_billed=g.month_billed, month_addition_cost=g.month_addition_cost,
+        projected_labour_hours=to_decimal(g._proj_hours, 2, 12), projected_labour_cost=to_decimal(g._proj_cost, 2, 14),
+        projected_margin_pct=g.projected_margin_pct, projected_ehr=g.projected_ehr,
+        consumption_quintile=g.consumption_quintile, over_utilizer=g.over_utilizer,
+        churn_probability=g.churn_probability, risk_band=g.risk_band, dt=g.day.strftime("%Y-%m-%d"))
 
 
-@stage("cpi.daily_summary", agent="cpi", reads=(TIME, RATES, TICKETS, CLIENT_TABLE, PREDICTIONS), writes=(TABLE,))
 def run(ctx: RunContext) -> None:
     """Month-to-date hours, cost and tickets per client, projected margin and EHR, over-utilizers."""
-    cfg = CpiConfig.from_settings(ctx.settings)
     since = month_start(month_of(ctx.start))
-    te = latest(read_as_of(ctx, TIME, ctx.end, since), ["time_entry_id"], order=("created_at",))
-    tickets = latest(read_as_of(ctx, TICKETS, ctx.end, since), ["ticket_id"])
-    rates = latest(read_as_of(ctx, RATES, ctx.end), ["cost_rate_id"])
-    out = transform(te, rates, tickets, ctx.read(CLIENT_TABLE), ctx.read(PREDICTIONS, [f"dt={d}" for d in ctx.dates]),
-                    ctx.dates, cfg)
-    publish(ctx, TABLE, out, replace=ctx.date_partitions())
+    te = latest(ctx.table(TIME, as_of(ctx.end, since)), ["time_entry_id"], order=("created_at",))
+    tickets = latest(ctx.table(TICKETS, as_of(ctx.end, since)), ["ticket_id"])
+    rates = latest(ctx.table(RATES, as_of(ctx.end)), ["cost_rate_id"])
+    months = {"month": sorted({month_of(d) for d in ctx.dates})}
+    out = transform(te, rates, tickets, ctx.table(CLIENT_TABLE, months), ctx.table(PREDICTIONS, {"dt": ctx.days}),
+                    ctx.dates, ctx.config)
+    ctx.write(TABLE, out, replace=ctx.date_partitions())

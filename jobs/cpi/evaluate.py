@@ -89,7 +89,7 @@ def compare_lake(settings: Settings) -> TruthComparison:
     import schemas
     from lakehouse.lake import Lake
 
-    ours = Lake(settings.lake_root).read_pandas(schemas.get("processed.client_profitability_monthly"))
+    ours = Lake.from_settings(settings).read_pandas(schemas.get("processed.client_profitability_monthly"))
     return compare_profitability(ours, truth_frame(settings.truth_root))
 
 
@@ -97,9 +97,9 @@ def model_report(settings: Settings) -> dict[str, Any] | None:
     """Metrics of the latest stored churn model version (and whether it is the current one)."""
     from lakehouse.lake import Lake
     from lakehouse.model_registry import ModelRegistry
-    from models.churn.train import MODEL_NAME
+    from models.cpi.train import MODEL_NAME
 
-    registry = ModelRegistry(Lake(settings.lake_root), MODEL_NAME)
+    registry = ModelRegistry(Lake.from_settings(settings), MODEL_NAME)
     versions = registry.versions()
     if not versions:
         return None
@@ -124,7 +124,7 @@ def print_report(comparison: TruthComparison, model: dict[str, Any] | None, out=
     def fmt(v) -> str:
         return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
-    names = ["rows", "positives", "base_rate", "roc_auc", "pr_auc", "lift_top_decile", "brier"]
+    names = ["rows", "positives", "base_rate", "roc_auc", "pr_auc", "lift_top_decile", "brier", "ece"]
     base = model["metrics"].get("baseline", {})
     out(f"  {'metric':<16}{'model':>12}{'rules baseline':>16}")
     for n in names:

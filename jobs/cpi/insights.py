@@ -17,18 +17,16 @@ from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from jobs.checks import publish_pandas
-from jobs.common import add_months, closing_day, month_of
 from jobs.cpi.churn import PREDICTIONS
-from jobs.cpi.config import CpiConfig
 from jobs.cpi.margin_monitor import _num, drivers
 from jobs.cpi.margin_report import TABLE as REPORT
 from jobs.cpi.profitability import CLIENT_TABLE
-from lakehouse.stages import stage
+from lakehouse.transforms import add_months, closing_day, month_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
     from lakehouse.insights import InsightProvider
 
@@ -73,7 +71,7 @@ def render(f: Mapping[str, Any]) -> str:
 
 
 def build_facts(report: pd.DataFrame, profit: pd.DataFrame, churn: pd.DataFrame, day: date,
-                cfg: CpiConfig) -> list[dict[str, Any]]:
+                cfg: CpiSettings) -> list[dict[str, Any]]:
     """One facts mapping per client that needs a note (pure: frames in, dicts out)."""
     month = last_closed_month(day, cfg.month_close_days)
     rep = report[report["month"] <= month]
@@ -128,24 +126,21 @@ def transform(facts: list[dict[str, Any]], provider: InsightProvider, day: date)
     return pd.DataFrame(rows, columns=cols)
 
 
-def make_provider(cfg: CpiConfig, region: str | None = None) -> InsightProvider:
+def make_provider(cfg: CpiSettings, region: str | None = None) -> InsightProvider:
     from lakehouse.insights import provider
 
     return provider(cfg.insights_provider, model_id=cfg.bedrock_model_id, max_tokens=cfg.bedrock_max_tokens,
                     region=region)
 
 
-@stage("cpi.insights", agent="cpi", reads=(REPORT, CLIENT_TABLE, PREDICTIONS), writes=(TABLE,))
 def run(ctx: RunContext) -> None:
     """A plain-language note per unprofitable or at-risk client, for the run's last day."""
-    import schemas
-
-    cfg = CpiConfig.from_settings(ctx.settings)
+    cfg: CpiSettings = ctx.config
     day = ctx.end
     month = last_closed_month(day, cfg.month_close_days)
-    report = ctx.lake.read_pandas(schemas.get(REPORT))
-    profit = ctx.lake.read_pandas(schemas.get(CLIENT_TABLE), [f"month={add_months(month, -1)}", f"month={month}"])
-    churn = ctx.lake.read_pandas(schemas.get(PREDICTIONS), [f"dt={day.isoformat()}"])
+    report = ctx.read_pandas(REPORT)
+    profit = ctx.read_pandas(CLIENT_TABLE, {"month": [add_months(month, -1), month]})
+    churn = ctx.read_pandas(PREDICTIONS, {"dt": day.isoformat()})
     facts = build_facts(report, profit, churn, day, cfg)
     out = transform(facts, make_provider(cfg, ctx.settings.aws_region), day)
-    publish_pandas(ctx, TABLE, out, replace=[{"dt": day.isoformat()}])
+    ctx.write(TABLE, out, replace=[{"dt": day.isoformat()}])

@@ -13,12 +13,10 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from jobs.checks import publish
-from jobs.common import latest, read_as_of
-from lakehouse.stages import stage
+from lakehouse.transforms import as_of, latest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import DataFrame
+    import ibis
 
     from lakehouse.context import RunContext
 
@@ -27,41 +25,39 @@ AGREEMENTS = "processed.agreements"
 CLIENTS = "processed.clients"
 
 
-def transform(agreements: DataFrame, clients: DataFrame, as_of: date) -> DataFrame:
+def transform(agreements: ibis.Table, clients: ibis.Table, day: date) -> ibis.Table:
     """One row per client from the latest state of its agreements and of the client record."""
-    from pyspark.sql import functions as F
+    import ibis
 
     a = latest(agreements, ["agreement_id"])
-    ending = F.col("status").isin("notice_given", "terminated") | F.col("notice_date").isNotNull()
-    a = a.withColumn("_ending", ending)
-    per_client = a.groupBy("client_id").agg(
-        F.min("start_date").alias("service_start"),
-        F.count("*").cast("int").alias("agreements"),
-        F.sum(F.when(~F.col("_ending"), 1).otherwise(0)).cast("int").alias("open_agreements"),
-        F.max(F.when(F.col("_ending"), F.coalesce("end_date", "notice_date"))).alias("_last_end"),
-        F.max(F.when(F.col("_ending"), F.col("notice_date"))).alias("_last_notice"),
-        F.sum(F.when(~F.col("_ending"), F.col("mrr")).otherwise(0)).cast("decimal(14,2)").alias("contracted_mrr"),
+    a = a.mutate(_ending=a.status.isin(["notice_given", "terminated"]) | a.notice_date.notnull())
+    per_client = a.group_by("client_id").aggregate(
+        service_start=a.start_date.min(),
+        agreements=a.count().cast("int32"),
+        open_agreements=(~a._ending).ifelse(1, 0).sum().cast("int32"),
+        _last_end=a.end_date.coalesce(a.notice_date).max(where=a._ending),
+        _last_notice=a.notice_date.max(where=a._ending),
+        contracted_mrr=a.mrr.sum(where=~a._ending).coalesce(0).cast("decimal(14,2)"),
     )
-    all_ending = F.col("open_agreements") == 0
+    all_ending = per_client.open_agreements == 0
     per_client = per_client.select(
         "client_id", "service_start", "agreements", "open_agreements", "contracted_mrr",
-        F.when(all_ending, F.col("_last_notice")).alias("notice_date"),
-        F.when(all_ending, F.col("_last_end")).alias("service_end"))
-    status = (F.when(F.col("service_end").isNull(), "active")
-              .when(F.col("service_end") <= F.lit(as_of), "churned").otherwise("notice_given"))
-    c = latest(clients, ["client_id"]).select(
-        "client_id", "client_name", "client_type", "industry", "employee_count", "net_terms",
-        F.col("billing_cycle").alias("client_billing_cycle"), F.to_date("created_at").alias("created_date"))
-    return (c.join(per_client, "client_id", "left")
-            .withColumn("agreements", F.coalesce("agreements", F.lit(0)))
-            .withColumn("open_agreements", F.coalesce("open_agreements", F.lit(0)))
-            .withColumn("status", F.when(F.col("agreements") == 0, "prospect").otherwise(status))
-            .withColumn("as_of", F.lit(as_of)))
+        notice_date=ibis.ifelse(all_ending, per_client._last_notice, ibis.null("date")),
+        service_end=ibis.ifelse(all_ending, per_client._last_end, ibis.null("date")))
+    c = latest(clients, ["client_id"])
+    c = c.select("client_id", "client_name", "client_type", "industry", "employee_count", "net_terms",
+                 client_billing_cycle=c.billing_cycle, created_date=c.created_at.date())
+    j = c.left_join(per_client, "client_id")
+    out = j.select(*[c[k] for k in c.columns], *[per_client[k] for k in per_client.columns if k != "client_id"])
+    status = ibis.cases((out.service_end.isnull(), "active"), (out.service_end <= ibis.literal(day), "churned"),
+                        else_="notice_given")
+    return out.mutate(agreements=out.agreements.coalesce(0), open_agreements=out.open_agreements.coalesce(0),
+                      status=ibis.ifelse(out.agreements.coalesce(0) == 0, "prospect", status),
+                      as_of=ibis.literal(day, type="date"))
 
 
-@stage("cpi.lifecycle", agent="cpi", reads=(AGREEMENTS, CLIENTS), writes=(TABLE,))
 def run(ctx: RunContext) -> None:
     """Client service start, notice and end dates from agreements (who is active, who is leaving)."""
-    as_of = ctx.end
-    publish(ctx, TABLE, transform(read_as_of(ctx, AGREEMENTS, as_of), read_as_of(ctx, CLIENTS, as_of), as_of),
-              replace=[{}])
+    day = ctx.end
+    out = transform(ctx.table(AGREEMENTS, as_of(day)), ctx.table(CLIENTS, as_of(day)), day)
+    ctx.write(TABLE, out, replace=[{}])

@@ -20,16 +20,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from jobs.common import add_months, month_of
-from jobs.cpi.config import CpiConfig
 from jobs.cpi.margin_report import TABLE as REPORT
 from jobs.cpi.profitability import CLIENT_TABLE
-from lakehouse.events import make_event, write_outbox
-from lakehouse.stages import stage
+from lakehouse.events import make_event
+from lakehouse.transforms import add_months, month_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
 
 EVENT_TYPE = "client.profitability.changed"
@@ -59,7 +58,7 @@ def _num(x) -> float | None:
     return None if v != v else v
 
 
-def drivers(before: dict[str, Any] | None, after: dict[str, Any], cfg: CpiConfig, top: int = 4) -> list[dict]:
+def drivers(before: dict[str, Any] | None, after: dict[str, Any], cfg: CpiSettings, top: int = 4) -> list[dict]:
     """What changed most between two profitability rows of a client (see the module docstring)."""
     if before is None:
         return []
@@ -80,7 +79,7 @@ def drivers(before: dict[str, Any] | None, after: dict[str, Any], cfg: CpiConfig
     return [d[0] for d in (money + other)[:top]]
 
 
-def find_events(report: pd.DataFrame, profit: pd.DataFrame, months: dict[str, date], cfg: CpiConfig) -> list[dict]:
+def find_events(report: pd.DataFrame, profit: pd.DataFrame, months: dict[str, date], cfg: CpiSettings) -> list[dict]:
     """Events for the report rows of the closing ``months`` (pure: frames in, validated events out)."""
     keyed = {(r["client_id"], r["month"]): r for r in profit.to_dict("records")}
     events = []
@@ -124,20 +123,17 @@ def find_events(report: pd.DataFrame, profit: pd.DataFrame, months: dict[str, da
     return events
 
 
-@stage("cpi.margin_monitor", agent="cpi", reads=(REPORT, CLIENT_TABLE), writes=(OUTBOX,))
 def run(ctx: RunContext) -> None:
     """Emit client.profitability.changed for tier drops, margin drops and problem clients of months
-    closing on the run's days."""
-    cfg = CpiConfig.from_settings(ctx.settings)
+    closing on the run's days (a month is judged once, on its closing day: the events of past days are what
+    was announced then, and a changed threshold judges the months that close from now on)."""
+    cfg: CpiSettings = ctx.config
     months = closing_months(ctx.dates, cfg.month_close_days)
     events: list[dict] = []
     if months:
-        import schemas
-
         wanted = sorted(set(months) | {add_months(m, -1) for m in months})
-        keys = [f"month={m}" for m in wanted]
-        report = ctx.lake.read_pandas(schemas.get(REPORT), [f"month={m}" for m in months])
-        profit = ctx.lake.read_pandas(schemas.get(CLIENT_TABLE), keys)
+        report = ctx.read_pandas(REPORT, {"month": sorted(months)})
+        profit = ctx.read_pandas(CLIENT_TABLE, {"month": wanted})
         events = find_events(report, profit, months, cfg)
     ctx.count(OUTBOX).notes.append(f"{len(events)} {EVENT_TYPE} event(s) for month(s) {sorted(months) or '-'}")
-    write_outbox(ctx, EVENT_TYPE, events, [d.isoformat() for d in ctx.dates])
+    ctx.emit(EVENT_TYPE, events)

@@ -17,18 +17,16 @@ Rules (DOMAIN.md section 1; every threshold from ``[cpi]``):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from jobs.checks import publish
-from jobs.common import to_rebuild
-from jobs.cpi.config import CpiConfig
+from jobs.cpi.exact import fdiv, half_up, ratio, to_decimal, to_double, units
 from jobs.cpi.lifecycle import TABLE as LIFECYCLE
 from jobs.cpi.profitability import CLIENT_TABLE
-from lakehouse.stages import stage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import Column, DataFrame
+    import ibis
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
 
 TABLE = "analytics.client_margin_report"
@@ -42,92 +40,101 @@ ACTIONS = {
 }
 
 
-def tier_col(margin: Column, billed: Column, cfg: CpiConfig) -> Column:
+def tier_col(margin: Any, billed: Any, cfg: CpiSettings) -> Any:
     """The tier name of a margin (null without a meaningful margin)."""
-    from pyspark.sql import functions as F
+    import ibis
 
-    expr = None
-    for bound, name in zip(cfg.tier_bounds, cfg.tier_names, strict=False):
-        expr = (F.when(margin >= bound, name) if expr is None else expr.when(margin >= bound, name))
-    expr = expr.otherwise(cfg.tier_names[-1])
-    return F.when(margin.isNull() | (billed < cfg.min_billed_for_margin), F.lit(None)).otherwise(expr)
+    branches = [(margin >= bound, name) for bound, name in zip(cfg.tier_bounds, cfg.tier_names, strict=False)]
+    tier = ibis.cases(*branches, else_=cfg.tier_names[-1])
+    return ibis.ifelse(margin.isnull() | (billed < cfg.min_billed_for_margin), ibis.null("string"), tier)
 
 
-def tier_rank_col(tier: Column, cfg: CpiConfig) -> Column:
-    from pyspark.sql import functions as F
+def tier_rank_col(tier: Any, cfg: CpiSettings) -> Any:
+    import ibis
 
-    expr = None
-    for i, name in enumerate(cfg.tier_names):
-        expr = F.when(tier == name, i) if expr is None else expr.when(tier == name, i)
-    return expr
+    return ibis.cases(*[(tier == name, i) for i, name in enumerate(cfg.tier_names)], else_=ibis.null("int64"))
 
 
-def transform(profit: DataFrame, lifecycle: DataFrame, months: Iterable[str], cfg: CpiConfig) -> DataFrame:
+def transform(profit: ibis.Table, lifecycle: ibis.Table, months: Iterable[str], cfg: CpiSettings) -> ibis.Table:
     """Report rows for ``months`` from the client's whole monthly history (streaks and trends need it)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    import ibis
 
-    df = profit.withColumn("_idx", F.substring("month", 1, 4).cast("int") * 12 + F.substring("month", 6, 2)
-                           .cast("int"))
-    w = Window.partitionBy("client_id").orderBy("_idx")
-    prev_ok = (F.lag("_idx").over(w) == F.col("_idx") - 1)
+    df = profit.mutate(_idx=profit.month[:4].cast("int64") * 12 + profit.month[5:7].cast("int64"),
+                       _margin_c=units(profit.margin_pct, 2))
+    w = ibis.window(group_by=df.client_id, order_by=df._idx)
+    prev_ok = df._idx.lag().over(w) == df._idx - 1
 
-    def prev(c: str) -> Column:
-        return F.when(prev_ok, F.lag(c).over(w))
+    def prev(c: Any) -> Any:
+        return ibis.ifelse(prev_ok, c.lag().over(w), ibis.null(c.type()))
 
-    df = df.withColumn("margin_tier", tier_col(F.col("margin_pct"), F.col("billed"), cfg))
-    df = df.withColumn("_rank", tier_rank_col(F.col("margin_tier"), cfg))
-    df = df.select("*", prev("margin_pct").alias("prev_margin_pct"), prev("margin_tier").alias("prev_tier"),
-                   prev("_rank").alias("_prev_rank"), prev("labour_hours").alias("_prev_hours"))
-    below = F.col("margin_tier").isNotNull() & (F.col("margin_pct") < cfg.lowest_bound)
-    df = df.withColumn("_below", below)
+    df = df.mutate(margin_tier=tier_col(df.margin_pct, df.billed, cfg))
+    df = df.mutate(_rank=tier_rank_col(df.margin_tier, cfg))
+    df = df.mutate(prev_margin_pct=prev(df.margin_pct), prev_tier=prev(df.margin_tier), _prev_rank=prev(df._rank),
+                   _prev_hours=prev(units(df.labour_hours, 2)),
+                   _below=df.margin_tier.notnull() & (df.margin_pct < cfg.lowest_bound))
     # a streak breaks on a month not below the bound, or on a gap in the months
-    brk = (~F.col("_below")) | ~F.coalesce(prev_ok & F.lag("_below").over(w), F.lit(False))
-    df = df.withColumn("_grp", F.sum(brk.cast("int")).over(w.rowsBetween(Window.unboundedPreceding, 0)))
-    streak = F.when(F.col("_below"), F.row_number().over(Window.partitionBy("client_id", "_grp").orderBy("_idx")))
-    df = df.withColumn("months_below_lowest", F.coalesce(streak, F.lit(0)).cast("int"))
-    last3 = w.rangeBetween(-2, 0)
-    before3 = w.rangeBetween(-3, -1)
-    df = df.select(
-        "*",
-        F.round(F.avg("margin_pct").over(last3), 2).cast("decimal(12,2)").alias("margin_forecast_next_pct"),
-        F.round(F.avg("tickets").over(before3), 2).alias("tickets_prev3_avg"))
-    change = (F.col("margin_pct") - F.col("prev_margin_pct")).cast("decimal(12,2)")
-    tier_change = (F.when(F.col("margin_tier").isNull(), F.lit(None))
-                   .when(F.col("prev_tier").isNull(), "new")
-                   .when(F.col("_rank") > F.col("_prev_rank"), "down")
-                   .when(F.col("_rank") < F.col("_prev_rank"), "up").otherwise("same"))
-    hours_change = F.when(F.col("_prev_hours") > 0, F.round(
-        (F.col("labour_hours") - F.col("_prev_hours")) * 100 / F.col("_prev_hours"), 1).cast("double"))
-    surge = (F.col("tickets_prev3_avg") > 0) & (
-        F.col("tickets") > F.col("tickets_prev3_avg") * (1 + cfg.ticket_surge_pct / 100))
-    df = df.select(
-        "*", change.alias("margin_change_pp"), tier_change.alias("tier_change"),
-        hours_change.alias("labour_hours_change_pct"),
-        (F.col("months_below_lowest") >= cfg.problem_months).alias("problem_client"),
-        F.coalesce(F.col("effective_hourly_rate") < cfg.ehr_target, F.lit(False)).alias("ehr_below_target"),
-        F.coalesce(F.col("rhem") > cfg.rhem_target, F.lit(False)).alias("rhem_above_target"),
-        F.coalesce(F.col("avg_days_late") > cfg.days_late_grace, F.lit(False)).alias("late_payer"),
-        F.coalesce(surge, F.lit(False)).alias("ticket_surge"))
+    brk = (~df._below) | ~(prev_ok & df._below.lag().over(w)).coalesce(False)
+    df = df.mutate(_brk=ibis.ifelse(brk, 1, 0))
+    df = df.mutate(_grp=df._brk.sum().over(ibis.window(group_by=df.client_id, order_by=df._idx, rows=(None, 0))))
+    streak = ibis.row_number().over(ibis.window(group_by=[df.client_id, df._grp], order_by=df._idx)) + 1
+    last3 = ibis.window(group_by=df.client_id, order_by=df._idx, range=(-2, 0))
+    before3 = ibis.window(group_by=df.client_id, order_by=df._idx, range=(-3, -1))
+    df = df.mutate(
+        months_below_lowest=ibis.ifelse(df._below, streak, 0).cast("int32"),
+        # mean of the last 3 months' margins, exact, rounded half-up to 0.01
+        margin_forecast_next_pct=to_decimal(ratio(df._margin_c.sum().over(last3), df._margin_c.count().over(last3)),
+                                            2, 12),
+        # mean tickets of the 3 months before, a double rounded to 2 decimals (as Spark's avg and round)
+        tickets_prev3_avg=to_double(half_up(fdiv(df.tickets.sum().over(before3), df.tickets.count().over(before3)),
+                                            2), 2))
+    tier_change = ibis.cases((df.margin_tier.isnull(), ibis.null("string")), (df.prev_tier.isnull(), "new"),
+                             (df._rank > df._prev_rank, "down"), (df._rank < df._prev_rank, "up"), else_="same")
+    hours_c = units(df.labour_hours, 2)
+    hours_change = ibis.ifelse(df._prev_hours > 0, to_double(ratio((hours_c - df._prev_hours) * 100, df._prev_hours,
+                                                                   1), 1), ibis.null("float64"))
+    surge = (df.tickets_prev3_avg > 0) & (df.tickets > df.tickets_prev3_avg * (1 + cfg.ticket_surge_pct / 100))
+    df = df.mutate(
+        margin_change_pp=(df.margin_pct - df.prev_margin_pct).cast("decimal(12,2)"), tier_change=tier_change,
+        labour_hours_change_pct=hours_change,
+        problem_client=df.months_below_lowest >= cfg.problem_months,
+        ehr_below_target=(df.effective_hourly_rate < cfg.ehr_target).coalesce(False),
+        rhem_above_target=(df.rhem > cfg.rhem_target).coalesce(False),
+        late_payer=(df.avg_days_late > cfg.days_late_grace).coalesce(False),
+        ticket_surge=surge.coalesce(False))
     texts = [
-        F.when(F.col("problem_client"), F.lit(ACTIONS["problem"].format(low=cfg.lowest_bound, n=cfg.problem_months))),
-        F.when(F.col("ehr_below_target"), F.lit(ACTIONS["ehr"].format(ehr=cfg.ehr_target))),
-        F.when(F.col("rhem_above_target"), F.lit(ACTIONS["rhem"].format(rhem=cfg.rhem_target))),
-        F.when(F.col("late_payer"), F.lit(ACTIONS["late"].format(grace=cfg.days_late_grace))),
-        F.when(F.col("ticket_surge"), F.lit(ACTIONS["surge"])),
+        ibis.ifelse(df.problem_client, ACTIONS["problem"].format(low=cfg.lowest_bound, n=cfg.problem_months),
+                    ibis.null("string")),
+        ibis.ifelse(df.ehr_below_target, ACTIONS["ehr"].format(ehr=cfg.ehr_target), ibis.null("string")),
+        ibis.ifelse(df.rhem_above_target, ACTIONS["rhem"].format(rhem=cfg.rhem_target), ibis.null("string")),
+        ibis.ifelse(df.late_payer, ACTIONS["late"].format(grace=cfg.days_late_grace), ibis.null("string")),
+        ibis.ifelse(df.ticket_surge, ACTIONS["surge"], ibis.null("string")),
     ]
-    action = F.concat_ws("; ", *texts)
-    df = df.withColumn("suggested_action", F.when(action != "", action))
+    action = ibis.literal("; ").join(texts)
+    df = df.mutate(suggested_action=action.nullif(""))
+    df = df.filter(df.month.isin(sorted(set(months))))
     names = lifecycle.select("client_id", "client_name", "client_type")
-    return df.where(F.col("month").isin(sorted(set(months)))).join(names, "client_id", "left")
+    j = df.left_join(names, "client_id")
+    return j.select(*[df[c] for c in df.columns if not c.startswith("_")], names.client_name, names.client_type)
 
 
-@stage("cpi.margin_report", agent="cpi", reads=(CLIENT_TABLE, LIFECYCLE), writes=(TABLE,))
+def months_to_report(ctx: RunContext) -> list[str]:
+    """Months of the profitability table to (re)report: every one when the stage's settings or code
+    changed (or what changed is unknown); otherwise every month from the first one whose profitability
+    changed since this stage last ran (later months depend on earlier ones: streaks, trailing means)."""
+    published = ctx.partition_values(CLIENT_TABLE, "month")
+    changed = ctx.changed(CLIENT_TABLE)
+    if changed is None:
+        return published
+    months = sorted(p["month"] for p in changed if p.get("month"))
+    return [m for m in published if m >= months[0]] if months else []
+
+
 def run(ctx: RunContext) -> None:
     """Margin tiers, problem clients (N months under the lowest tier), flags and suggested actions."""
-    months = to_rebuild(ctx, CLIENT_TABLE, TABLE)
+    months = months_to_report(ctx)
     if not months:
         return
-    cfg = CpiConfig.from_settings(ctx.settings)
-    report = transform(ctx.read(CLIENT_TABLE), ctx.read(LIFECYCLE), months, cfg)
-    publish(ctx, TABLE, report, replace=[{"month": m} for m in months])
+    report = transform(ctx.table(CLIENT_TABLE), ctx.table(LIFECYCLE), months, ctx.config)
+    ctx.count(TABLE).notes.append(f"months {months[0]}..{months[-1]} ({len(months)})"
+                                  + (" (rebuild: settings or code changed)" if ctx.rebuild else ""))
+    ctx.write(TABLE, report, replace=[{"month": m} for m in months])

@@ -31,31 +31,26 @@ so an agreement's RHEM uses its client's endpoints. Agreement rows also carry **
 ((1 − target margin) × billed − addition_cost) / average cost per labour hour. DOMAIN writes the bracket as
 [target margin % − addition costs / billed] × billed, which only reads as a labour budget when its
 "target margin %" is the share of revenue allowed for costs, i.e. 1 − target margin; we use that reading.
+
+Every sum is taken on integers (cents, centi-hours, 1/10,000 USD for hours × rate) and every ratio is
+rounded half-up with integer arithmetic (:mod:`jobs.cpi.exact`), so DuckDB and Spark give the same rows to
+the cent and the last decimal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from jobs.checks import publish
-from jobs.common import (
-    first_export_day,
-    latest,
-    month_col,
-    month_of,
-    months_between,
-    months_frame,
-    read_as_of,
-)
-from jobs.cpi.config import CpiConfig
-from lakehouse.stages import stage
+from jobs.cpi.exact import decimal_literal, fdiv, half_up, ratio, to_decimal, to_double, units
+from lakehouse.transforms import as_of, closing_day, latest, month_of, month_start, months_between, months_table
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import Column, DataFrame
+    import ibis
 
+    from jobs.cpi.settings import CpiSettings
     from lakehouse.context import RunContext
 
 CLIENT_TABLE = "processed.client_profitability_monthly"
@@ -73,24 +68,29 @@ INPUTS = {
 #: Inputs exported on the day of the event they record (work date, payment date, snapshot date,
 #: ticket creation/closing): a run only needs their partitions from the first month it recomputes.
 EVENT_INPUTS = ("time_entries", "tickets", "payments", "endpoints")
-MONEY = "decimal(14,2)"
+#: The integer facts summed per client (and agreement) and month: cents, centi-hours (``_ch``), 1/10,000
+#: USD (``_u4``: hours × rate), counts.
+FACTS = ("billed_cents", "mrr_cents", "labour_billed_cents", "addition_cost_cents", "addition_retail_cents",
+         "labour_hours_ch", "labour_cost_u4", "billable_hours_ch", "reactive_hours_ch", "uncosted_hours_ch",
+         "tickets", "csat_sum", "csat_responses", "csat_positive", "paid_cents", "paid_days_cents", "payments",
+         "endpoint_sum", "endpoint_days")
 
 
 @dataclass
 class ProfitabilityInputs:
     """The processed inputs, each in the latest state known on the run day (see :func:`prepare`)."""
 
-    invoices: DataFrame
-    invoice_lines: DataFrame
-    additions: DataFrame
-    time_entries: DataFrame
-    cost_rates: DataFrame
-    tickets: DataFrame
-    payments: DataFrame
-    endpoints: DataFrame
+    invoices: ibis.Table
+    invoice_lines: ibis.Table
+    additions: ibis.Table
+    time_entries: ibis.Table
+    cost_rates: ibis.Table
+    tickets: ibis.Table
+    payments: ibis.Table
+    endpoints: ibis.Table
 
 
-def prepare(raw: dict[str, DataFrame]) -> ProfitabilityInputs:
+def prepare(raw: Mapping[str, ibis.Table]) -> ProfitabilityInputs:
     """Latest version of every record (change exports keep one row per change; immutable exports may
     still repeat a row, e.g. a re-sent file): one row per primary key."""
     return ProfitabilityInputs(
@@ -105,279 +105,315 @@ def prepare(raw: dict[str, DataFrame]) -> ProfitabilityInputs:
     )
 
 
+def _month_index(d: Any) -> Any:
+    return d.year() * 12 + d.month()
+
+
+def _facts(t: ibis.Table, client: Any, agreement: Any, month: Any, **values: Any) -> ibis.Table:
+    """One fact frame: keys plus every fact column (those not given are null), all int64."""
+    import ibis
+
+    unknown = set(values) - set(FACTS)
+    assert not unknown, unknown
+    cols = {c: (values[c].cast("int64") if c in values else ibis.null("int64")) for c in FACTS}
+    return t.select(client_id=client, agreement_id=agreement.cast("string"), month=month, **cols)
+
+
+def _months(months: Iterable[str]) -> ibis.Table:
+    cal = months_table(months)
+    return cal.mutate(_idx=_month_index(cal.month_start))
+
+
 # ---- facts: one frame per source, keyed by client, agreement and month ---------------------------
-def billed_facts(invoice_lines: DataFrame, invoices: DataFrame, months: Iterable[str]) -> DataFrame:
+def billed_facts(invoice_lines: ibis.Table, invoices: ibis.Table, months: Iterable[str]) -> ibis.Table:
     """Invoice lines spread over the months of their service period, in cents (see module docstring)."""
-    from pyspark.sql import functions as F
+    import ibis
 
-    void = invoices.where(F.col("status") == "void").select("invoice_id")
-    lines = invoice_lines.join(void, "invoice_id", "left_anti")
-    first = F.trunc("service_period_start", "MM")
-    last = F.when(F.col("line_type") == "one_time", first).otherwise(F.trunc("service_period_end", "MM"))
-    lines = lines.withColumn("_months", F.sequence(first, F.greatest(first, last), F.expr("interval 1 month")))
-    n = F.size("_months").cast("long")
-    cents = (F.col("amount") * 100).cast("long")
-    base = F.floor(cents / n).cast("long")
-    spread = lines.select("client_id", "agreement_id", "line_type", cents.alias("_cents"), base.alias("_base"),
-                          n.alias("_n"), F.posexplode("_months").alias("_pos", "_month"))
-    share = F.col("_base") + F.when(F.col("_pos") == 0, F.col("_cents") - F.col("_base") * F.col("_n")).otherwise(0)
-    out = spread.select("client_id", "agreement_id", month_col("_month").alias("month"), "line_type",
-                        share.alias("billed_cents"))
-    recurring = F.col("line_type").isin("recurring", "addition")
-    return (out.where(F.col("month").isin(sorted(set(months))))
-            .select("client_id", "agreement_id", "month", "billed_cents",
-                    F.when(recurring, F.col("billed_cents")).otherwise(0).alias("mrr_cents"),
-                    F.when(F.col("line_type") == "labour", F.col("billed_cents")).otherwise(0)
-                    .alias("labour_billed_cents")))
+    void = invoices.filter(invoices.status == "void").select("invoice_id")
+    lines = invoice_lines.anti_join(void, "invoice_id")
+    first = _month_index(lines.service_period_start)
+    last = ibis.ifelse(lines.line_type == "one_time", first, _month_index(lines.service_period_end))
+    lines = lines.mutate(_first=first, _last=ibis.greatest(first, last), _cents=units(lines.amount, 2))
+    lines = lines.mutate(_n=lines._last - lines._first + 1)
+    lines = lines.mutate(_base=lines._cents // lines._n)
+    cal = _months(months)
+    spread = lines.join(cal, [lines._first <= cal._idx, cal._idx <= lines._last])
+    share = spread._base + ibis.ifelse(spread._idx == spread._first, spread._cents - spread._base * spread._n, 0)
+    recurring = spread.line_type.isin(["recurring", "addition"])
+    return _facts(spread, spread.client_id, spread.agreement_id, spread.month, billed_cents=share,
+                  mrr_cents=ibis.ifelse(recurring, share, 0),
+                  labour_billed_cents=ibis.ifelse(spread.line_type == "labour", share, 0))
 
 
-def addition_facts(additions: DataFrame, months: DataFrame) -> DataFrame:
+def addition_facts(additions: ibis.Table, months: Iterable[str]) -> ibis.Table:
     """Cost (and retail value) of the additions active in each month: effective_date <= month end and
     cancelled_date empty or >= month start."""
-    from pyspark.sql import functions as F
-
-    active = additions.crossJoin(months).where(
-        (F.col("effective_date") <= F.col("month_end"))
-        & (F.col("cancelled_date").isNull() | (F.col("cancelled_date") >= F.col("month_start"))))
-    return active.select(
-        "client_id", "agreement_id", "month",
-        (F.col("quantity") * F.col("unit_cost")).alias("addition_cost"),
-        (F.col("quantity") * F.col("unit_price")).alias("addition_retail"))
+    cal = _months(months)
+    active = additions.join(cal, [additions.effective_date <= cal.month_end,
+                                  additions.cancelled_date.isnull() | (additions.cancelled_date >= cal.month_start)])
+    qty = active.quantity.cast("int64")
+    return _facts(active, active.client_id, active.agreement_id, active.month,
+                  addition_cost_cents=qty * units(active.unit_cost, 2),
+                  addition_retail_cents=qty * units(active.unit_price, 2))
 
 
-def costed_time(time_entries: DataFrame, cost_rates: DataFrame) -> DataFrame:
+def costed_time(time_entries: ibis.Table, cost_rates: ibis.Table) -> ibis.Table:
     """Each time entry with the cost rate effective on its work date (effective_from <= work_date <=
-    effective_to, open-ended when empty); overlapping rates resolve to the latest effective_from. Entries
-    without a rate keep a null ``cost_rate``."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    effective_to, open-ended when empty); overlapping rates resolve to the latest effective_from (then the
+    greatest rate id, so the pick is deterministic). Entries without a rate keep a null ``cost_rate``."""
+    import ibis
 
-    te = time_entries.alias("te")
-    cr = cost_rates.select("technician_id", "cost_rate", "effective_from", "effective_to").alias("cr")
-    cond = ((F.col("te.technician_id") == F.col("cr.technician_id"))
-            & (F.col("cr.effective_from") <= F.col("te.work_date"))
-            & (F.col("cr.effective_to").isNull() | (F.col("te.work_date") <= F.col("cr.effective_to"))))
-    joined = te.join(cr, cond, "left").select("te.*", "cr.cost_rate", "cr.effective_from")
-    w = Window.partitionBy("time_entry_id").orderBy(F.col("effective_from").desc_nulls_last())
-    return joined.withColumn("_r", F.row_number().over(w)).where("_r = 1").drop("_r", "effective_from")
-
-
-def labour_facts(time_entries: DataFrame, cost_rates: DataFrame, months: Iterable[str],
-                 reactive_work_types: Iterable[str]) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    t = costed_time(time_entries, cost_rates).withColumn("month", month_col("work_date"))
-    t = t.where(F.col("month").isin(sorted(set(months))))
-    hours = F.col("hours")
-    return t.select(
-        "client_id", "agreement_id", "month",
-        hours.alias("labour_hours"),
-        (hours * F.col("cost_rate")).alias("labour_cost_exact"),
-        F.when(F.col("billable"), hours).otherwise(F.lit(0)).alias("billable_hours"),
-        F.when(F.col("work_type").isin(*reactive_work_types), hours).otherwise(F.lit(0)).alias("reactive_hours"),
-        F.when(F.col("cost_rate").isNull(), hours).otherwise(F.lit(0)).alias("uncosted_hours"))
+    te = time_entries
+    cr = cost_rates.select(_cr_tech=cost_rates.technician_id, cost_rate=cost_rates.cost_rate,
+                           _cr_from=cost_rates.effective_from, _cr_to=cost_rates.effective_to,
+                           _cr_id=cost_rates.cost_rate_id)
+    joined = te.left_join(cr, [te.technician_id == cr._cr_tech, cr._cr_from <= te.work_date,
+                               cr._cr_to.isnull() | (te.work_date <= cr._cr_to)])
+    joined = joined.select(*[te[c] for c in te.columns], cr.cost_rate, cr._cr_from, cr._cr_id)
+    w = ibis.window(group_by=joined.time_entry_id, order_by=[ibis.desc(joined._cr_from), ibis.desc(joined._cr_id)])
+    ranked = joined.mutate(_r=ibis.row_number().over(w))
+    return ranked.filter(ranked._r == 0).drop("_r", "_cr_from", "_cr_id")
 
 
-def ticket_facts(tickets: DataFrame, months: Iterable[str]) -> DataFrame:
+def labour_facts(time_entries: ibis.Table, cost_rates: ibis.Table, months: Iterable[str],
+                 reactive_work_types: Iterable[str]) -> ibis.Table:
+    import ibis
+
+    t = costed_time(time_entries, cost_rates)
+    t = t.mutate(month=t.work_date.strftime("%Y-%m"))
+    t = t.filter(t.month.isin(sorted(set(months))))
+    hours = units(t.hours, 2)
+    reactive = list(reactive_work_types)
+    is_reactive = t.work_type.isin(reactive) if reactive else ibis.literal(False)
+    return _facts(t, t.client_id, t.agreement_id, t.month, labour_hours_ch=hours,
+                  labour_cost_u4=hours * units(t.cost_rate, 2),
+                  billable_hours_ch=ibis.ifelse(t.billable, hours, 0),
+                  reactive_hours_ch=ibis.ifelse(is_reactive, hours, 0),
+                  uncosted_hours_ch=ibis.ifelse(t.cost_rate.isnull(), hours, 0))
+
+
+def ticket_facts(tickets: ibis.Table, months: Iterable[str]) -> ibis.Table:
     """Tickets counted in the month they were opened; CSAT answers in the month the ticket closed."""
-    from pyspark.sql import functions as F
+    import ibis
 
     wanted = sorted(set(months))
-    opened = tickets.select("client_id", "agreement_id", month_col("created_at").alias("month"),
-                            F.lit(1).cast("long").alias("tickets"))
-    rated = tickets.where(F.col("csat_rating").isNotNull() & F.col("closed_at").isNotNull()).select(
-        "client_id", "agreement_id", month_col("closed_at").alias("month"),
-        F.col("csat_rating").cast("long").alias("csat_sum"), F.lit(1).cast("long").alias("csat_responses"),
-        F.when(F.col("csat_rating") >= 4, 1).otherwise(0).cast("long").alias("csat_positive"))
-    return opened.unionByName(rated, allowMissingColumns=True).where(F.col("month").isin(wanted))
+    opened = _facts(tickets, tickets.client_id, tickets.agreement_id, tickets.created_at.strftime("%Y-%m"),
+                    tickets=ibis.literal(1))
+    rated = tickets.filter(tickets.csat_rating.notnull() & tickets.closed_at.notnull())
+    rated = _facts(rated, rated.client_id, rated.agreement_id, rated.closed_at.strftime("%Y-%m"),
+                   csat_sum=rated.csat_rating, csat_responses=ibis.literal(1),
+                   csat_positive=ibis.ifelse(rated.csat_rating >= 4, 1, 0))
+    both = opened.union(rated)
+    return both.filter(both.month.isin(wanted))
 
 
-def payment_facts(payments: DataFrame, invoices: DataFrame, months: Iterable[str]) -> DataFrame:
+def payment_facts(payments: ibis.Table, invoices: ibis.Table, months: Iterable[str]) -> ibis.Table:
     """Payments in the month of payment_date, with days late = payment_date − the invoice's due_date."""
-    from pyspark.sql import functions as F
+    import ibis
 
-    inv = invoices.select("invoice_id", F.col("agreement_id").alias("_agreement_id"), "due_date")
-    p = payments.join(inv, "invoice_id", "left").withColumn("month", month_col("payment_date"))
-    days = F.datediff("payment_date", "due_date")
-    return p.where(F.col("month").isin(sorted(set(months))) & F.col("due_date").isNotNull()).select(
-        "client_id", F.col("_agreement_id").alias("agreement_id"), "month",
-        F.col("amount").alias("paid_amount"), (F.col("amount") * days).alias("paid_days_weighted"),
-        F.lit(1).cast("long").alias("payments"))
+    inv = invoices.select(_inv_id=invoices.invoice_id, _agreement_id=invoices.agreement_id, _due=invoices.due_date)
+    p = payments.left_join(inv, payments.invoice_id == inv._inv_id)
+    p = p.select(*[payments[c] for c in payments.columns], inv._agreement_id, inv._due)
+    p = p.mutate(month=p.payment_date.strftime("%Y-%m"))
+    p = p.filter(p.month.isin(sorted(set(months))) & p._due.notnull())
+    cents = units(p.amount, 2)
+    return _facts(p, p.client_id, p._agreement_id, p.month, paid_cents=cents,
+                  paid_days_cents=cents * p.payment_date.delta(p._due, unit="day"), payments=ibis.literal(1))
 
 
-def endpoint_facts(endpoints: DataFrame, months: Iterable[str]) -> DataFrame:
-    """Mean daily count of managed endpoints per client and month."""
-    from pyspark.sql import functions as F
+def endpoint_facts(endpoints: ibis.Table, months: Iterable[str]) -> ibis.Table:
+    """Daily managed-endpoint counts per client and month (their mean is the month's ``endpoints``)."""
+    import ibis
 
-    e = endpoints.withColumn("month", month_col("snapshot_date")).where(F.col("month").isin(sorted(set(months))))
-    return e.groupBy("client_id", "month").agg(F.avg("total_endpoints").alias("endpoints"))
+    e = endpoints.mutate(month=endpoints.snapshot_date.strftime("%Y-%m"))
+    e = e.filter(e.month.isin(sorted(set(months))))
+    return _facts(e, e.client_id, ibis.null("string"), e.month, endpoint_sum=e.total_endpoints,
+                  endpoint_days=ibis.ifelse(e.total_endpoints.notnull(), 1, 0))
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
-SUMS = ("billed_cents", "mrr_cents", "labour_billed_cents", "addition_cost", "addition_retail", "labour_hours",
-        "labour_cost_exact", "billable_hours", "reactive_hours", "uncosted_hours", "tickets", "csat_sum",
-        "csat_responses", "csat_positive", "paid_amount", "paid_days_weighted", "payments")
+def _sums(facts: ibis.Table, keys: list[str]) -> ibis.Table:
+    return facts.group_by(keys).aggregate(**{c: facts[c].sum() for c in FACTS})
 
 
-def _ratio(num: Column, den: Column, scale: int, type_: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.when(den.isNull() | (den == 0), F.lit(None)).otherwise(F.round(num / den, scale)).cast(type_)
-
-
-def metrics(totals: DataFrame, cfg: CpiConfig) -> DataFrame:
+def metrics(totals: ibis.Table, cfg: CpiSettings) -> ibis.Table:
     """The derived metrics of every row of summed facts (formulas in the module docstring)."""
-    from pyspark.sql import functions as F
-
-    def cents(c: str) -> Column:
-        return (F.coalesce(F.col(c), F.lit(0)).cast("decimal(20,0)") / 100).cast(MONEY)
-
-    def money(c: str) -> Column:
-        return F.round(F.coalesce(F.col(c), F.lit(0)), 2).cast(MONEY)
-
-    def hours(c: str) -> Column:
-        return F.coalesce(F.col(c), F.lit(0)).cast("decimal(12,2)")
-
-    df = totals.select(
-        *[c for c in totals.columns if c not in SUMS],
-        cents("billed_cents").alias("billed"), cents("mrr_cents").alias("mrr"),
-        cents("labour_billed_cents").alias("labour_billed"),
-        money("addition_cost").alias("addition_cost"), money("addition_retail").alias("addition_retail"),
-        hours("labour_hours").alias("labour_hours"), hours("billable_hours").alias("billable_hours"),
-        hours("reactive_hours").alias("reactive_hours"), hours("uncosted_hours").alias("uncosted_hours"),
-        money("labour_cost_exact").alias("labour_cost"),
-        F.coalesce(F.col("tickets"), F.lit(0)).cast("long").alias("tickets"),
-        F.coalesce(F.col("csat_responses"), F.lit(0)).cast("long").alias("csat_responses"),
-        F.col("csat_sum"), F.col("csat_positive"),
-        F.coalesce(F.col("payments"), F.lit(0)).cast("long").alias("payments"),
-        F.col("paid_amount"), F.col("paid_days_weighted"))
-    deduction = {"none": F.lit(0), "cost": F.col("addition_cost"), "retail": F.col("addition_retail")}[
-        cfg.deduction_basis]
-    df = df.withColumn("profit", (F.col("billed") - F.col("addition_cost") - F.col("labour_cost")).cast(MONEY))
-    return df.select(
-        "*",
-        _ratio(F.col("profit") * 100, F.col("billed"), 2, "decimal(12,2)").alias("margin_pct"),
-        _ratio(F.col("billed") - deduction, F.col("labour_hours"), 2, "decimal(14,2)").alias("effective_hourly_rate"),
-        _ratio(F.col("profit"), F.col("labour_hours"), 2, "decimal(14,2)").alias("contribution_rate"),
-        _ratio(F.col("reactive_hours").cast("double"), F.col("endpoints"), 4, "double").alias("rhem"),
-        _ratio(F.col("tickets").cast("double"), F.col("endpoints"), 4, "double").alias("tickets_per_endpoint"),
-        _ratio(F.col("labour_cost"), F.col("endpoints"), 2, "decimal(14,2)").alias("labour_cost_per_endpoint"),
-        _ratio(F.col("mrr"), F.col("endpoints"), 2, "decimal(14,2)").alias("revenue_per_endpoint"),
-        _ratio(F.col("paid_days_weighted"), F.col("paid_amount"), 2, "decimal(9,2)").alias("avg_days_late"),
-        _ratio(F.col("csat_sum").cast("double"), F.col("csat_responses"), 3, "double").alias("csat_avg"),
-        _ratio(F.col("csat_positive").cast("double") * 100, F.col("csat_responses"), 2, "double")
-        .alias("csat_positive_pct"),
-    ).drop("csat_sum", "csat_positive", "paid_amount", "paid_days_weighted")
-
-
-def _with_month_flags(df: DataFrame, cfg: CpiConfig, as_of: date) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    finals = F.date_add(F.last_day(F.to_date(F.concat("month", F.lit("-01")))), cfg.month_close_days)
-    return df.withColumn("month_final", finals <= F.lit(as_of)).withColumn("as_of", F.lit(as_of))
+    keys = [c for c in totals.columns if c not in FACTS]
+    z = {c: totals[c].coalesce(0) for c in FACTS}
+    deduction = {"none": 0, "cost": z["addition_cost_cents"], "retail": z["addition_retail_cents"]}
+    # integers first (cents, centi-hours), once, so the ratios below refer to columns
+    base = totals.select(
+        *keys, _billed=z["billed_cents"], _mrr=z["mrr_cents"], _labour_billed=z["labour_billed_cents"],
+        _add_cost=z["addition_cost_cents"], _add_retail=z["addition_retail_cents"],
+        _deduction=deduction[cfg.deduction_basis], _hours=z["labour_hours_ch"],
+        _billable=z["billable_hours_ch"], _reactive=z["reactive_hours_ch"], _uncosted=z["uncosted_hours_ch"],
+        _labour_cost=ratio(z["labour_cost_u4"], 100),  # 1/10,000 USD -> cents, half-up once per row
+        tickets=z["tickets"], payments=z["payments"], csat_responses=z["csat_responses"],
+        _csat_sum=totals.csat_sum, _csat_positive=totals.csat_positive, _paid=totals.paid_cents,
+        _paid_days=totals.paid_days_cents, _e_sum=totals.endpoint_sum, _e_days=totals.endpoint_days)
+    base = base.mutate(_profit=base._billed - base._add_cost - base._labour_cost,
+                       _endpoints=fdiv(base._e_sum, base._e_days))
+    b = base
+    e = b._endpoints
+    return b.select(
+        *keys,
+        billed=to_decimal(b._billed, 2, 14), mrr=to_decimal(b._mrr, 2, 14),
+        labour_billed=to_decimal(b._labour_billed, 2, 14),
+        addition_cost=to_decimal(b._add_cost, 2, 14), addition_retail=to_decimal(b._add_retail, 2, 14),
+        labour_hours=to_decimal(b._hours, 2, 12), billable_hours=to_decimal(b._billable, 2, 12),
+        reactive_hours=to_decimal(b._reactive, 2, 12), uncosted_hours=to_decimal(b._uncosted, 2, 12),
+        labour_cost=to_decimal(b._labour_cost, 2, 14), profit=to_decimal(b._profit, 2, 14),
+        # profit / billed x 100 to 0.01 points: (profit_c x 100) / billed_c at 2 decimals
+        margin_pct=to_decimal(ratio(b._profit * 100, b._billed, 2), 2, 12),
+        # (billed - deduction) / hours: cents / centi-hours = USD/h, at 2 decimals
+        effective_hourly_rate=to_decimal(ratio(b._billed - b._deduction, b._hours, 2), 2, 14),
+        contribution_rate=to_decimal(ratio(b._profit, b._hours, 2), 2, 14),
+        endpoints=e,
+        # ratios to endpoints (a mean, a double) and CSAT means are doubles, rounded half-up as Spark rounds
+        rhem=to_double(half_up(fdiv(b._reactive.cast("float64") / 100, e), 4), 4),
+        tickets=b.tickets,
+        tickets_per_endpoint=to_double(half_up(fdiv(b.tickets, e), 4), 4),
+        labour_cost_per_endpoint=to_decimal(half_up(fdiv(b._labour_cost.cast("float64") / 100, e), 2), 2, 14),
+        revenue_per_endpoint=to_decimal(half_up(fdiv(b._mrr.cast("float64") / 100, e), 2), 2, 14),
+        payments=b.payments,
+        avg_days_late=to_decimal(ratio(b._paid_days, b._paid, 2), 2, 9),
+        csat_responses=b.csat_responses,
+        csat_avg=to_double(half_up(fdiv(b._csat_sum, b.csat_responses), 3), 3),
+        csat_positive_pct=to_double(half_up(fdiv(b._csat_positive * 100, b.csat_responses), 2), 2),
+        # kept for the agreement's target hours (not stored)
+        _billed_c=b._billed, _add_cost_c=b._add_cost, _labour_cost_c=b._labour_cost, _hours_ch=b._hours,
+    )
 
 
-def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiConfig,
-              as_of: date) -> tuple[DataFrame, DataFrame]:
+def _month_flags(t: ibis.Table, months: list[str], close_days: int, day: date) -> ibis.Table:
+    import ibis
+
+    finals = [m for m in months if closing_day(m, close_days) <= day]
+    final = t.month.isin(finals) if finals else ibis.literal(False)
+    return t.mutate(month_final=final, as_of=ibis.literal(day, type="date"))
+
+
+def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettings,
+              day: date) -> tuple[ibis.Table, ibis.Table]:
     """(client rows, agreement rows) for ``months``, from inputs already in their latest state."""
-    from pyspark.sql import functions as F
-
     months = sorted(set(months))
-    spark = inputs.invoice_lines.sparkSession
     facts = (billed_facts(inputs.invoice_lines, inputs.invoices, months)
-             .unionByName(addition_facts(inputs.additions, months_frame(spark, months)), allowMissingColumns=True)
-             .unionByName(labour_facts(inputs.time_entries, inputs.cost_rates, months, cfg.reactive_work_types),
-                          allowMissingColumns=True)
-             .unionByName(ticket_facts(inputs.tickets, months), allowMissingColumns=True)
-             .unionByName(payment_facts(inputs.payments, inputs.invoices, months), allowMissingColumns=True))
-    sums = [F.sum(c).alias(c) for c in SUMS]
+             .union(addition_facts(inputs.additions, months))
+             .union(labour_facts(inputs.time_entries, inputs.cost_rates, months, cfg.reactive_work_types))
+             .union(ticket_facts(inputs.tickets, months))
+             .union(payment_facts(inputs.payments, inputs.invoices, months)))
     endpoints = endpoint_facts(inputs.endpoints, months)
 
-    client = facts.groupBy("client_id", "month").agg(*sums)
-    client = client.join(endpoints, ["client_id", "month"], "full")
-    client = _with_month_flags(metrics(client, cfg), cfg, as_of)
+    client = metrics(_sums(facts.union(endpoints), ["client_id", "month"]), cfg)
+    client = _month_flags(client, months, cfg.month_close_days, day)
 
-    agreement = facts.where(F.col("agreement_id").isNotNull()).groupBy("agreement_id", "client_id", "month").agg(*sums)
-    agreement = agreement.join(endpoints, ["client_id", "month"], "left")
-    agreement = metrics(agreement, cfg)
-    avg_cost = _ratio(F.col("labour_cost"), F.col("labour_hours"), 6, "decimal(20,6)")
-    budget = (F.lit(1 - cfg.target_margin_pct / 100).cast("decimal(9,6)") * F.col("billed") - F.col("addition_cost"))
-    agreement = agreement.withColumn("target_hours", _ratio(budget, avg_cost, 2, "decimal(12,2)"))
-    return client, _with_month_flags(agreement, cfg, as_of)
+    per_agreement = _sums(facts.filter(facts.agreement_id.notnull()), ["agreement_id", "client_id", "month"])
+    client_endpoints = _sums(endpoints, ["client_id", "month"]).select("client_id", "month", "endpoint_sum",
+                                                                        "endpoint_days")
+    j = per_agreement.left_join(client_endpoints, ["client_id", "month"])
+    per_agreement = j.select(*[per_agreement[c] for c in per_agreement.columns if c not in ("endpoint_sum",
+                                                                                            "endpoint_days")],
+                             client_endpoints.endpoint_sum, client_endpoints.endpoint_days)
+    agreement = metrics(per_agreement, cfg)
+    # ((1 - target margin) x billed - addition_cost) / (labour_cost / labour_hours), the average cost per hour
+    # first rounded to 6 decimals (1/1,000,000 USD/h), the budget in 1/100,000,000 USD
+    avg_cost_u6 = ratio(agreement._labour_cost_c, agreement._hours_ch, 6)
+    share_u6 = int(decimal_literal(1 - cfg.target_margin_pct / 100, 6).scaleb(6))
+    budget_u8 = agreement._billed_c * share_u6 - agreement._add_cost_c * 10**6
+    agreement = agreement.mutate(target_hours=to_decimal(ratio(budget_u8, avg_cost_u6), 2, 12))
+    agreement = _month_flags(agreement, months, cfg.month_close_days, day)
+    hidden = ["_billed_c", "_add_cost_c", "_labour_cost_c", "_hours_ch"]
+    return client.drop(*hidden), agreement.drop(*hidden)
 
 
 # ---- which months a run recomputes -----------------------------------------------------------------
-def affected_months(raw_today: dict[str, DataFrame], all_lines: DataFrame, dates: list[date],
+def reach(today: Mapping[str, ibis.Table], all_lines: ibis.Table, end: date) -> ibis.Table:
+    """Distinct (first, last) ``yyyy-MM`` spans that the rows of ``today`` reach (see
+    :func:`affected_months`); ``last`` is capped at the month of ``end``."""
+    import ibis
+
+    end_lit = ibis.literal(end, type="date")
+
+    def span(t: ibis.Table, a: Any, b: Any) -> ibis.Table:
+        return t.select(a=a.cast("date"), b=b.cast("date"))
+
+    lines = today["invoice_lines"]
+    touched = today["invoices"].select("invoice_id").join(all_lines, "invoice_id")
+    spans = [span(df, df.service_period_start, ibis.ifelse(df.line_type == "one_time", df.service_period_start,
+                                                           df.service_period_end)) for df in (lines, touched)]
+    add, rates = today["additions"], today["cost_rates"]
+    spans.append(span(add, add.effective_date, add.cancelled_date.coalesce(end_lit)))
+    spans.append(span(rates, rates.effective_from, rates.effective_to.coalesce(end_lit)))
+    for name, col in (("time_entries", "work_date"), ("payments", "payment_date"), ("endpoints", "snapshot_date")):
+        spans.append(span(today[name], today[name][col], today[name][col]))
+    tickets = today["tickets"]
+    for col in ("created_at", "closed_at"):
+        t = tickets.filter(tickets[col].notnull())
+        spans.append(span(t, t[col].date(), t[col].date()))
+    union = spans[0]
+    for s in spans[1:]:
+        union = union.union(s)
+    union = union.filter(union.a.notnull())
+    return union.select(a=union.a.strftime("%Y-%m"), b=ibis.least(union.b, end_lit).strftime("%Y-%m")).distinct()
+
+
+def affected_months(today: Mapping[str, ibis.Table], all_lines: ibis.Table, dates: list[date],
                     close_days: int) -> set[str]:
     """Months whose numbers the run's export days can change: the months of the days themselves, months
     that close on one of the days (their final recompute), and the months that rows exported on those days
     reach back to (a late labour invoice, a voided invoice, an addition or cost rate changed in the past).
-    ``raw_today`` holds each input's rows exported on the run's days; ``all_lines`` every invoice line."""
-    from pyspark.sql import functions as F
-
+    ``today`` holds each input's rows exported on the run's days; ``all_lines`` every invoice line."""
     months = {month_of(d) for d in dates}
     for d in dates:
         last = d - timedelta(days=close_days)
         if (last + timedelta(days=1)).day == 1:
             months.add(month_of(last))
     end = max(dates)
-    spans = []
-    lines = raw_today["invoice_lines"].select("service_period_start", "service_period_end", "line_type")
-    voided = raw_today["invoices"].select("invoice_id").join(all_lines, "invoice_id").select(
-        "service_period_start", "service_period_end", "line_type")
-    for df in (lines, voided):
-        spans.append(df.select(F.col("service_period_start").alias("a"),
-                               F.when(F.col("line_type") == "one_time", F.col("service_period_start"))
-                               .otherwise(F.col("service_period_end")).alias("b")))
-    spans.append(raw_today["additions"].select(F.col("effective_date").alias("a"),
-                                               F.coalesce("cancelled_date", F.lit(end)).alias("b")))
-    spans.append(raw_today["cost_rates"].select(F.col("effective_from").alias("a"),
-                                                F.coalesce("effective_to", F.lit(end)).alias("b")))
-    for name, col in (("time_entries", "work_date"), ("payments", "payment_date"), ("endpoints", "snapshot_date")):
-        spans.append(raw_today[name].select(F.col(col).alias("a"), F.col(col).alias("b")))
-    for col in ("created_at", "closed_at"):
-        spans.append(raw_today["tickets"].where(F.col(col).isNotNull())
-                     .select(F.to_date(col).alias("a"), F.to_date(col).alias("b")))
-    union = spans[0]
-    for s in spans[1:]:
-        union = union.unionByName(s)
-    union = union.where(F.col("a").isNotNull()).select(month_col("a").alias("a"), month_col(F.least("b", F.lit(end)))
-                                                       .alias("b")).distinct()
-    for row in union.collect():
-        if row.a <= row.b:
-            months.update(months_between(row.a, row.b))
+    for row in reach(today, all_lines, end).to_pyarrow().to_pylist():
+        if row["a"] <= row["b"]:
+            months.update(months_between(row["a"], row["b"]))
     return {m for m in months if m <= month_of(end)}
 
 
-def load(ctx: RunContext, as_of: date, since: date | None) -> dict[str, DataFrame]:
-    return {k: read_as_of(ctx, ds, as_of, since if k in EVENT_INPUTS else None) for k, ds in INPUTS.items()}
+def export_days(ctx: RunContext, dataset: str) -> list[str] | None:
+    """The export days whose rows this run must look at: its own days, and the earlier days of ``dataset``
+    that changed since the stage last ran (a source re-delivered, rows released from quarantine). None when
+    that is unknown (then every month is recomputed)."""
+    changed = ctx.changed(dataset)
+    if changed is None:
+        return None
+    end = ctx.end.isoformat()
+    return sorted(set(ctx.days) | {p["dt"] for p in changed if p.get("dt") and p["dt"] <= end})
 
 
-@stage("cpi.profitability", agent="cpi", reads=tuple(INPUTS.values()), writes=(CLIENT_TABLE, AGREEMENT_TABLE))
 def run(ctx: RunContext) -> None:
     """Profit, margin, EHR, RHEM, MRR, days late and CSAT per client and agreement for the months the
-    run's export days touch."""
-    cfg = CpiConfig.from_settings(ctx.settings)
-    as_of = ctx.end
-    first = first_export_day(ctx, [INPUTS["invoice_lines"], INPUTS["time_entries"]])
-    if first is None:
+    run's export days touch (every month from the first export day when the stage's settings or code
+    changed)."""
+    cfg: CpiSettings = ctx.config
+    end = ctx.end
+    exported = [d for name in ("invoice_lines", "time_entries") for d in ctx.partition_values(INPUTS[name], "dt")]
+    if not exported:
         ctx.warn("no invoice lines or time entries published yet: nothing to compute")
         return
-    from pyspark.sql import functions as F
-
-    days = [d.isoformat() for d in ctx.dates]
-    today = {k: read_as_of(ctx, ds, as_of, since=ctx.start).where(F.col("dt").isin(days)) for k, ds in INPUTS.items()}
-    all_lines = read_as_of(ctx, INPUTS["invoice_lines"], as_of)
-    months = sorted(m for m in affected_months(today, all_lines, ctx.dates, cfg.month_close_days)
-                    if m >= month_of(first))
+    first = date.fromisoformat(min(exported))
+    days = {k: (None if ctx.rebuild else export_days(ctx, ds)) for k, ds in INPUTS.items()}
+    if any(v is None for v in days.values()):
+        months = months_between(month_of(first), month_of(end))
+        why = "rebuild (settings or code changed)" if ctx.rebuild else "inputs' changes unknown"
+    else:
+        today = {k: ctx.table(ds, {"dt": days[k]}) for k, ds in INPUTS.items()}
+        all_lines = ctx.table(INPUTS["invoice_lines"], as_of(end))
+        months = sorted(m for m in affected_months(today, all_lines, ctx.dates, cfg.month_close_days)
+                        if m >= month_of(first))
+        why = "months the run's export days touch"
     if not months:
         return
-    from jobs.common import month_start
-
-    inputs = prepare(load(ctx, as_of, month_start(months[0])))
-    client, agreement = transform(inputs, months, cfg, as_of)
+    since = month_start(months[0])
+    raw = {k: ctx.table(ds, as_of(end, since if k in EVENT_INPUTS else None)) for k, ds in INPUTS.items()}
+    client, agreement = transform(prepare(raw), months, cfg, end)
     replace = [{"month": m} for m in months]
-    meta = {"as_of": as_of.isoformat()}
-    ctx.count(CLIENT_TABLE).notes.append(f"months {months[0]}..{months[-1]} ({len(months)})")
-    publish(ctx, CLIENT_TABLE, client, replace=replace, meta=meta)
-    publish(ctx, AGREEMENT_TABLE, agreement, replace=replace, meta=meta)
+    props = {"msp.as-of": end.isoformat()}
+    ctx.count(CLIENT_TABLE).notes.append(f"months {months[0]}..{months[-1]} ({len(months)}): {why}")
+    ctx.write(CLIENT_TABLE, client, replace=replace, properties=props)
+    ctx.write(AGREEMENT_TABLE, agreement, replace=replace, properties=props)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 
 import pandas as pd
 import pytest
 
-from models.churn import features as F
-from models.churn.train import RulesBaseline, time_split
+from models.cpi import features as F
+from models.cpi.train import RulesBaseline, time_split
 
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"]
 
@@ -93,7 +92,8 @@ def test_label_eligibility_and_completeness(data, cfg):
     complete = snaps[snaps["label_complete"]]["snapshot_date"].dt.strftime("%m-%d").unique().tolist()
     assert complete == ["01-31", "02-29", "03-31"]
     # with churn_event = end, the day that counts is Jun 30: 91 days after Mar 31 (too far), 61 after Apr 30
-    ended = F.build_snapshots(m, life, removals, installs, days, replace(cfg, churn_event="end"), date(2024, 12, 31))
+    at_end = cfg.model_copy(update={"churn_event": "end"})
+    ended = F.build_snapshots(m, life, removals, installs, days, at_end, date(2024, 12, 31))
     e2 = ended[ended["client_id"] == "C2"].set_index("snapshot_date")["label"].to_dict()
     assert e2[pd.Timestamp("2024-03-31")] == 0 and e2[pd.Timestamp("2024-04-30")] == 1
     assert pd.Timestamp("2024-05-31") in e2  # still served after giving notice, until Jun 30
@@ -110,7 +110,7 @@ def test_time_split_keeps_an_embargo_of_one_horizon():
 
 
 def test_a_history_shorter_than_a_month_is_not_enough_data_not_a_crash(data, cfg):
-    from models.churn.train import NotEnoughData, train
+    from models.cpi.train import NotEnoughData, train
 
     m, life, removals, installs = data
     # a 10-day run: no month has ended, so there is no snapshot day to train on
@@ -118,7 +118,7 @@ def test_a_history_shorter_than_a_month_is_not_enough_data_not_a_crash(data, cfg
                               date(2024, 1, 10))
     assert snaps.empty
     with pytest.raises(NotEnoughData, match="0 snapshot day"):
-        train(snaps, cfg)
+        train(snaps, cfg.churn_params())
 
 
 def test_rules_baseline_turns_rule_counts_into_churn_rates():

@@ -6,25 +6,24 @@ from datetime import date
 from decimal import Decimal
 
 from jobs.cpi import daily_summary, profitability
-from tests.cpi.conftest import frame
+from tests.cpi.conftest import table
 
 D = Decimal
 
 
-def exported_today(spark, **rows):
-    out = {k: frame(spark, ds, []) for k, ds in profitability.INPUTS.items()}
+def exported_today(**rows):
+    out = {k: table(ds, []) for k, ds in profitability.INPUTS.items()}
     for k, r in rows.items():
-        out[k] = frame(spark, profitability.INPUTS[k], r)
+        out[k] = table(profitability.INPUTS[k], r)
     return out
 
 
-def test_a_day_recomputes_its_month_and_the_months_its_rows_reach_back_to(spark):
-    all_lines = frame(spark, "processed.invoice_lines", [
+def test_a_day_recomputes_its_month_and_the_months_its_rows_reach_back_to():
+    all_lines = table("processed.invoice_lines", [
         {"invoice_line_id": "L1", "invoice_id": "I-JAN", "client_id": "C1", "line_type": "recurring",
          "service_period_start": "2024-01-01", "service_period_end": "2024-01-31", "amount": 100},
     ])
     today = exported_today(
-        spark,
         # March hours invoiced in arrears on Apr 2; a one-time fee starting in March (counts in March only)
         invoice_lines=[{"invoice_line_id": "L2", "invoice_id": "I-APR", "client_id": "C1", "line_type": "labour",
                         "service_period_start": "2024-03-01", "service_period_end": "2024-03-31", "amount": 50,
@@ -38,18 +37,18 @@ def test_a_day_recomputes_its_month_and_the_months_its_rows_reach_back_to(spark)
     months = profitability.affected_months(today, all_lines, [date(2024, 4, 2)], close_days=5)
     assert months == {"2024-01", "2024-03", "2024-04"}
     # an open-ended cost rate that started in February reaches every month up to the run's month, no further
-    today = exported_today(spark, cost_rates=[{"cost_rate_id": "R1", "technician_id": "T1", "cost_rate": 50,
+    today = exported_today(cost_rates=[{"cost_rate_id": "R1", "technician_id": "T1", "cost_rate": 50,
                                                "effective_from": "2024-02-15", "dt": "2024-04-02"}])
     assert profitability.affected_months(today, all_lines, [date(2024, 4, 2)], 5) == {"2024-02", "2024-03",
                                                                                         "2024-04"}
     # nothing exported, but March closes on Apr 5 (31 + 5): March is recomputed for its final version
-    quiet = exported_today(spark)
+    quiet = exported_today()
     assert profitability.affected_months(quiet, all_lines, [date(2024, 4, 5)], 5) == {"2024-03", "2024-04"}
     assert profitability.affected_months(quiet, all_lines, [date(2024, 4, 6)], 5) == {"2024-04"}
 
 
-def test_daily_summary_month_to_date_and_projection(spark, cfg):
-    te = frame(spark, "processed.time_entries", [
+def test_daily_summary_month_to_date_and_projection(cfg):
+    te = table("processed.time_entries", [
         # C1: 2 h on Apr 1 and 4 h on Apr 3 at 50/h; one reactive
         {"time_entry_id": "T1", "technician_id": "X", "client_id": "C1", "work_date": "2024-04-01", "hours": 2,
          "work_type": "reactive", "billable": True, "created_at": "2024-04-01T10:00:00"},
@@ -61,31 +60,35 @@ def test_daily_summary_month_to_date_and_projection(spark, cfg):
         {"time_entry_id": "T4", "technician_id": "X", "client_id": "C2", "work_date": "2024-03-31", "hours": 9,
          "work_type": "reactive", "billable": True, "created_at": "2024-03-31T10:00:00"},
     ])
-    rates = frame(spark, "processed.technician_cost_rates", [
+    rates = table("processed.technician_cost_rates", [
         {"cost_rate_id": "R", "technician_id": "X", "cost_rate": 50, "effective_from": "2020-01-01"}])
-    tickets = frame(spark, "processed.tickets", [
+    tickets = table("processed.tickets", [
         {"ticket_id": "K1", "client_id": "C1", "created_at": "2024-04-03T08:00:00",
          "updated_at": "2024-04-03T08:00:00"}])
-    profit = frame(spark, "processed.client_profitability_monthly", [
+    profit = table("processed.client_profitability_monthly", [
         {"client_id": "C1", "month": "2024-04", "billed": 3000, "addition_cost": 300, "addition_retail": 400},
         {"client_id": "C2", "month": "2024-04", "billed": 1000, "addition_cost": 0, "addition_retail": 0}])
-    churn = frame(spark, "analytics.churn", [
+    churn = table("analytics.churn", [
         {"client_id": "C1", "dt": "2024-04-03", "churn_probability": 0.3, "risk_band": "watch"}])
     out = daily_summary.transform(te, rates, tickets, profit, churn, [date(2024, 4, 3)], cfg)
-    rows = {r.client_id: r for r in out.collect()}
-    c1 = rows["C1"]
+    rows = {r["client_id"]: r for r in out.to_pyarrow().to_pylist()}
+    c1, c2 = rows["C1"], rows["C2"]
+
+    def get(r, *cols):
+        return tuple(r[c] for c in cols)
+
     # month to date on Apr 3: 6 h, 300.00 cost, 2 reactive hours, 1 ticket; that day 4 h and 1 ticket
-    assert (c1.labour_hours_day, c1.mtd_labour_hours, c1.mtd_labour_cost, c1.mtd_reactive_hours, c1.mtd_tickets) == (
+    assert get(c1, "labour_hours_day", "mtd_labour_hours", "mtd_labour_cost", "mtd_reactive_hours", "mtd_tickets") == (
         D("4.00"), D("6.00"), D("300.00"), D("2.00"), 1)
     # projection x 30 / 3 days: 60 h, 3000.00 cost; margin (3000 - 300 - 3000) / 3000 = -10 %;
     # EHR (3000 - 300) / 60 = 45.00
-    assert (c1.projected_labour_hours, c1.projected_labour_cost, c1.projected_margin_pct, c1.projected_ehr) == (
+    assert get(c1, "projected_labour_hours", "projected_labour_cost", "projected_margin_pct", "projected_ehr") == (
         D("60.00"), D("3000.00"), D("-10.00"), D("45.00"))
-    c2 = rows["C2"]
     # C2: 1 h -> 10 h projected, 10 h per 1000 billed = 0.010 h/$; C1: 60 h per 3000 = 0.020 h/$ (more)
-    assert (c2.mtd_labour_hours, c2.projected_labour_hours, c2.projected_ehr) == (D("1.00"), D("10.00"), D("100.00"))
-    assert (c1.consumption_quintile, c2.consumption_quintile) == (1, 2)
+    assert get(c2, "mtd_labour_hours", "projected_labour_hours", "projected_ehr") == (
+        D("1.00"), D("10.00"), D("100.00"))
+    assert (c1["consumption_quintile"], c2["consumption_quintile"]) == (1, 2)
     # over-utilizer: quintile 1 and projected EHR 45 < 100
-    assert (c1.over_utilizer, c2.over_utilizer) == (True, False)
-    assert (c1.churn_probability, c1.risk_band, c2.risk_band) == (0.3, "watch", None)
-    assert c1.dt == "2024-04-03" and c1.month == "2024-04"
+    assert (c1["over_utilizer"], c2["over_utilizer"]) == (True, False)
+    assert (c1["churn_probability"], c1["risk_band"], c2["risk_band"]) == (0.3, "watch", None)
+    assert c1["dt"] == "2024-04-03" and c1["month"] == "2024-04"

@@ -3,7 +3,6 @@ network, no credentials of anyone's)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -61,7 +60,8 @@ def test_notes_go_to_unprofitable_and_at_risk_clients(frames, cfg):
     # before March closes (Apr 4), the last closed month is February
     assert I.build_facts(report, profit, churn, date(2024, 4, 4), cfg)[0]["month"] == "2024-02"
     # a lower risk threshold brings C3 in
-    assert len(I.build_facts(report, profit, churn, date(2024, 4, 8), replace(cfg, churn_risk_threshold=0.1))) == 3
+    lower = cfg.model_copy(update={"churn_risk_threshold": 0.1})
+    assert len(I.build_facts(report, profit, churn, date(2024, 4, 8), lower)) == 3
 
 
 def test_template_provider_is_the_default(frames, cfg):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -95,13 +94,13 @@ def test_a_margin_just_under_a_bound_does_not_flap(cfg):
     wobble = report([("C9", "2024-03", D("39.00"), "bronze", D("41.00"), "silver", "down", D("-2.00"), 0, None)])
     # 39 is 1 point under the 40 % bound: within the 2-point hysteresis, no event; with none, an event
     assert M.find_events(wobble, PROFIT, {"2024-03": date(2024, 4, 5)}, cfg) == []
-    strict = replace(cfg, tier_hysteresis_pp=0.0)
+    strict = cfg.model_copy(update={"tier_hysteresis_pp": 0.0})
     assert [e["data"]["reason"] for e in M.find_events(wobble, PROFIT, {"2024-03": date(2024, 4, 5)}, strict)] == [
         "tier_down"]
 
 
 def test_thresholds_come_from_settings(cfg):
-    loose = replace(cfg, margin_drop_pp=25.0, problem_months=3)
+    loose = cfg.model_copy(update={"margin_drop_pp": 25.0, "problem_months": 3})
     found = sorted((e["data"]["client_id"], e["data"]["reason"])
                    for e in M.find_events(REPORT, PROFIT, {"2024-03": date(2024, 4, 5)}, loose))
     # a 22 pp drop is under 25; C2's 2 months are under 3; C3 reaches 3 months now

@@ -6,15 +6,13 @@ next to it; the inputs are built in :func:`inputs`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from pyspark.testing import assertDataFrameEqual
 
 from jobs.cpi import profitability as P
-from tests.cpi.conftest import frame
+from tests.cpi.conftest import rows_of, table
 
 MARCH = ["2024-03"]
 AS_OF = date(2024, 4, 3)
@@ -24,10 +22,11 @@ def D(x):
     return Decimal(str(x))
 
 
-@pytest.fixture(scope="module")
-def inputs(spark):
-    f = lambda name, rows: frame(spark, f"processed.{name}", rows)  # noqa: E731
-    raw = {
+def raw_inputs(make=table):
+    """The hand-made processed rows of every input (the version history included), each made a table
+    expression by ``make(dataset, rows)`` (default: a DuckDB memtable)."""
+    f = lambda name, rows: make(f"processed.{name}", rows)  # noqa: E731
+    return {
         "invoices": f("invoices", [
             {"invoice_id": "I1", "client_id": "C1", "agreement_id": "A1", "status": "paid", "due_date": "2024-01-31",
              "updated_at": "2024-03-11T10:00:00"},
@@ -132,7 +131,11 @@ def inputs(spark):
             {"snapshot_date": "2024-03-02", "client_id": "C1", "total_endpoints": 22},
         ]),
     }
-    return P.prepare(raw)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return P.prepare(raw_inputs())
 
 
 METRICS = ["client_id", "month", "billed", "mrr", "labour_billed", "addition_cost", "addition_retail",
@@ -142,7 +145,7 @@ METRICS = ["client_id", "month", "billed", "mrr", "labour_billed", "addition_cos
            "avg_days_late", "csat_responses", "csat_avg", "csat_positive_pct", "month_final"]
 
 
-def test_client_month_matches_the_hand_computed_numbers(inputs, cfg, spark):
+def test_client_month_matches_the_hand_computed_numbers(inputs, cfg):
     client, _ = P.transform(inputs, MARCH, cfg, AS_OF)
     expected = [(
         "C1", "2024-03",
@@ -173,10 +176,10 @@ def test_client_month_matches_the_hand_computed_numbers(inputs, cfg, spark):
         50.0,           # csat_positive_pct = 1 of 2 rated >= 4
         False,          # month_final: March closes on Apr 5 (Mar 31 + 5 days) > as_of Apr 3
     )]
-    assertDataFrameEqual(client.select(*METRICS), spark.createDataFrame(expected, client.select(*METRICS).schema))
+    assert rows_of(client, METRICS) == expected
 
 
-def test_agreement_month_and_target_hours(inputs, cfg, spark):
+def test_agreement_month_and_target_hours(inputs, cfg):
     _, agreement = P.transform(inputs, MARCH, cfg, AS_OF)
     cols = ["agreement_id", "client_id", "billed", "profit", "margin_pct", "effective_hourly_rate",
             "contribution_rate", "target_hours"]
@@ -190,8 +193,7 @@ def test_agreement_month_and_target_hours(inputs, cfg, spark):
         # target hours at 50 %: (0.5 x 1483.34 - 85.00) / (286.25 / 7.75 = 36.935484) = 656.67 / 36.935484 = 17.778...
         D("17.78"),
     )]
-    out = agreement.select(*cols)
-    assertDataFrameEqual(out, spark.createDataFrame(expected, out.schema))
+    assert rows_of(agreement, cols) == expected
 
 
 @pytest.mark.parametrize(("basis", "ehr"), [
@@ -200,30 +202,30 @@ def test_agreement_month_and_target_hours(inputs, cfg, spark):
     ("retail", D("236.56")),  # (1983.34 - 150.00) / 7.75 = 236.560...
 ])
 def test_effective_hourly_rate_follows_the_deduction_basis(inputs, cfg, basis, ehr):
-    client, _ = P.transform(inputs, MARCH, replace(cfg, deduction_basis=basis), AS_OF)
-    assert client.select("effective_hourly_rate").first()[0] == ehr
+    client, _ = P.transform(inputs, MARCH, cfg.model_copy(update={"deduction_basis": basis}), AS_OF)
+    assert rows_of(client, ["effective_hourly_rate"]) == [(ehr,)]
 
 
-def test_margin_is_null_without_billing_and_rates_are_null_without_hours(spark, cfg):
-    empty = {k: frame(spark, ds, []) for k, ds in P.INPUTS.items()}
-    empty["time_entries"] = frame(spark, "processed.time_entries", [
+def test_margin_is_null_without_billing_and_rates_are_null_without_hours(cfg):
+    empty = {k: table(ds, []) for k, ds in P.INPUTS.items()}
+    empty["time_entries"] = table("processed.time_entries", [
         {"time_entry_id": "TE9", "technician_id": "T9", "client_id": "C2", "work_date": "2024-03-01", "hours": 2,
          "billable": True, "work_type": "project", "created_at": "2024-03-01T00:00:00"}])
-    empty["endpoints"] = frame(spark, "processed.managed_endpoints", [
+    empty["endpoints"] = table("processed.managed_endpoints", [
         {"snapshot_date": "2024-03-01", "client_id": "C3", "total_endpoints": 0}])
     client, _ = P.transform(P.prepare(empty), MARCH, cfg, date(2024, 4, 30))
-    rows = {r.client_id: r for r in client.collect()}
+    rows = {r["client_id"]: r for r in client.to_pyarrow().to_pylist()}
     # C2: worked 2 h, billed nothing, no cost rate -> profit 0, margin null, EHR 0 / 2 = 0
-    assert rows["C2"].margin_pct is None and rows["C2"].profit == D("0.00")
-    assert rows["C2"].effective_hourly_rate == D("0.00") and rows["C2"].uncosted_hours == D("2.00")
+    assert rows["C2"]["margin_pct"] is None and rows["C2"]["profit"] == D("0.00")
+    assert rows["C2"]["effective_hourly_rate"] == D("0.00") and rows["C2"]["uncosted_hours"] == D("2.00")
     # C3: endpoints only (0 of them): no division by zero, every ratio null
-    assert rows["C3"].rhem is None and rows["C3"].effective_hourly_rate is None and rows["C3"].tickets == 0
-    assert rows["C3"].month_final is True  # March closed Apr 5 <= Apr 30
+    assert rows["C3"]["rhem"] is None and rows["C3"]["effective_hourly_rate"] is None
+    assert rows["C3"]["tickets"] == 0 and rows["C3"]["endpoints"] == 0.0
+    assert rows["C3"]["month_final"] is True  # March closed Apr 5 <= Apr 30
 
 
-def test_spread_months_add_up_to_the_line_amount(inputs, spark):
+def test_spread_months_add_up_to_the_line_amount(inputs):
     facts = P.billed_facts(inputs.invoice_lines, inputs.invoices, ["2024-03", "2024-04", "2024-05"])
-    l6 = {r.month: r.cents for r in facts.groupBy("month").agg({"billed_cents": "sum"})
-          .withColumnRenamed("sum(billed_cents)", "cents").collect()}
+    l6 = dict(rows_of(facts.group_by("month").aggregate(cents=facts.billed_cents.sum())))
     # Mar: L1 100000 + L2 15000 + L4 30000 + L5 50000 + L6 3334; Apr and May: L6 3333 each
     assert l6 == {"2024-03": 198334, "2024-04": 3333, "2024-05": 3333}

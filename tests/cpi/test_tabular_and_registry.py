@@ -1,5 +1,6 @@
-"""The generic model pieces: the tabular classifier on a frame that has nothing to do with churn, the
-metrics, and the model registry (save, load, promote only when better, model card)."""
+"""The generic model pieces (:mod:`lakehouse.ml`, first used by CPI's churn model): the tabular classifier on
+a frame that has nothing to do with churn, the metrics, and the model registry (save, load, promote only when
+better, model card)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pandas as pd
 import pytest
 
 from lakehouse.lake import Lake
+from lakehouse.ml.metrics import binary_metrics, expected_calibration_error, lift_at
+from lakehouse.ml.tabular import column_kind, fit_binary, labels
 from lakehouse.model_registry import ModelRegistry, RegistryError, make_version
-from models.metrics import binary_metrics, lift_at
-from models.tabular import column_kind, fit_binary, labels
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,14 @@ def test_any_tabular_frame_trains_and_scores(leads):
     assert np.isfinite(model.predict_proba(odd)).all()
 
 
+def test_pandas_string_dtype_and_nullable_types_read_like_plain_ones():
+    assert labels(pd.Series(["Yes", "no", " YES ", "N"], dtype="string", name="y")).tolist() == [1, 0, 1, 0]
+    assert labels(pd.Series([True, False], dtype="boolean", name="y")).tolist() == [1, 0]
+    assert column_kind(pd.Series(["1", "2.5", None, " "], dtype="string")) == "numeric"
+    assert column_kind(pd.Series(["gold", None], dtype="string")) == "categorical"
+    assert column_kind(pd.Series([1, None], dtype="Int64")) == "numeric"
+
+
 def test_label_and_kind_inference_refuse_what_they_cannot_read():
     assert column_kind(pd.Series(["1", "2", "", None])) == "numeric"
     assert column_kind(pd.Series(["a", "2"])) == "categorical"
@@ -74,13 +83,17 @@ def test_metrics_by_hand():
     # 0.7 < 0.8: (8 + 7) / 16 = 0.9375. PR-AUC = (1/1 + 2/3) / 2 = 0.8333. Top decile = the 0.9 row (a
     # positive): 1 / base rate 0.2 = 5. Brier = (0.01 + 0.64 + 0.09 + 7 x 0.01) / 10 = 0.081
     assert (m["roc_auc"], round(m["pr_auc"], 4), m["lift_top_decile"], m["brier"]) == (0.9375, 0.8333, 5.0, 0.081)
+    # ECE over 10 bins: 0.9 alone (|1 - 0.9|), 0.8 alone (|0 - 0.8|), 0.7 alone (|1 - 0.7|), seven 0.1s (|0 - 0.1|):
+    # (0.1 + 0.8 + 0.3) / 10 + 7 / 10 x 0.1 = 0.19
+    assert m["ece"] == 0.19
+    assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0 and expected_calibration_error([], []) is None
     # ties at the decile edge count by expectation: all equal scores give a lift of exactly 1
     assert lift_at(y, [0.5] * 10, 0.1) == 1.0
     assert binary_metrics([0, 0], [0.1, 0.2])["roc_auc"] is None  # undefined, not invented
 
 
-def test_registry_saves_loads_and_promotes_only_a_better_model(tmp_path, leads):
-    lake = Lake(str(tmp_path / "lake"))
+def test_registry_saves_loads_and_promotes_only_a_better_model(settings, leads):
+    lake = Lake.from_settings(settings)
     reg = ModelRegistry(lake, "lead-scoring")
     with pytest.raises(RegistryError, match="no promoted version"):
         reg.load()

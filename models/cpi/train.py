@@ -6,25 +6,27 @@
 * **Baseline** (named, :class:`RulesBaseline`): the number of DOMAIN.md rules a client breaks (margin in
   the lowest tier, EHR under target, RHEM over target, paying late, ticket surge), turned into a
   probability by the churn rate of that count in the training rows.
-* **Model**: :func:`models.tabular.fit_binary` (gradient-boosted trees, sigmoid-calibrated) on
-  :data:`models.churn.features.FEATURES`.
+* **Model**: :func:`lakehouse.ml.tabular.fit_binary` (gradient-boosted trees, sigmoid-calibrated) on
+  :data:`models.cpi.features.FEATURES`.
 * **Metrics** for both on the same test rows: ROC-AUC, PR-AUC (primary: positives are rare), lift in the
-  top decile, Brier score (:mod:`models.metrics`).
+  top decile, Brier score, calibration error (:mod:`lakehouse.ml.metrics`).
+
+The parameters come from the agent's settings (``CpiSettings.churn_params()``: ``horizon_days``,
+``event``, ``test_share``, ``min_train_positives``, ``model_params``, ``calibration``, ``random_state``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from jobs.cpi.config import CpiConfig
-from models.churn.features import FEATURES, RULES
-from models.metrics import binary_metrics
-from models.tabular import TabularModel, fit_binary, permutation_importance
+from lakehouse.ml.metrics import binary_metrics
+from lakehouse.ml.tabular import TabularModel, fit_binary, permutation_importance
+from models.cpi.features import FEATURES, RULES
 
 MODEL_NAME = "churn-prediction"
 BASELINE_NAME = "rules: lowest margin tier + EHR < target + RHEM > target + days late > grace + ticket surge"
@@ -102,22 +104,23 @@ def time_split(snaps: pd.DataFrame, test_share: float, horizon_days: int) -> tup
     return train, test, info
 
 
-def train(snaps: pd.DataFrame, cfg: CpiConfig) -> TrainResult:
+def train(snaps: pd.DataFrame, params: Mapping[str, Any]) -> TrainResult:
     """Fit the baseline and the model on the training snapshots; score both on the test snapshots."""
-    tr, te, info = time_split(snaps, cfg.churn_test_share, cfg.churn_horizon_days)
-    if info["train_positives"] < cfg.churn_min_train_positives:
+    horizon = int(params["horizon_days"])
+    tr, te, info = time_split(snaps, float(params["test_share"]), horizon)
+    if info["train_positives"] < int(params["min_train_positives"]):
         raise NotEnoughData(f"{info['train_positives']} churn example(s) in the training window "
-                            f"{info['train_from']}..{info['train_to']}; need {cfg.churn_min_train_positives} "
+                            f"{info['train_from']}..{info['train_to']}; need {params['min_train_positives']} "
                             "(cpi.churn_min_train_positives)")
     baseline = RulesBaseline().fit(tr, tr["label"])
-    model = fit_binary(tr, "label", FEATURES, params=cfg.churn_model_params, calibration=cfg.churn_calibration,
-                       random_state=cfg.churn_random_state)
+    model = fit_binary(tr, "label", FEATURES, params=params["model_params"], calibration=params["calibration"],
+                       random_state=int(params["random_state"]))
     p_model = model.predict_proba(te)
     p_base = baseline.predict_proba(te)
     metrics = {**binary_metrics(te["label"], p_model), "baseline": binary_metrics(te["label"], p_base)}
-    importance = permutation_importance(model, te, te["label"], repeats=3, random_state=cfg.churn_random_state)
+    importance = permutation_importance(model, te, te["label"], repeats=3, random_state=int(params["random_state"]))
     te = te.assign(probability=p_model, baseline_probability=p_base)
-    return TrainResult(ChurnModel(model, baseline, cfg.churn_horizon_days, cfg.churn_event), metrics, info, tr, te,
+    return TrainResult(ChurnModel(model, baseline, horizon, str(params["event"])), metrics, info, tr, te,
                        importance)
 
 

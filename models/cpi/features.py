@@ -27,12 +27,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from jobs.common import add_months, month_end, month_of
-from jobs.cpi.config import CpiConfig
+from lakehouse.transforms import add_months, month_end, month_of
+
+
+class ChurnRules(Protocol):
+    """What the snapshots, rule flags and signals compare against: the CPI agent's settings
+    (``jobs.cpi.settings.CpiSettings``) provide it; this package does not import them."""
+
+    min_billed_for_margin: float
+    ehr_target: float
+    rhem_target: float
+    days_late_grace: int
+    ticket_surge_pct: float
+    driver_min_change_pct: float
+    csat_drop_points: float
+    churn_event: str
+    churn_horizon_days: int
+
+    @property
+    def lowest_bound(self) -> float: ...
+
+    def tier(self, margin_pct: float | None) -> str | None: ...
+
 
 KEYS = ["client_id", "snapshot_date"]
 CATEGORICAL = ["client_type", "industry", "client_billing_cycle", "margin_tier"]
@@ -76,7 +97,7 @@ def month_ends(first_month: str, last_day: date) -> list[date]:
     return out
 
 
-def monthly_features(monthly: pd.DataFrame, cfg: CpiConfig) -> pd.DataFrame:
+def monthly_features(monthly: pd.DataFrame, cfg: ChurnRules) -> pd.DataFrame:
     """Per client and month: the month's values and their trends against the 3 months before.
 
     Months a client has no row for count as missing (not zero), on a complete calendar grid, so "the 3
@@ -143,7 +164,7 @@ def _window_counts(events: pd.DataFrame, day_col: str, snaps: pd.DataFrame, days
     return pd.Series(vals, index=snaps.index, name=name)
 
 
-def event_dates(lifecycle: pd.DataFrame, cfg: CpiConfig) -> pd.Series:
+def event_dates(lifecycle: pd.DataFrame, cfg: ChurnRules) -> pd.Series:
     """Per client: the day it ended its relationship (see the module docstring), NaT if it has not."""
     end = pd.to_datetime(lifecycle["service_end"])
     if cfg.churn_event == "notice":
@@ -152,7 +173,7 @@ def event_dates(lifecycle: pd.DataFrame, cfg: CpiConfig) -> pd.Series:
 
 
 def build_snapshots(monthly: pd.DataFrame, lifecycle: pd.DataFrame, removals: pd.DataFrame,
-                    remote_installs: pd.DataFrame, days: Iterable[date], cfg: CpiConfig,
+                    remote_installs: pd.DataFrame, days: Iterable[date], cfg: ChurnRules,
                     as_of: date) -> pd.DataFrame:
     """Snapshots of every eligible client on each of ``days``, with features, rule flags and the label
     as known on ``as_of`` (columns ``event_date``, ``label``, ``label_complete``)."""
@@ -200,7 +221,7 @@ def build_snapshots(monthly: pd.DataFrame, lifecycle: pd.DataFrame, removals: pd
     return snaps[cols].sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
-def signals(row: pd.Series | dict, cfg: CpiConfig) -> list[str]:
+def signals(row: pd.Series | dict, cfg: ChurnRules) -> list[str]:
     """The churn signals a snapshot shows, in words, strongest kinds first (for predictions and insights).
 
     They explain; they do not score (the model does). A change is shown when it exceeds
