@@ -34,7 +34,7 @@ def agent_dag(agent: str, stages: list):
                                                                                                    timezone="UTC")),
              ["msp", "agent", agent], f"## {title}\n" + __doc__ + msp.describe(stages, pipeline, dag_id))
     def build():
-        msp.stage_chain(stages, pipeline)
+        msp.finish(msp.stage_chain(stages, pipeline))
 
     return build()
 

@@ -47,7 +47,8 @@ def msp_ingest():
                 for name in gates:
                     groups[parent][name][1] >> groups[child][name][0]
     if not sources:  # no landing source declared: one chain over everything
-        msp.stage_chain(pipeline.ingestion, pipeline)
+        groups[""] = msp.stage_chain(pipeline.ingestion, pipeline)
+    msp.finish(*groups.values())
 
 
 msp_ingest()

@@ -21,6 +21,6 @@ if pipeline.maintenance:
              ["msp", "platform", "maintenance"],
              __doc__ + msp.describe(pipeline.maintenance, pipeline, orch.MAINTENANCE_DAG))
     def msp_maintenance():
-        msp.stage_chain(pipeline.maintenance, pipeline)
+        msp.finish(msp.stage_chain(pipeline.maintenance, pipeline))
 
     msp_maintenance()

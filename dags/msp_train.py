@@ -21,8 +21,10 @@ if pipeline.training:
     @msp.dag(orch.TRAIN_DAG, CronDataIntervalTimetable("@weekly", timezone="UTC"), ["msp", "models", "training"],
              __doc__ + msp.describe([s for v in pipeline.training.values() for s in v], pipeline, orch.TRAIN_DAG))
     def msp_train():
+        chains = []
         for agent, stages in pipeline.training.items():
             with TaskGroup(group_id=agent, tooltip=f"{agent}: weekly training"):
-                msp.stage_chain(stages, pipeline)
+                chains.append(msp.stage_chain(stages, pipeline))
+        msp.finish(*chains)
 
     msp_train()

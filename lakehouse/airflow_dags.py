@@ -28,7 +28,18 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, ClassVar
 
-from airflow.sdk import Asset, AssetAlias, AssetAll, AssetAny, Metadata, Param, TaskGroup, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    AssetAll,
+    AssetAny,
+    Metadata,
+    Param,
+    TaskGroup,
+    get_current_context,
+    task,
+    teardown,
+)
 from airflow.sdk import dag as airflow_dag
 
 import schemas
@@ -188,10 +199,22 @@ def run_stage_here(stage_name: str, stage_params: dict[str, Any], tables: list[s
     run_id = _run_id(context)
     log.info("stage %s for %s (run id %s, params %s)", stage_name, [d.isoformat() for d in dates], run_id,
              stage_params)
-    result = orch.run_stage(load_settings(), stage_name, dates, params=stage_params, run_id=run_id)
+    # the analysts' catalog is refreshed once per DAG run, by its last task (refresh_catalog_here)
+    result = orch.run_stage(load_settings(), stage_name, dates, params=stage_params, run_id=run_id,
+                            refresh_catalog=False)
     orch.check(result)
     yield from _metadata(result, tables)
     return _summary(result)
+
+
+def refresh_catalog_here() -> int:
+    """Local runner, the teardown of every DAG: the analysts' SQL catalog over the snapshots the run committed
+    (once per DAG run instead of once per task; a refresh failure does not fail the run, as in ``msp run``)."""
+    from lakehouse.environment import sql_catalog
+    from lakehouse.lake import Lake
+
+    cfg = load_settings()
+    return sql_catalog(cfg).refresh(Lake.from_settings(cfg))
 
 
 def prepare_glue_run(stage_name: str, stage_params: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +260,10 @@ class Runner:
               task_id: str) -> tuple[Any, Any]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def finish(self, chains: Iterable[Mapping[str, tuple[Any, Any]]]) -> Any:
+        """What runs after every stage task of a DAG, whatever their outcome (nothing by default)."""
+        return None
+
     @staticmethod
     def doc(stage: Stage, tables: Sequence[Dataset]) -> str:
         return (f"Stage `{stage.name}` ({stage.kind}, {stage.agent}): {stage.description}\n\n"
@@ -253,6 +280,16 @@ class LocalRunner(Runner):
             run_stage_here)
         op = run(stage_name=stage.name, stage_params=params, tables=[d.qualified_name for d in tables]).operator
         return op, op
+
+    def finish(self, chains):
+        """A teardown refreshing the DuckDB catalog once the DAG's stages are done (a teardown does not decide
+        the run's state: a failed stage still fails the run)."""
+        refresh = teardown(task(task_id="refresh_catalog", doc_md=refresh_catalog_here.__doc__)(
+            refresh_catalog_here))().operator
+        for chain in chains:
+            for _first, last in chain.values():
+                last >> refresh
+        return refresh
 
 
 class GlueRunner(Runner):
@@ -323,6 +360,11 @@ def stage_chain(stages: Sequence[Stage], pipe: orch.Pipeline | None = None, *, p
             if up.name != s.name and pipe.depends(s, up):
                 tasks[up.name][1] >> tasks[s.name][0]
     return tasks
+
+
+def finish(*chains: Mapping[str, tuple[Any, Any]], run: Runner | None = None) -> Any:
+    """The runner's last task of a DAG after all its stage chains (the local runner's catalog refresh)."""
+    return (run or runner()).finish(chains)
 
 
 def of_source(source: str) -> Callable[[Dataset], bool]:

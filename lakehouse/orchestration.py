@@ -197,15 +197,15 @@ class Pipeline:
 
     # ---- datasets --------------------------------------------------------------------------------------
     @cached_property
-    def claimed(self) -> dict[str, str]:
-        """Dataset → the stage that names it exactly in its writes."""
-        return {w: s.name for s in self.stages for w in s.writes if not any(ch in w for ch in "*?[")}
+    def claimed(self) -> set[str]:
+        """Datasets some stage names exactly in its writes."""
+        return {w for s in self.stages for w in s.writes if not any(ch in w for ch in "*?[")}
 
     def outputs(self, s: Stage) -> list[Dataset]:
         """The declared datasets a stage publishes: wildcards resolved to what its own agent owns, less what
         another stage names exactly (``quality`` writes ``quarantine.*``, but ``quarantine.rejected_files`` is
         ``ingest``'s)."""
-        return [schemas.get(n) for n in sorted(self.reg.outputs(s)) if self.claimed.get(n, s.name) == s.name]
+        return [schemas.get(n) for n in sorted(self.reg.outputs(s)) if n in s.writes or n not in self.claimed]
 
     def reads(self, s: Stage) -> list[Dataset]:
         return [schemas.get(n) for n in sorted(self.reg.inputs(s))]

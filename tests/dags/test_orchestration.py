@@ -52,6 +52,7 @@ BB = Agent(name="bb", title="B", package="jobs", stages=(
     Stage("bb.pipeline", "x:y", kind="transform", reads=("processed.tickets", "analytics.t_margin",
                                                           "processed.leads"),
           writes=("analytics.t_pipeline",)),
+    Stage("bb.alerts", "x:y", kind="transform", reads=("analytics.t_pipeline",), writes=("events.outbox",)),
 ))
 
 
@@ -61,7 +62,7 @@ def test_the_kind_decides_the_dag_never_the_name(catalog):
         "ingest": "msp_ingest", "quality": "msp_ingest", "events.dispatch": "msp_events",
         "lake.maintain": "msp_maintenance", "aa.margin": "msp_aa", "aa.alerts": "msp_aa",
         "aa.churn_train": "msp_train", "aa.churn_score": "msp_aa", "aa.on_event": "msp_aa",
-        "aa.constrain_train": "msp_aa", "bb.pipeline": "msp_bb"}
+        "aa.constrain_train": "msp_aa", "bb.pipeline": "msp_bb", "bb.alerts": "msp_bb"}
     assert list(pipe.agent_dags()) == ["aa", "bb"] and list(pipe.training) == ["aa"]
     # scoring runs in the agent's DAG in run order: after the features it reads, before what reads the scores
     names = [s.name for s in pipe.agent_dags()["aa"]]
@@ -88,13 +89,16 @@ def test_a_wildcard_write_covers_only_what_its_agent_owns_and_no_other_stage_nam
     monkeypatch.setattr(schemas, "catalog", lambda: {**catalog, cpi_table.qualified_name: cpi_table})
     aa = Agent(name="aa", title="A", package="jobs", stages=(
         Stage("aa.client_margin", "x:y", kind="transform", reads=("processed.invoices",),
-              writes=("processed.client_margin",)),))
+              writes=("processed.client_margin", "events.outbox")),))
     pipe = orch.Pipeline(registry_of(aa, BB))
     quality = {d.qualified_name for d in pipe.outputs(pipe.reg.stages["quality"])}
     assert "processed.tickets" in quality and "quarantine.tickets" in quality
     assert "processed.client_margin" not in quality  # the agent's own processed table
     assert "quarantine.rejected_files" not in quality  # ingestion names it
     assert pipe.producers["processed.client_margin"] == "msp_aa"
+    # a table several stages name exactly (the outbox) is an output of each of them
+    assert [orch.OUTBOX in {d.qualified_name for d in pipe.outputs(pipe.reg.stages[n])}
+            for n in ("aa.client_margin", "bb.alerts", "events.dispatch")] == [True, True, False]
 
 
 def test_schedules_that_would_wait_on_each_other_are_broken(catalog):
