@@ -208,7 +208,7 @@ def distance_matrix_km(points: Sequence[tuple[float, float]], road_factor: float
 
 
 def drive_minutes(km: float, speed_kmh: float) -> int:
-    return int(math.ceil(km / speed_kmh * 60.0)) if km > 0 else 0
+    return math.ceil(km / speed_kmh * 60.0) if km > 0 else 0
 
 
 # ---- tickets -------------------------------------------------------------------------------------------------------

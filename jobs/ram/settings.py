@@ -39,13 +39,14 @@ class RamSettings(Section):
     skill_gap_weight: Weight
     travel_weight_per_km: Weight
     imbalance_weight: Weight
-    overtime_weight_per_hour: Weight
     unassigned_weight: Annotated[float, Field(gt=0)]
     estimate_days: Annotated[int, Field(ge=7, le=730)]
     min_estimate_samples: Annotated[int, Field(ge=1)]
     default_ticket_hours: Annotated[float, Field(gt=0, le=24)]
     backlog_days: Annotated[int, Field(ge=1, le=90)]
     max_plan_days: Annotated[int, Field(ge=1, le=62)]
+    assign_window_minutes: Annotated[int, Field(ge=5, le=1440)]
+    assign_candidates: Annotated[int, Field(ge=1, le=100)]
     assign_time_limit_s: Annotated[float, Field(gt=0, le=600)]
     assign_deterministic_limit: Annotated[float, Field(gt=0, le=600)]
     assign_workers: Annotated[int, Field(ge=1, le=64)]
