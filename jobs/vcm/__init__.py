@@ -61,7 +61,8 @@ AGENT = Agent(
               writes=(SCORECARD,),
               description="Vendor scorecard per quarter: responsiveness, reliability, invoice accuracy, cost trend, "
                           "compliance (1-5, weighted)."),
-        Stage("vcm.renewals", "jobs.vcm.renewals:run", kind="transform", reads=(VERSIONS, REGISTER, SCORECARD),
+        Stage("vcm.renewals", "jobs.vcm.renewals:run", kind="transform",
+              reads=(VERSIONS, REGISTER, WORKFLOW, SCORECARD),
               writes=("events.outbox",),
               description="Emit contract.renewal.due on the days a reminder (90 / 60 / 30 days before the "
                           "opt-out deadline) falls due."),

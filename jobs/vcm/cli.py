@@ -76,7 +76,7 @@ def extract_files(settings: Settings | None, paths: list[str], extractor: str = 
     else:
         try:
             model, rules = load_extractor(Lake.from_settings(settings), cfg)
-        except Exception as exc:  # noqa: BLE001 - no lake here: the rules still read the file
+        except Exception as exc:
             model = rules = RulesExtractor(msp, cfg.date_order)
             note = f"no learned extractor available ({type(exc).__name__}); used the rules baseline"
         if model is rules and note is None:

@@ -91,7 +91,7 @@ def tesseract_version() -> str | None:
         import pytesseract
 
         return str(pytesseract.get_tesseract_version()).split()[0]
-    except Exception:  # noqa: BLE001 - not installed, not on PATH, broken install: all mean "no OCR"
+    except Exception:
         return None
 
 
@@ -112,7 +112,7 @@ def _languages() -> tuple[str, ...]:
         import pytesseract
 
         return tuple(sorted(pytesseract.get_languages(config="")))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ()
 
 
@@ -152,7 +152,7 @@ def _page_image(reader_page, data: bytes, number: int, cfg: OcrConfig):
     """The page as an image: its one embedded image when it is a scan, else a pdftoppm rendering."""
     try:
         images = list(reader_page.images)
-    except Exception:  # noqa: BLE001 - an image pypdf cannot decode: render the page instead
+    except Exception:
         images = []
     if len(images) == 1:
         img = images[0].image

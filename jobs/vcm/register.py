@@ -21,7 +21,7 @@ import pandas as pd
 
 from jobs.vcm.renewals import reminders
 from jobs.vcm.workflow import Case, case_id, fold
-from models.vcm.fields import FIELDS, current_term, from_text
+from models.vcm.fields import FIELDS, current_term, from_text, term_end
 from models.vcm.rules import similar
 from models.vcm.text import name_key
 
@@ -157,9 +157,11 @@ def register_rows(docs: pd.DataFrame, workflow: pd.DataFrame, as_of: date) -> pd
         notice = None if notice is None or pd.isna(notice) else int(notice)
         cur_end, k = current_term(exp, renews, int(months) if months else None, as_of) if exp else (None, None)
         next_opt = cur_end - timedelta(days=notice) if cur_end and renews and notice is not None else None
+        if next_opt is not None and next_opt < as_of and months:  # passed: the contract renews; next term's
+            next_opt = term_end(cur_end + timedelta(days=1), int(months)) - timedelta(days=notice)
         case, state, by, at, why = last_state.get(cid, (None, None, None, None, None))
         rows.append({
-            "contract_id": cid, "document_id": f["document_id"], "versions": int(len(g)), "file_name": f["file_name"],
+            "contract_id": cid, "document_id": f["document_id"], "versions": len(g), "file_name": f["file_name"],
             "source_file": f.get("source_file") or f["file_name"], "first_seen": g["seen"].min(),
             "version_seen": f["seen"], "vendor_id": f.get("vendor_id"), "vendor_name": f.get("vendor_name"),
             "vendor_match": f.get("vendor_match"), "msp_party": f.get("msp_party"),

@@ -28,6 +28,7 @@ EVENT = "contract.renewal.due"
 VERSIONS = "processed.contract_versions"
 REGISTER = "processed.contract_register"
 SCORECARD = "analytics.vendor_scorecard"
+WORKFLOW = "processed.contract_workflow"
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ def event_for(r: Reminder, contract: dict[str, Any], thresholds: Sequence[int], 
             "vendor_id": contract.get("vendor_id"), "term_end": r.term_end.isoformat(),
             "opt_out_date": r.opt_out.isoformat(), "days_to_opt_out": r.days_to_opt_out,
             "reminder_days": int(r.reminder_days), "renewal_type": contract.get("renewal_type") or "auto_renew",
-            "renewal_term_months": contract.get("renewal_term_months"),
-            "notice_period_days": contract.get("notice_period_days"), "renewals_so_far": r.cycle,
+            "renewal_term_months": _int(contract.get("renewal_term_months")),
+            "notice_period_days": _int(contract.get("notice_period_days")), "renewals_so_far": r.cycle,
             "auto_renew": True, "annual_value": None if annual is None else float(annual),
             "vendor_score": vendor_score, "approval_state": contract.get("approval_state")}
     if data["renewal_type"] not in ("auto_renew", "evergreen"):
@@ -125,6 +126,11 @@ def event_for(r: Reminder, contract: dict[str, Any], thresholds: Sequence[int], 
                       f"reminder_{r.reminder_days}d", data, evidence, severity=severity, episode=episode)
 
 
+def _int(v: Any) -> int | None:
+    v = clean(v)
+    return None if v is None else int(v)
+
+
 def clean(v: Any) -> Any:
     if v is None:
         return None
@@ -138,22 +144,49 @@ def clean(v: Any) -> Any:
     return v
 
 
+def score_before(scores: pd.DataFrame, vendor_id: str | None, day: date) -> float | None:
+    """The vendor's overall score in the last quarter that had ended before ``day`` (so an event's content
+    depends on its own day only, whatever window the run that wrote it covered)."""
+    if not vendor_id or scores.empty:
+        return None
+    s = scores[(scores["vendor_id"] == vendor_id) & scores["overall_score"].notna()
+               & (pd.to_datetime(scores["quarter_end"]).dt.date < day)]
+    return None if s.empty else float(s.sort_values("quarter").iloc[-1]["overall_score"])
+
+
+def state_on(workflow: pd.DataFrame, contract_id: str, day: date) -> str | None:
+    """State of the contract's latest case as it stood at the end of ``day``."""
+    if workflow.empty:
+        return None
+    from datetime import UTC, datetime, time
+
+    end = pd.Timestamp(datetime.combine(day, time(23, 59, 59), tzinfo=UTC))
+    w = workflow[(workflow["contract_id"] == contract_id) & (pd.to_datetime(workflow["at"], utc=True) <= end)]
+    if w.empty:
+        return None
+    latest = w.sort_values(["at", "seq"]).iloc[-1]["case_id"]
+    return str(w[w["case_id"] == latest].sort_values("seq").iloc[-1]["state"])
+
+
 def run(ctx: RunContext) -> None:
     cfg = ctx.config
     versions = ctx.read_pandas(VERSIONS)
     register = ctx.read_pandas(REGISTER)
     scores = ctx.read_pandas(SCORECARD)
-    latest_score: dict[str, float] = {}
-    if len(scores):
-        s = scores[scores["overall_score"].notna()].sort_values("quarter")
-        latest_score = {r.vendor_id: float(r.overall_score) for r in s.itertuples()}
+    workflow = ctx.read_pandas(WORKFLOW)
     contracts = {r["contract_id"]: {k: clean(v) for k, v in r.items()} for r in register.to_dict("records")}
+    by_doc = {r["document_id"]: {k: clean(v) for k, v in r.items()} for r in versions.to_dict("records")}
     days = set(ctx.days)
     events = []
     for r in reminders(versions, cfg.reminder_days, ctx.end):
         if r.day.isoformat() not in days:
             continue
-        c = contracts.get(r.contract_id, {})
-        events.append(event_for(r, c, cfg.reminder_days, latest_score.get(c.get("vendor_id") or "")))
+        # the facts of the version the reminder comes from, not of whatever version is latest at the run's end
+        c = {**contracts.get(r.contract_id, {}), **{k: v for k, v in by_doc.get(r.document_id, {}).items()
+                                                     if k in ("vendor_id", "vendor_name", "renewal_type",
+                                                              "renewal_term_months", "notice_period_days",
+                                                              "annual_value")}}
+        c["approval_state"] = state_on(workflow, r.contract_id, r.day)
+        events.append(event_for(r, c, cfg.reminder_days, score_before(scores, c.get("vendor_id"), r.day)))
     ctx.count("events.outbox").notes.append(f"{len(events)} {EVENT} reminder(s)")
     ctx.emit(EVENT, events)

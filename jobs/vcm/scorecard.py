@@ -196,9 +196,9 @@ def transform(vendors: pd.DataFrame, expenses: pd.DataFrame, escalations: pd.Dat
                 "recurring_expected": Decimal(f"{compared['expected'].sum():.2f}") if len(compared) else None,
                 "invoice_deviation_pct": round(float(dev.mean()), 3) if len(dev) else None,
                 "accurate_months": accurate if len(compared) else None,
-                "billed_months": int(len(compared)) if len(compared) else None, "escalations": n_esc,
+                "billed_months": len(compared) if len(compared) else None, "escalations": n_esc,
                 "response_within_sla": resp, "resolution_within_sla": res,
-                "contracts_in_force": int(len(q_contracts)), "compliance_findings": "; ".join(found) or None,
+                "contracts_in_force": len(q_contracts), "compliance_findings": "; ".join(found) or None,
                 **{f"{d}_score": scores[d] for d in DIMENSIONS}, "overall_score": overall,
                 "dimensions_scored": ", ".join(used), "notes": "; ".join(notes) or None, "as_of": as_of,
                 "quarter": q})

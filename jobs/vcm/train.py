@@ -84,7 +84,7 @@ def run(ctx: RunContext) -> None:
             from jobs.vcm.train import overall as _overall
 
             champion = _overall(evaluate(old, valid_docs, "model"))
-        except Exception as exc:  # noqa: BLE001 - an unloadable champion loses to a working challenger
+        except Exception as exc:
             ctx.warn(f"vcm-extractor {cur.version} could not be re-scored ({exc}); comparing stored scores")
     decision = reg.promote_if_better(version, champion_score=champion)
     ctx.count("ml-models/vcm-extractor").notes.append(

@@ -30,6 +30,7 @@ from models.vcm.candidates import Candidate, Document, document
 from models.vcm.evaluate import truth_value
 from models.vcm.fields import Extraction, FieldValue, finish, term_ends
 from models.vcm.rules import (
+    DATE_LABEL,
     RulesExtractor,
     amount_role,
     date_roles,
@@ -43,7 +44,7 @@ from models.vcm.rules import (
     renewal,
     right_text,
 )
-from models.vcm.text import groups_of, groups_in, tokens
+from models.vcm.text import groups_in, groups_of, tokens
 
 MODEL_NAME = "vcm-extractor"
 ROLES: dict[str, tuple[str, ...]] = {
@@ -90,6 +91,8 @@ def features(doc: Document, c: Candidate, rank: int, count: int, rule: str | Non
         f[f"C:{g}"] = 1.0
     for g in groups_in(cl.heading):
         f[f"H:{g}"] = 1.0
+    if DATE_LABEL.match(cl.heading.strip()):
+        f["H=date"] = 1.0
     if c.kind == "money" and c.extra.get("basis"):
         f["has_basis"] = 1.0
     if c.kind == "months":
@@ -119,7 +122,7 @@ def labels(doc: Document, truth: dict) -> dict[int, str]:
     for kind, roles in ROLES.items():
         want = {r: truth_value(r, truth.get(r)) for r in roles}
         if kind == "days" and not truth_value("auto_renew", truth.get("auto_renew")):
-            want = {r: None for r in roles}
+            want = dict.fromkeys(roles)
         cands = doc.candidates[kind]
         for c in cands:
             hits = [r for r, v in want.items() if v is not None and v == c.value]

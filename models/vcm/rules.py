@@ -131,7 +131,8 @@ POSITIVE_RENEWAL = re.compile(
     r"\b(?:shall|will)\s+(?:automatically\s+)?(?:renew|extend|be\s+renewed|be\s+extended)|\bevergreen\b|"
     r"\bcontinues?\s+(?:in\s+(?:effect|force)\s+)?(?:in|for)\s+.{0,40}?(?:increments|periods|terms)|"
     r"\bsuccessive\s+(?:renewal\s+)?(?:terms|periods)|\brenewal:\s*automatic|\bcontinue\s+.{0,60}until\s+terminated|"
-    r"\brenew(?:s|ed)?\s+for\s+(?:successive|additional|further)", re.I)
+    r"\brenew(?:s|ed)?\s+for\s+(?:successive|additional|further)|\brolls?\s+over\b|"
+    r"\bautomatically\b(?=.{0,60}\b(?:periods?|terms?|years?|months?)\b)", re.I)
 NEGATIVE_RENEWAL = re.compile(
     r"\b(?:shall|will|does|do|is)\s+not\s+(?:be\s+)?(?:automatically\s+)?(?:renew|extend|be\s+renewed)|"
     r"\bnot\s+renew\s+automatically|\bno\s+(?:automatic\s+)?(?:renewal|extension)|\bwithout\s+(?:automatic\s+)?renewal|"
@@ -208,11 +209,16 @@ def payment_terms(doc: Document) -> FieldValue | None:
 DATE_ROLE = {"SIGN": "agreement_date", "START": "effective_date", "END": "expiration_date"}
 
 
+DATE_LABEL = re.compile(r"^(?:agreement|contract|signature|execution|order)?\s*dated?$", re.I)
+
+
 def date_roles(doc: Document) -> dict[str, FieldValue]:
     out: dict[str, FieldValue] = {}
     for c in doc.candidates["date"]:
         before = left_text(doc, c)
-        if re.search(r"(?:\bto|[-\u2013])\s*$", before) and "effective_date" in out:
+        if DATE_LABEL.match(doc.clauses[c.clause].heading.strip()) and not tokens(before)[1:2]:
+            g, dist = "SIGN", 0  # a "Date:" label dates the document itself
+        elif re.search(r"(?:\bto|[-\u2013])\s*$", before) and "effective_date" in out:
             g, dist = "END", 0
         else:
             g, dist = nearest_cue(before, DATE_ROLE, doc.clauses[c.clause].heading)
