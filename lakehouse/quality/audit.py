@@ -1,13 +1,21 @@
-"""The audit step of write-audit-publish: a staged batch is validated against its dataset's expectations
-before it is committed.
+"""The audit step of write-audit-publish: the dataset's Great Expectations Checkpoint runs on the staged batch
+before anything is committed.
 
-The expectations of a dataset are the baseline its declaration implies (types, not-null, allowed values,
-ranges, unique key: :meth:`schemas.Dataset.baseline_expectations`) plus its suite in
-``expectations/<dataset>.json`` (Great Expectations 1.x expectations with a ``severity`` and ``meta.rule``;
-``meta.derived_columns`` with an ``expr`` are SQL expressions added to the batch first, e.g. the profit
-identity). Great Expectations validates the staged rows (pandas: a stage's batch is small); a failed
-``critical`` expectation raises :class:`AuditFailed` and nothing is committed, so the previous snapshot stays
-what readers see; a failed ``warning`` is reported in the run summary.
+:meth:`lakehouse.context.RunContext.write` calls :func:`audit_batch` for processed and analytics tables; the
+quality gate calls it for each processed batch it is about to publish. The Checkpoint (one per dataset, in
+the lake's GX project: :mod:`lakehouse.quality.gx`) validates the staged rows against the dataset's suite:
+
+* an agent's output: the baseline its declaration implies (types, not-null, allowed values, ranges, unique
+  key: :meth:`schemas.Dataset.baseline_expectations`) plus ``expectations/<dataset>.json``, whose
+  ``meta.derived_columns`` with an ``expr`` (Spark SQL, transpiled by sqlglot) are added to the batch first;
+* a gated dataset (``processed.<raw dataset>``): the gate's own suite (baseline of the raw declaration plus
+  business rules), on the rows the gate publishes together with the columns it decided them from (source
+  texts, lookups, derived columns). Every critical rule must hold on them: a row that broke one and was
+  published anyway is a bug of the gate, and the audit stops it.
+
+A failed ``critical`` expectation raises :class:`AuditFailed`: nothing is committed, the previous snapshot
+stays what readers see, and the stage fails (so does its Airflow task). Failed ``warning`` and ``info``
+expectations are reported in the run summary. ``quality.checkpoint = "off"`` skips the audit.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 log = logging.getLogger(__name__)
-_CONTEXT: Any = None
 
 
 class AuditFailed(RuntimeError):
@@ -42,17 +48,26 @@ class AuditFailed(RuntimeError):
 class AuditResult:
     dataset: str
     rows: int
+    checkpoint: str = ""
+    success: bool = True
     failed: dict[str, str] = field(default_factory=dict)  #: rule → "<n> unexpected: description"
     warned: dict[str, str] = field(default_factory=dict)
+    #: rule → {success, unexpected_count, element_count, partial_unexpected_list} as GX reported it
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    result_key: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def to_json(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "rows": self.rows, "success": self.success, "failed": self.failed,
+                "warned": self.warned, "result_key": self.result_key, "seconds": round(self.seconds, 3)}
+
 
 def suite_config(ds: Dataset, directory: Path = EXPECTATIONS_DIR) -> dict[str, Any]:
-    """Baseline + suite file of a typed dataset, as one Great Expectations suite configuration."""
+    """Baseline + suite file of an agent's output dataset, as one Great Expectations suite configuration."""
     expectations = []
     for e in ds.baseline_expectations():
         cols = e["kwargs"].get("column_list")
@@ -61,7 +76,7 @@ def suite_config(ds: Dataset, directory: Path = EXPECTATIONS_DIR) -> dict[str, A
         expectations.append(e)
     derived: list[dict[str, Any]] = []
     path = directory / f"{ds.name}.json"
-    if path.is_file() and ds.zone_root != "processed":  # processed twins are the gate's; their suite is raw
+    if path.is_file():
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("name") != ds.name:
             raise ValueError(f"{path}: suite name {doc.get('name')!r} must be the dataset name {ds.name!r}")
@@ -77,95 +92,131 @@ def suite_config(ds: Dataset, directory: Path = EXPECTATIONS_DIR) -> dict[str, A
     dupes = sorted({r for r in rules if rules.count(r) > 1})
     if dupes:
         raise ValueError(f"{path}: rule id(s) used twice: {dupes}")
-    return {"name": ds.name, "expectations": expectations, "meta": {"dataset": ds.qualified_name,
-                                                                     "derived_columns": derived}}
+    return {"name": ds.qualified_name, "expectations": expectations,
+            "meta": {"dataset": ds.qualified_name, "derived_columns": derived}}
 
 
-def gx_context():
-    """One ephemeral GX context per process (building one is cheap, importing GX is not)."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+def gated_suite_config(ds: Dataset) -> dict[str, Any] | None:
+    """The gate's suite of a processed twin (``processed.tickets`` → the rules of ``raw.tickets``)."""
+    raw = schemas.catalog().get(f"raw.{ds.name}")
+    if ds.zone_root != "processed" or raw is None:
+        return None
+    from lakehouse.quality.suite import load_suite
 
-        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-        ctx = gx.get_context(mode="ephemeral")
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        _CONTEXT = ctx
-    return _CONTEXT
+    config = load_suite(raw).gx_config()
+    return {**config, "name": ds.qualified_name}
 
 
-def with_derived(table: pa.Table, derived: list[dict[str, Any]], dialect: str = "spark") -> pd.DataFrame:
-    """The batch as pandas with the suite's derived columns (SQL expressions, run by DuckDB)."""
+def with_derived(table: pa.Table, derived: list[dict[str, Any]], dialect: str = "spark") -> pa.Table:
+    """The batch with the suite's ``expr`` derived columns its stage did not add (DuckDB over Arrow)."""
     import duckdb
+    import sqlglot
 
-    if not derived:
-        return table.to_pandas()
+    missing = [d for d in derived if d.get("expr") and d["name"] not in table.column_names]
+    if not missing:
+        return table
     con = duckdb.connect()
     try:
         con.register("batch", table)
-        import sqlglot
-
-        exprs = [sqlglot.transpile(d["expr"], read=dialect, write="duckdb")[0] for d in derived]
-        select = ", ".join(["*", *[f'({e}) AS "{d["name"]}"' for e, d in zip(exprs, derived, strict=True)]])
-        return con.execute(f"SELECT {select} FROM batch").df()
+        exprs = [sqlglot.transpile(d["expr"], read=dialect, write="duckdb")[0] for d in missing]
+        select = ", ".join(["*", *[f'({e}) AS "{d["name"]}"' for e, d in zip(exprs, missing, strict=True)]])
+        return con.execute(f"SELECT {select} FROM batch").fetch_arrow_table()
     finally:
         con.close()
 
 
-def validate(table: pa.Table, ds: Dataset) -> AuditResult:
-    """Validate a staged batch against its dataset's expectations."""
+def comparable(table: pa.Table) -> pd.DataFrame:
+    """The batch as pandas the way the compiled predicates compare it: decimals as floats, dates as
+    datetimes (GX's pandas expectations compare numbers and datetimes, not ``Decimal``/``date`` objects)."""
     import pandas as pd
     import pyarrow as pa
 
-    t0 = time.perf_counter()
-    config = suite_config(ds)
-    result = AuditResult(ds.qualified_name, table.num_rows)
-    if not table.num_rows or not config["expectations"]:
-        result.seconds = time.perf_counter() - t0
-        return result
-    pdf = with_derived(table, config["meta"]["derived_columns"])
-    for f in table.schema:  # GX compares decimals and dates as numbers and datetimes
-        if pa.types.is_decimal(f.type) and f.name in pdf:
+    pdf = table.to_pandas()
+    for f in table.schema:
+        if pa.types.is_decimal(f.type):
             pdf[f.name] = pd.to_numeric(pdf[f.name].astype("float64"))
-        elif pa.types.is_date(f.type) and f.name in pdf:
+        elif pa.types.is_date(f.type):
             pdf[f.name] = pd.to_datetime(pdf[f.name])
-    from great_expectations.core.expectation_suite import ExpectationSuite
+    return pdf
 
-    ctx = gx_context()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        suite = ExpectationSuite(name=ds.name, expectations=config["expectations"])
-        source = ctx.data_sources.add_or_update_pandas("staged")
-        asset = source.add_dataframe_asset(f"{ds.name}_{time.monotonic_ns()}")
-        batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": pdf})
-        res = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 3})
+
+def _summary(r) -> dict[str, Any]:
+    info = r.result or {}
+    exc = r.exception_info if isinstance(r.exception_info, dict) else {}
+    return {"success": bool(r.success), "unexpected_count": info.get("unexpected_count"),
+            "element_count": info.get("element_count"),
+            "partial_unexpected_list": [str(v) for v in (info.get("partial_unexpected_list") or [])[:5]],
+            "exception": exc.get("exception_message") if exc.get("raised_exception") else None}
+
+
+def validate(ctx: RunContext, ds: Dataset, table: pa.Table, config: dict[str, Any]) -> AuditResult:
+    """Run the dataset's Checkpoint on a staged batch (Arrow, with any columns its rules read)."""
+    from lakehouse.quality.gx import project
+
+    t0 = time.perf_counter()
+    result = AuditResult(ds.qualified_name, table.num_rows, checkpoint=config["name"])
+    if not config["expectations"]:
+        return result
+    table = with_derived(table, (config.get("meta") or {}).get("derived_columns") or [])
+    needed = {c for e in config["expectations"] for c in _columns(e["kwargs"])}
+    missing = sorted(needed - set(table.column_names))
+    if missing:
+        raise AuditFailed(f"{ds.qualified_name}: the staged batch lacks column(s) {missing} that its expectations "
+                          "read; nothing was committed")
+    cfg = ctx.settings.model("quality")
+    gx_project = project(ctx.lake, data_docs=cfg.data_docs == "on")
+    # only the columns the rules read: GX's pandas row conditions cost time in proportion to the frame's width
+    validation = gx_project.run(config["name"], config, comparable(table.select(sorted(needed))), ctx.run_id)
+    result.success = bool(validation.success)
+    result.result_key = [str(p) for p in validation.meta.get("msp_result_key", ())]
     by_rule = {e["meta"]["rule"]: e for e in config["expectations"]}
-    for r in res.results:
+    for r in validation.results:
         rule = r.expectation_config.meta["rule"]
+        summary = _summary(r)
+        result.results[rule] = summary
         if r.success:
             continue
-        info = r.result or {}
-        exc = (r.exception_info or {}) if isinstance(r.exception_info, dict) else {}
-        what = (f"{info.get('unexpected_count')} unexpected (e.g. {info.get('partial_unexpected_list')})"
-                if not exc.get("raised_exception") else f"error: {exc.get('exception_message')}")
+        what = (f"error: {summary['exception']}" if summary["exception"] else
+                f"{summary['unexpected_count']} unexpected (e.g. {summary['partial_unexpected_list'][:3]})")
         text = f"{what}: {by_rule[rule]['meta'].get('description', '')}"
         (result.failed if by_rule[rule].get("severity") == "critical" else result.warned)[rule] = text
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def audit_batch(ctx: RunContext, ds: Dataset | str, table: pa.Table) -> AuditResult:
-    """Audit a staged batch for ``ctx.write``: raise on a failed critical expectation, note warnings."""
+def _columns(kwargs: dict[str, Any]) -> list[str]:
+    from lakehouse.quality.suite import condition_columns
+
+    cols = list(kwargs.get("column_list") or [])
+    cols += [kwargs[n] for n in ("column", "column_A", "column_B") if kwargs.get(n)]
+    return cols + condition_columns(kwargs.get("row_condition"))
+
+
+def audit_batch(ctx: RunContext, ds: Dataset | str, table: pa.Table | pd.DataFrame,
+                config: dict[str, Any] | None = None) -> AuditResult:
+    """Audit a staged batch (the write-audit-publish audit of ``ctx.write``): run the dataset's Checkpoint,
+    raise :class:`AuditFailed` on a failed critical expectation, note warnings in the run summary.
+
+    ``config`` is the suite configuration; by default the gate's suite for a gated dataset, else the
+    declaration's baseline plus ``expectations/<dataset>.json``."""
+    import pyarrow as pa
+
     ds = ds if isinstance(ds, Dataset) else schemas.get(ds)
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     if ctx.settings.model("quality").checkpoint == "off":
-        return AuditResult(ds.qualified_name, table.num_rows)
-    result = validate(table, ds)
+        return AuditResult(ds.qualified_name, table.num_rows, success=True)
+    if config is None:
+        config = gated_suite_config(ds) or suite_config(ds)
+    if not table.num_rows:
+        return AuditResult(ds.qualified_name, 0, checkpoint=config["name"])
+    result = validate(ctx, ds, table, config)
     for rule, text in result.warned.items():
         ctx.warn(f"{ds.qualified_name}: {rule}: {text}")
     if not result.ok:
-        raise AuditFailed(f"{ds.qualified_name}: {len(result.failed)} critical expectation(s) failed, nothing was "
-                          "committed: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-    ctx.count(ds.qualified_name).notes.append(f"audited {result.rows:,} rows ({len(result.warned)} warning(s))")
+        raise AuditFailed(f"{ds.qualified_name}: {len(result.failed)} critical expectation(s) failed in the "
+                          f"Checkpoint {result.checkpoint}, nothing was committed: "
+                          + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+    ctx.count(ds.qualified_name).notes.append(
+        f"audited {result.rows:,} rows: Checkpoint {result.checkpoint} ({len(result.warned)} warning(s))")
     return result

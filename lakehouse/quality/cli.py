@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +55,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.cli import console
     from lakehouse.lake import Lake
 
-    lake = Lake(settings.lake_root)
+    lake = Lake.from_settings(settings)
     if args.schemas_command == "show":
         ds, others = _find(args.name)
         console.print(f"[bold]{ds.qualified_name}[/]  zone {ds.zone}, owner {ds.owner}"
@@ -86,7 +87,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
         console.print(table)
         database = ds.glue_database(settings.glue_database_prefix)
         console.print("[bold]Glue / Athena DDL[/]")
-        console.print(ds.glue_ddl(database, lake.dataset_path(ds)), markup=False, highlight=False)
+        console.print(ds.glue_ddl(database, ds.location(lake.root)), markup=False, highlight=False)
         if others:
             console.print(f"[dim]also declared: {', '.join(o.qualified_name for o in others)}[/]")
         if args.suite:
@@ -102,7 +103,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
             continue
         if args.owner and ds.owner != args.owner:
             continue
-        rows = "" if args.no_rows else f"{sum(p.get('rows', 0) for p in lake.published(ds).values()):,}"
+        rows = "" if args.no_rows else f"{sum(f.records for f in lake.data_files(ds)):,}"
         first = ds.description.split(". ")[0].rstrip(".")
         table.add_row(ds.qualified_name, ds.zone, ds.owner, rows, first[:110] + ("…" if len(first) > 110 else ""))
         shown += 1
@@ -127,7 +128,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.lake import Lake
     from lakehouse.quality import report
 
-    lake = Lake(settings.lake_root)
+    lake = Lake.from_settings(settings)
     if args.quality_command == "rules":
         ds, _ = _find(args.name)
         import schemas
@@ -152,6 +153,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     if not results:
         console.print("no quality results yet: run `msp run` (the quality stage) first")
         return 0
+    docs = report.data_docs_index(lake)
     table = Table(title="Quality gate: latest result per dataset", title_justify="left")
     for col in ("dataset", "status", "days", "raw", "processed", "quarantined", "duplicates", "failing rules"):
         table.add_column(col, justify="right" if col in ("raw", "processed", "quarantined", "duplicates") else "left")
@@ -168,7 +170,9 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
                       f"{dates[0]} → {dates[-1]}", f"{c.get('raw', 0):,}", f"{c.get('processed', 0):,}{held}",
                       f"{c.get('quarantined', 0):,}", f"{c.get('duplicates', 0):,}", detail)
     console.print(table)
-    console.print(f"[dim]report: {lake.root}/{report.ROOT}/index.html · `msp quality show NAME` for one dataset[/]")
+    console.print(f"Great Expectations Data Docs: {docs}" + ("" if not lake.local or Path(docs).exists()
+                                                             else " (not built yet)"), highlight=False)
+    console.print(f"[dim]GX project: {lake.path(report.ROOT)}/gx · `msp quality show NAME` for one dataset[/]")
     return 1 if any(r["status"] == "failed" for r in results) else 0
 
 
@@ -201,3 +205,9 @@ def _print_result(console, r: dict) -> None:
     console.print(table)
     for k in r.get("checks", []):
         console.print(f"check {k['check']}: {k['status']} ({k.get('message')})", highlight=False)
+    audit = r.get("audit") or {}
+    if audit.get("checkpoint"):
+        console.print(f"audit: Great Expectations Checkpoint {audit['checkpoint']} on the {audit.get('rows', 0):,} "
+                      f"published rows: {'passed' if audit.get('success') else 'failed'}"
+                      + (f" ({len(audit.get('warned') or {})} warning rule(s))" if audit.get("warned") else ""),
+                      highlight=False)

@@ -1,23 +1,29 @@
 """The quality gate: raw → processed, with every refused row in quarantine and every row accounted for.
 
-For each raw dataset (parents before the datasets that look rows up in them), over all the run's days in
-one Spark job:
+For each raw dataset (parents before the datasets that look rows up in them), over all the run's days at
+once, as Ibis expressions on the run's engine (DuckDB locally, Spark on AWS Glue):
 
-1. read the run's raw partitions; blanks and the declaration's ``null_tokens`` become null; each column is
-   read as its declared type (``try_`` casts, declared date ``formats``);
+1. read the run's raw days from the current snapshot; blanks and the declaration's ``null_tokens`` become
+   null; each column is read as its declared type (:mod:`lakehouse.quality.compile`);
 2. drop exact duplicates (same key and same ``_row_hash`` within a day) and count them;
-3. flag every rule of the suite (baseline from the declaration + ``expectations/<name>.json``); a row that
-   breaks a ``critical`` rule goes to ``quarantine/<name>/`` with ``_rules_broken``, the rest to
-   ``processed/<name>/``, both replacing the run's days (a rerun gives the same tables);
-4. before publishing, dataset-level checks may stop the dataset (nothing is published for it, the stage
-   fails after the other datasets are done): schema drift (a file rejected at ingestion for a missing or
-   renamed column, a column whose values in one file mostly fail to read as the declared type), a day's
-   row count falling against the day before, a column's null share jumping;
-5. Great Expectations validates the same frame with the same suite and must flag the same rows;
-6. counts reconcile exactly: raw rows = processed + quarantined + removed duplicates, per day, checked
-   against the raw partition pointers and against what the writes published.
+3. add derived columns and flag every rule of the suite (baseline from the declaration +
+   ``expectations/<name>.json``); a row that breaks a ``critical`` rule goes to ``quarantine.<name>`` with
+   ``_rules_broken``, the rest to ``processed.<name>``;
+4. dataset-level checks may stop the dataset (nothing is published for it, the stage fails after the other
+   datasets are done): schema drift (a file rejected at ingestion for a missing or renamed column, a column
+   whose values in one file mostly fail to read as the declared type, a required column empty in a whole
+   file), a day's row count falling against the day compared, a column's null share jumping;
+5. the audit of write-audit-publish: the dataset's Great Expectations Checkpoint validates the processed
+   batch about to be published (with the columns it was decided from); a failed critical expectation means
+   the gate let a bad row through, so nothing is published and the stage fails;
+6. publish quarantine, then processed, each in ONE Iceberg commit replacing all the run's days;
+7. reconcile: per day, raw rows = processed + quarantined + duplicates, checked against the raw table read
+   independently (pyarrow, not the engine) and against what the two commits report.
 
-Results go to the run ledger (``ctx.count``) and to ``_meta/quality/`` as JSON and HTML.
+A dataset whose raw snapshot, lookup parents' snapshots, suite, declaration, settings and code are those it
+was last gated from for the same days is ``unchanged``: nothing is read or written (its signature is kept in
+``_meta/quality/state/<dataset>.json``). Results go to the run ledger (``ctx.count``) and to
+``_meta/quality/`` as JSON; the Data Docs of the run's Checkpoints are built once, at the end of the stage.
 """
 
 from __future__ import annotations
@@ -28,36 +34,42 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from lakehouse.quality import gx as gx_validation
+from lakehouse.lake import Range
 from lakehouse.quality import report
 from lakehouse.quality.compile import (
     DUP,
+    LINEAGE,
     QUARANTINED,
     Layout,
     lookup_table,
-    processed_rows,
-    quarantine_rows,
+    processed_columns,
+    quarantine_selection,
     tagged_frame,
+    typed_frame,
 )
 from lakehouse.quality.report import DatasetResult
-from lakehouse.quality.suite import Derived, Suite, gate_order, load_all
-from lakehouse.stages import stage
+from lakehouse.quality.suite import PASSES_BLOCKING, Derived, Suite, gate_order, load_all
 from schemas import Dataset, raw_text_column
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import DataFrame
+    import ibis
+    import pyarrow as pa
 
     from lakehouse.context import RunContext
 
 log = logging.getLogger(__name__)
 DRIFT_REASONS = ("schema drift", "header repeats")
+REJECTED = "quarantine.rejected_files"
+#: Signatures kept per dataset (one per window of days gated).
+KEEP_SIGNATURES = 60
 
 
 class QualityGateError(RuntimeError):
@@ -68,92 +80,6 @@ class ReconciliationError(AssertionError):
     """Rows were lost or invented between raw and the published tables: a bug, never bad data."""
 
 
-@dataclass(frozen=True)
-class GateOptions:
-    """The ``[quality]`` settings (values and meanings in ``lakehouse/defaults.toml``, the one place they live)."""
-
-    row_count_drop_max: float
-    row_count_min_previous: int
-    null_share_jump_max: float
-    null_share_min_rows: int
-    null_share_z: float
-    retype_share_max: float
-    retype_min_values: int
-    fail_on_drift: bool
-    sample_failing_rows: int
-    gx_engine: str
-    gx_max_rows: int
-    arrow_write_max_rows: int
-    skip_unchanged: bool
-
-    @classmethod
-    def from_settings(cls, settings) -> GateOptions:
-        section = settings.section("quality")
-        return cls(**{k: v for k, v in section.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
-class Parents:
-    """The lookup tables of the suites (keys of published parents), built once per stage run and kept in
-    memory: ``processed.clients`` is looked up by most datasets. Re-publishing a parent drops its tables."""
-
-    ctx: RunContext
-    resolve: Any = schemas.get
-    cache: dict[tuple, DataFrame] = field(default_factory=dict)
-    failed: set[str] = field(default_factory=set)
-
-    def table(self, d: Derived) -> DataFrame:
-        from pyspark import StorageLevel
-
-        key = (d.lookup, tuple(d.on.values()), d.value, d.name)
-        if key not in self.cache:
-            with driver_listing(self.ctx):
-                source = few_tasks(self.ctx.read(self.resolve(d.lookup)))
-            self.cache[key] = lookup_table(source, d).persist(StorageLevel.MEMORY_AND_DISK)
-        return self.cache[key]
-
-    def published(self, qualified: str) -> None:
-        for key in [k for k in self.cache if k[0] == qualified]:
-            self.cache.pop(key).unpersist()
-
-    def release(self) -> None:
-        for df in self.cache.values():
-            df.unpersist()
-        self.cache.clear()
-
-
-@contextlib.contextmanager
-def driver_listing(ctx: RunContext):
-    """List a local lake's files on the driver while reading.
-
-    ``Lake.read_spark`` passes one path per published file; above 32 paths Spark lists them with a
-    distributed job, which costs 4-14 s for a 2-year daily table here against 0.5 s on the driver. On S3 the
-    distributed listing is the better one, so only a local lake switches.
-    """
-    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
-    if not ctx.lake.local:
-        yield
-        return
-    conf = ctx.spark.conf
-    before = conf.get(key)
-    conf.set(key, "1000000")
-    try:
-        yield
-    finally:
-        conf.set(key, before)
-
-
-def few_tasks(df: DataFrame) -> DataFrame:
-    """Read many small daily files in a few tasks instead of one task per file.
-
-    Spark plans at least one scan task per file when files are smaller than ``openCostInBytes`` (4 MB): a
-    2-year backfill of a daily table is 700+ tasks of a few kB each, which cost more than the data. A
-    coalesce (no shuffle) packs them into a couple of tasks per core.
-    """
-    target = max(2, 2 * df.sparkSession.sparkContext.defaultParallelism)
-    return df.coalesce(target) if df.rdd.getNumPartitions() > target else df
-
-
 def output_datasets(ds: Dataset) -> tuple[Dataset, Dataset]:
     """(processed, quarantine) of a raw dataset: declared ones win over the derived twins."""
     declared = schemas.catalog()
@@ -162,8 +88,43 @@ def output_datasets(ds: Dataset) -> tuple[Dataset, Dataset]:
     return ds.processed_twin(), ds.quarantine_twin()
 
 
+@dataclass
+class Parents:
+    """The lookup tables of the suites (keys of published parents), built once per parent snapshot and
+    cached by the engine: ``processed.clients`` is looked up by most datasets. A parent re-published in the
+    same run has a new snapshot, so its children see the new rows."""
+
+    ctx: RunContext
+    resolve: Callable[[str], Dataset] = schemas.get
+    cache: dict[tuple, Any] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+
+    def snapshot(self, qualified: str) -> int | None:
+        return self.ctx.lake.snapshot_id(self.resolve(qualified))
+
+    def table(self, d: Derived) -> ibis.Table:
+        parent = self.resolve(d.lookup)
+        snap = self.ctx.lake.snapshot_id(parent)
+        end = self.ctx.days[-1]
+        key = (d.lookup, tuple(d.on.values()), d.value, d.name, snap, None if d.value else end)
+        if key not in self.cache:
+            # a key counts from the first day its parent exported it, so days after the run's end never matter
+            where = {"dt": Range(None, end)} if not d.value and "dt" in parent.partition_by else None
+            files = self.ctx.lake.files(parent, where, snap) if snap is not None else []
+            source = self.ctx.engine.files(parent, files)
+            if where:
+                source = source.filter(source.dt <= end)
+            self.cache[key] = lookup_table(source, d).cache()
+        return self.cache[key]
+
+    def release(self) -> None:
+        for t in self.cache.values():
+            with contextlib.suppress(Exception):
+                t.release()
+        self.cache.clear()
+
+
 # ---- the stage ---------------------------------------------------------------------------------------------
-@stage("quality", agent="platform", reads=("raw.*",), writes=("processed.*", "quarantine.*"))
 def run(ctx: RunContext) -> None:
     """Raw → processed through the quality gate; refused rows to quarantine with the rules they broke."""
     suites = gate_order(load_all(names=ctx.params.get("datasets"), sources=ctx.params.get("sources")))
@@ -174,49 +135,73 @@ def run(ctx: RunContext) -> None:
                                "; ".join(f"{r.dataset}: {r.errors[0]}" for r in failed))
 
 
-def gate(ctx: RunContext, suites: list[Suite], resolve=schemas.get) -> list[DatasetResult]:
-    """Gate several datasets in the given order; failures are recorded, never raised here."""
-    options = GateOptions.from_settings(ctx.settings)
+def gate(ctx: RunContext, suites: list[Suite], resolve: Callable[[str], Dataset] = schemas.get) -> list[DatasetResult]:
+    """Gate several datasets in the given order; failures are recorded, never raised here. The Data Docs of
+    all the Checkpoints run are built once, at the end."""
+    cfg = ctx.settings.model("quality")
     parents = Parents(ctx, resolve)
-    results = []
+    rejected = _rejected_files(ctx, [s.dataset for s in suites])
+    results: list[DatasetResult] = []
+    docs = contextlib.nullcontext()
+    if cfg.checkpoint == "on" and cfg.data_docs == "on" and ctx.lake.local:
+        from lakehouse.quality.gx import project
+
+        docs = project(ctx.lake, data_docs=True).deferred_docs()
+    t0 = time.perf_counter()
     try:
-        for i, suite in enumerate(suites):
-            ctx.progress(f"quality {suite.name}", i, len(suites))
-            results.append(gate_dataset(ctx, suite, options, parents))
+        with docs:
+            for i, suite in enumerate(suites):
+                ctx.progress(f"quality {suite.name}", i, len(suites))
+                results.append(gate_dataset(ctx, suite, parents, rejected.get(suite.name, [])))
     finally:
         parents.release()
     ctx.progress("quality", len(suites), len(suites))
-    try:
-        report.save_index(ctx.lake)
-    except OSError as exc:  # the index is a convenience; the per-dataset results are written already
-        ctx.warn(f"quality: could not write the index page: {exc}")
+    audited = [r for r in results if r.audit.get("checkpoint")]
+    if audited:
+        ctx.count("stage:quality").notes.append(
+            f"{len(audited)} Checkpoint(s) in {sum(r.audit.get('seconds', 0) for r in audited):.2f} s; "
+            f"gate {time.perf_counter() - t0:.2f} s; Data Docs: {report.data_docs_index(ctx.lake)}")
     return results
 
 
-def gate_dataset(ctx: RunContext, suite: Suite, options: GateOptions | None = None,
-                 parents: Parents | None = None) -> DatasetResult:
+def _rejected_files(ctx: RunContext, datasets: list[Dataset]) -> dict[str, list[dict[str, Any]]]:
+    """The run's days of ``quarantine.rejected_files``, by dataset (one read for the stage)."""
+    ds = schemas.get(REJECTED)
+    snap = ctx.lake.snapshot_id(ds)
+    if snap is None:
+        return {}
+    names = sorted({d.name for d in datasets})
+    rows = ctx.lake.read_arrow(ds, {"dataset": names, "dt": ctx.days}, snap).to_pylist()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda x: (x["dt"], x["source_file"])):
+        out.setdefault(r["dataset"], []).append(r)
+    return out
+
+
+def gate_dataset(ctx: RunContext, suite: Suite, parents: Parents | None = None,
+                 rejected: list[dict[str, Any]] | None = None) -> DatasetResult:
     """Gate one raw dataset for the run's days; returns what happened (status failed: nothing published)."""
-    options = options or GateOptions.from_settings(ctx.settings)
     own_parents = parents is None
     parents = parents or Parents(ctx)
     ds = suite.dataset
     t0 = time.perf_counter()
-    result = DatasetResult(ds.name, ctx.run_id, [d.isoformat() for d in ctx.dates],
-                           suite=str(suite.path.name) if suite.path else None)
+    result = DatasetResult(ds.name, ctx.run_id, ctx.days, suite=str(suite.path.name) if suite.path else None,
+                           engine=ctx.engine.name)
     try:
-        _gate(ctx, suite, options, parents, result)
+        _gate(ctx, suite, parents, result, rejected or [])
     except Exception as exc:  # a bug or an infrastructure error: record it, let the stage fail at the end
         log.exception("quality gate of %s failed", ds.name)
         result.fail(f"{type(exc).__name__}: {exc}")
     finally:
         if own_parents:
             parents.release()
+    count = ctx.count(f"processed.{ds.name}")
     if result.status == "unchanged":  # nothing new to decide: the published tables and last report stand
-        ctx.count(f"processed.{ds.name}").notes.append(f"gate: {result.warnings[-1]}")
+        count.notes.append(f"gate: {result.warnings[-1]}")
         return result
     if result.status == "failed":
-        parents.failed.add(f"processed.{ds.name}")
-        ctx.count(f"processed.{ds.name}").notes.append("FAILED the quality gate: " + result.errors[0])
+        parents.failed.add(output_datasets(ds)[0].qualified_name)
+        count.notes.append("FAILED the quality gate: " + result.errors[0])
         for e in result.errors:
             ctx.warn(f"quality {ds.name}: {e}")
     result.seconds["total"] = round(time.perf_counter() - t0, 3)
@@ -225,89 +210,103 @@ def gate_dataset(ctx: RunContext, suite: Suite, options: GateOptions | None = No
     return result
 
 
-def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, result: DatasetResult) -> None:
+def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult,
+          rejected: list[dict[str, Any]]) -> None:
+    cfg = ctx.settings.model("quality")
     ds = suite.dataset
     if ds.partition_by != ("dt",):
         raise ValueError(f"{ds.qualified_name}: the quality gate needs raw tables partitioned by dt")
-    days = [d.isoformat() for d in ctx.dates]
-    pointers = {d: p for d in days if (p := ctx.lake.pointer(ds, {"dt": d})) is not None}
-    if not pointers:
-        result.status = "no_data"
-        result.warnings.append("no raw partition for the run's days: nothing to gate")
-        return
+    processed, quarantine = output_datasets(ds)
+    days = ctx.days
     broken_parents = [q for q in suite.lookups if q in parents.failed]
     if broken_parents:
         result.fail(f"looks rows up in {', '.join(broken_parents)}, which failed the gate in this run; "
                     "gating now would quarantine good rows as orphans")
         return
-    days_owned = ctx.date_partitions()
-    signature = input_signature(ctx, suite, o, parents, pointers, days_owned)
-    if o.skip_unchanged and (since := gated_before(ctx, ds, days_owned, signature)):
-        result.status = "unchanged"
-        result.warnings.append(f"inputs, suite, settings and code unchanged since run {since}: not gated again "
-                               "(quality.skip_unchanged)")
-        return
-    _file_checks(pointers, o, result)
-    _row_count_check(ctx, suite, pointers, o, result)
 
-    # ---- one Spark job over all the run's days ---------------------------------------------------------
-    from pyspark import StorageLevel
+    snap = ctx.lake.snapshot_id(ds)
+    ctx.consumed.setdefault(ds.qualified_name, snap)
+    signature = input_signature(ctx, suite, snap, {q: parents.snapshot(q) for q in suite.lookups}, rejected)
+    state = _load_state(ctx, ds)
+    key = _days_key(days)
+    previous = (state.get("runs") or {}).get(key)
+    if (ctx.settings.get("platform.skip_unchanged") and previous and previous.get("signature") == signature
+            and all(ctx.lake.snapshot_id(d) == previous.get("outputs", {}).get(d.qualified_name)
+                    for d in (processed, quarantine))):
+        result.status = "unchanged"
+        result.warnings.append(f"raw snapshot, parents, suite, settings and code unchanged since run "
+                               f"{previous.get('run_id')}: not gated again")
+        return
 
     t = time.perf_counter()
-    with driver_listing(ctx):
-        raw = few_tasks(ctx.lake.read_spark(ctx.spark, ds, [f"dt={d}" for d in sorted(pointers)]))
-    frame = tagged_frame(raw, suite, parents.table).persist(StorageLevel.MEMORY_AND_DISK)
+    compared = _compared_days(suite, days)
+    raw_rows = _raw_rows(ctx, ds, snap, sorted(set(days) | set(compared)))
+    present = {d: n for d, n in raw_rows.items() if d in days and n}
+    _file_checks(rejected, cfg, result)
+    if not present:
+        if _holds_rows(ctx, processed, days) or _holds_rows(ctx, quarantine, days):
+            _publish_empty(ctx, processed, quarantine, result)  # the days' exports are gone: so are their rows
+        elif result.status != "failed":
+            result.status = "no_data"
+            result.warnings.append("no raw rows for the run's days: nothing to gate")
+        _remember(ctx, ds, state, key, signature, processed, quarantine, result)
+        return
+    _row_count_check(suite, raw_rows, cfg, result)
+
+    # ---- the engine: one tagged frame for all the run's days, computed once -------------------------------
+    files = ctx.lake.files(ds, {"dt": days}, snap)
+    raw = ctx.engine.files(ds, files)
+    raw = raw.filter(raw.dt.isin(days))
+    frame = tagged_frame(raw, suite, parents.table).cache()
     try:
-        stats = _aggregate(frame, suite)
+        stats = _aggregate(ctx, frame, suite)
         result.seconds["validate"] = round(time.perf_counter() - t, 3)
-        per_day, flag_totals = _reconcile_input(stats, pointers, suite, result)
-        _retype_check(stats, suite, o, result)
-        _null_share_check(ctx, suite, per_day, o, result)
+        per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
+        _retype_check(stats, suite, cfg, result)
+        _null_share_check(ctx, suite, snap, per_day, compared, cfg, result)
         _rule_results(suite, flag_totals, result)
-
         t = time.perf_counter()
-        candidate_rows = sum(v["raw"] - v["duplicates"] for v in per_day.values())
-        outcome = gx_validation.validate(frame, suite, engine=o.gx_engine, max_rows=o.gx_max_rows,
-                                         candidate_rows=candidate_rows, flag_totals=flag_totals,
-                                         keep=_sample_columns(suite))
-        result.gx = outcome.to_json()
-        for rule in result.rules:
-            if rule["id"] in outcome.results:
-                rule["gx"] = outcome.results[rule["id"]]
-                rule["agreement"] = outcome.agreement.get(rule["id"])
-        result.seconds["great_expectations"] = round(time.perf_counter() - t, 3)
-
-        t = time.perf_counter()
-        if not any(flag_totals.values()):
-            samples = {}
-        elif outcome.frame is not None:  # the whole frame is in pandas already: no Spark job needed
-            samples = _samples_from_pandas(outcome.frame, suite, o.sample_failing_rows)
-        else:
-            samples = _samples(frame, suite, o.sample_failing_rows)
-        outcome.frame = None
+        samples = _samples(ctx, frame, suite, cfg.sample_failing_rows) if any(flag_totals.values()) else {}
         for rule in result.rules:
             rule["samples"] = samples.get(rule["id"], [])
         result.seconds["samples"] = round(time.perf_counter() - t, 3)
-        if outcome.disagreements:
-            result.fail("Great Expectations and the gate disagree (a bug in the rule compiler): " +
-                        "; ".join(outcome.disagreements))
         if result.status == "failed":
             return
-
         t = time.perf_counter()
-        processed, quarantine = output_datasets(ds)
-        meta = {GATE_INPUT: signature}
-        # quarantine first: consumers never see a new processed day whose refused rows are not recorded
-        refused = _publish(ctx, quarantine, quarantine_rows(frame, suite), result.counts["quarantined"], days_owned,
-                           o.arrow_write_max_rows, meta)
-        written = _publish(ctx, processed, processed_rows(frame, suite), result.counts["processed"], days_owned,
-                           o.arrow_write_max_rows, meta)
-        parents.published(processed.qualified_name)
-        result.seconds["publish"] = round(time.perf_counter() - t, 3)
-        _reconcile_output(per_day, written.partitions, refused.partitions, result)
-        result.published = True
+        good, refused = _outputs(ctx, frame, suite)
+        result.seconds["fetch"] = round(time.perf_counter() - t, 3)
     finally:
-        frame.unpersist()
+        with contextlib.suppress(Exception):
+            frame.release()
+
+    # ---- audit (the dataset's GX Checkpoint on the staged processed batch), then publish ----------------------
+    from lakehouse.quality.audit import AuditFailed, audit_batch
+
+    t = time.perf_counter()
+    config = {**suite.gx_config(), "name": processed.qualified_name}
+    try:
+        audit = audit_batch(ctx, processed, good, config=config)
+    except AuditFailed as exc:
+        result.fail(f"the Great Expectations audit of the batch to publish failed (a bug of the gate, which let "
+                    f"these rows through): {exc}")
+        return
+    result.audit = audit.to_json()
+    for rule in result.rules:
+        if rule["id"] in audit.results:
+            rule["audit"] = audit.results[rule["id"]]
+    result.seconds["audit"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    names = [c.name for c in processed.stored_columns()]
+    order = [*processed.partition_by, *(processed.primary_key or [c.name for c in processed.data_columns])]
+    good = good.select(names).sort_by([(c, "ascending") for c in order])
+    refused = refused.sort_by([("dt", "ascending"), ("_source_file", "ascending"), ("_row_number", "ascending")])
+    # quarantine first: consumers never see a new processed day whose refused rows are not recorded
+    refused_write = ctx.write(quarantine, refused, replace=ctx.date_partitions())
+    written = ctx.write(processed, good, replace=ctx.date_partitions(), audit=False)  # audited above
+    result.seconds["publish"] = round(time.perf_counter() - t, 3)
+    _reconcile_output(per_day, written.partitions, refused_write.partitions, result)
+    result.published = True
 
     count = ctx.count(f"processed.{ds.name}")
     totals = result.counts
@@ -316,163 +315,205 @@ def _gate(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents, resul
     count.duplicates += totals["duplicates"]
     count.notes.append(f"gate: {totals['raw']:,} raw = {totals['processed']:,} processed + "
                        f"{totals['quarantined']:,} quarantined + {totals['duplicates']:,} duplicates")
-    for d, v in per_day.items():
-        ctx.lake.write_text(report.day_stats_path(ds.name, d), _json({
-            "dataset": ds.name, "dt": d, "run_id": ctx.run_id, "raw": v["raw"], "rows": v["raw"] - v["duplicates"],
-            "nulls": v["nulls"]}))
     if result.status == "passed" and (any(r["failed_rows"] and r["severity"] != "critical" for r in result.rules)
                                       or result.drift or result.rejected_files or totals["quarantined"]):
         result.status = "warned"
+    _remember(ctx, ds, state, key, signature, processed, quarantine, result)
 
 
 # ---- skipping a rerun that has nothing new to decide ---------------------------------------------------------
-GATE_INPUT = "gate_input"  # key of the signature in the meta of every partition the gate publishes
-#: What the gate's decisions are made of, besides the data: a change to any of these re-gates every day.
+#: What the gate's decisions are made of besides the data: a change to any of these re-gates every day.
 CODE = (*sorted(Path(__file__).parent.glob("*.py")), Path(schemas.__file__))
+LIBRARIES = ("ibis-framework", "duckdb", "sqlglot", "pyspark", "great-expectations", "pyarrow")
 
 
 @cache
 def _code_fingerprint() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
     for path in CODE:
         digest.update(path.read_bytes())
-    for package in ("pyspark", "great-expectations"):
-        digest.update(f"{package}=={version(package)}".encode())
+    for package in LIBRARIES:
+        with contextlib.suppress(PackageNotFoundError):
+            digest.update(f"{package}=={version(package)}".encode())
     return digest.hexdigest()
 
 
-def input_signature(ctx: RunContext, suite: Suite, o: GateOptions, parents: Parents,
-                    pointers: dict[str, dict], days: list[dict[str, str]]) -> str:
-    """A hash of everything the gate's output for the run's days depends on: the raw partitions (their
-    published versions), the days around them that the row-count and null-share checks compare with, the
-    latest write of every table the suite looks rows up in, the declaration, the suite, the settings and the
-    gate's code. Equal signatures give equal outputs, so a rerun with an equal one has nothing to publish."""
+def input_signature(ctx: RunContext, suite: Suite, raw_snapshot: int | None, parents: dict[str, int | None],
+                    rejected: list[dict[str, Any]]) -> str:
+    """A hash of everything the gate's output for the run's days depends on: the raw table's snapshot (which
+    also holds the days the row-count and null-share checks compare with), the snapshot of every table the
+    suite looks rows up in, the files ingestion rejected for those days, the declaration, the suite, the
+    ``[quality]`` settings, the engine and the gate's code. Equal signatures give equal outputs."""
     ds = suite.dataset
-    owned = sorted(p["dt"] for p in days)
-    around = sorted({(date.fromisoformat(d) - timedelta(days=k)).isoformat() for d in owned for k in (1, 7)}
-                    - set(owned))
     parts = {
-        "code": _code_fingerprint(),
+        "code": _code_fingerprint(), "engine": ctx.engine.name,
         "declaration": [repr(d) for d in (ds, *output_datasets(ds))],
         "suite": suite.gx_config(), "checks": suite.checks,
-        "options": {k: v for k, v in asdict(o).items() if k != "skip_unchanged"},
-        "days": owned,
-        "raw": {d: p.get("version") for d, p in pointers.items()},
-        "around": {b: [(ctx.lake.pointer(ds, {"dt": b}) or {}).get("version"),
-                       ctx.lake.read_text(report.day_stats_path(ds.name, b))] for b in around},
-        "parents": {q: (ctx.lake.last_publish(parents.resolve(q)) or {}).get("version") for q in suite.lookups},
+        "settings": ctx.settings.model("quality").model_dump(mode="json"),
+        "days": ctx.days, "raw": raw_snapshot, "parents": parents,
+        "rejected": [(r["source_file"], r["sha256"], r["reason"]) for r in rejected],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def gated_before(ctx: RunContext, ds: Dataset, days: list[dict[str, str]], signature: str) -> str | None:
-    """The run that published every one of ``days`` of the processed and quarantine tables from inputs with
-    this ``signature``; None if any day is missing or came from other inputs."""
-    since = None
-    for target in output_datasets(ds):
-        for part in days:
-            ptr = ctx.lake.pointer(target, part)
-            if not ptr or (ptr.get("meta") or {}).get(GATE_INPUT) != signature:
-                return None
-            since = ptr.get("run_id")
-    return since or "?"
+def _days_key(days: list[str]) -> str:
+    return f"{days[0]}..{days[-1]} ({len(days)})"
 
 
-# ---- checks before Spark -------------------------------------------------------------------------------------
-def _file_checks(pointers: dict[str, dict], o: GateOptions, result: DatasetResult) -> None:
-    """Drift and rejections that ingestion recorded in the raw partition pointers."""
-    for dt, ptr in sorted(pointers.items()):
-        meta = ptr.get("meta") or {}
-        for w in meta.get("warnings") or []:
-            result.drift.append({"dt": dt, "file": w.get("source_file"), "column": _columns_in(w.get("warning", "")),
-                                 "kind": "added", "severity": "warning", "message": w.get("warning")})
-        for r in meta.get("rejected") or []:
-            drift = str(r.get("reason", "")).startswith(DRIFT_REASONS)
-            result.rejected_files.append({**r, "dt": dt, "drift": drift})
-            if drift:
-                result.drift.append({"dt": dt, "file": r.get("source_file"), "column": r.get("column"),
-                                     "kind": "missing or renamed", "severity": "critical" if o.fail_on_drift
-                                     else "warning", "message": r.get("reason")})
-                message = (f"schema drift in {r.get('source_file')}: column {r.get('column')}: {r.get('reason')} "
-                           "(file rejected at ingestion)")
-                if o.fail_on_drift:
-                    result.fail(message)
-                else:
-                    result.warnings.append(message)
+def _load_state(ctx: RunContext, ds: Dataset) -> dict[str, Any]:
+    text = ctx.lake.read_text(report.state_path(ds.name))
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+
+
+def _remember(ctx: RunContext, ds: Dataset, state: dict[str, Any], key: str, signature: str, processed: Dataset,
+              quarantine: Dataset, result: DatasetResult) -> None:
+    """Record what the run's days were decided from (a failed dataset records nothing: it is gated again)."""
+    if result.status == "failed":
+        return
+    runs = dict(state.get("runs") or {})
+    runs[key] = {"signature": signature, "run_id": ctx.run_id, "status": result.status,
+                 "outputs": {d.qualified_name: ctx.lake.snapshot_id(d) for d in (processed, quarantine)},
+                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_SIGNATURES:])
+    ctx.lake.write_text(report.state_path(ds.name), json.dumps({"dataset": ds.name, "runs": runs}, indent=1))
+
+
+# ---- reading raw counts (pyarrow, independent of the engine) ---------------------------------------------------
+def _raw_rows(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) -> dict[str, int]:
+    """Rows per day of the raw table's snapshot (duplicates included), read with pyarrow: the reference the
+    engine's counts are reconciled with, and the row counts the row-count check compares."""
+    if snap is None or not days:
+        return {}
+    dts = ctx.lake.read_arrow(ds, {"dt": days}, snap, columns=["dt"])
+    if not dts.num_rows:
+        return {}
+    return {r["dt"]: r["dt_count"] for r in dts.group_by("dt").aggregate([("dt", "count")]).to_pylist()}
+
+
+def _holds_rows(ctx: RunContext, ds: Dataset, days: list[str]) -> bool:
+    snap = ctx.lake.snapshot_id(ds)
+    return snap is not None and ctx.lake.read_arrow(ds, {"dt": days}, snap, columns=["dt"]).num_rows > 0
+
+
+def _publish_empty(ctx: RunContext, processed: Dataset, quarantine: Dataset, result: DatasetResult) -> None:
+    """The run's days have no raw rows any more (a corrected export is empty): their published rows go too."""
+    ctx.write(quarantine, quarantine.arrow_schema().empty_table(), replace=ctx.date_partitions())
+    ctx.write(processed, processed.arrow_schema().empty_table(), replace=ctx.date_partitions(), audit=False)
+    result.counts = {"raw": 0, "processed": 0, "quarantined": 0, "duplicates": 0, "reconciled": True}
+    result.published = True
+    result.warnings.append("no raw rows for the run's days any more: their processed and quarantined rows were "
+                           "removed")
+
+
+# ---- checks before the engine -------------------------------------------------------------------------------------
+def _file_checks(rejected: list[dict[str, Any]], cfg, result: DatasetResult) -> None:
+    """Files ingestion rejected for the run's days (``quarantine.rejected_files``): a missing or renamed
+    column is schema drift and fails the dataset (``fail_on_drift``); other rejections are warnings."""
+    for r in rejected:
+        drift = str(r.get("reason", "")).startswith(DRIFT_REASONS)
+        result.rejected_files.append({k: r.get(k) for k in ("dt", "source_file", "line", "column", "reason",
+                                                            "sha256")} | {"drift": drift})
+        if drift:
+            result.drift.append({"dt": r["dt"], "file": r["source_file"], "column": r.get("column"),
+                                 "kind": "missing or renamed", "severity": "critical" if cfg.fail_on_drift
+                                 else "warning", "message": r.get("reason")})
+            message = (f"schema drift in {r['source_file']}: column {r.get('column')}: {r.get('reason')} "
+                       "(file rejected at ingestion)")
+            if cfg.fail_on_drift:
+                result.fail(message)
             else:
-                result.warnings.append(f"{r.get('source_file')} was rejected at ingestion"
-                                       + (f" (line {r['line']})" if r.get("line") else "") + f": {r.get('reason')}")
+                result.warnings.append(message)
+        else:
+            result.warnings.append(f"{r['source_file']} was rejected at ingestion"
+                                   + (f" (line {r['line']})" if r.get("line") else "") + f": {r.get('reason')}")
 
 
-def _columns_in(warning: str) -> str | None:
-    # "schema drift: column(s) a, b not declared; accepted and ignored"
-    if "column(s) " in warning:
-        return warning.split("column(s) ", 1)[1].split(" not declared", 1)[0]
-    if "key(s) " in warning:
-        return warning.split("key(s) ", 1)[1].split(" not declared", 1)[0]
-    return None
-
-
-def _row_count_check(ctx: RunContext, suite: Suite, pointers: dict[str, dict], o: GateOptions,
-                     result: DatasetResult) -> None:
-    setting = (suite.checks.get("row_count_drop") or {})
+def _compare_step(setting: dict[str, Any]) -> int | None:
     compare = setting.get("compare", "previous_day")
-    if compare == "off":
+    return None if compare == "off" else 7 if compare == "same_weekday" else 1
+
+
+def _compared_days(suite: Suite, days: list[str]) -> list[str]:
+    """Days outside the run that the row-count and null-share checks compare the run's days with."""
+    out = set()
+    for check in ("row_count_drop", "null_share_jump"):
+        setting = suite.checks.get(check) or {}
+        step = _compare_step(setting)
+        if step is None or setting.get("off"):
+            continue
+        out |= {(date.fromisoformat(d) - timedelta(days=step)).isoformat() for d in days}
+    return sorted(out - set(days))
+
+
+def _row_count_check(suite: Suite, raw_rows: dict[str, int], cfg, result: DatasetResult) -> None:
+    setting = suite.checks.get("row_count_drop") or {}
+    step = _compare_step(setting)
+    if step is None:
         result.checks.append({"check": "row_count_drop", "status": "off", "message": "disabled in the suite"})
         return
-    drop_max = float(setting.get("max", o.row_count_drop_max))
-    min_previous = int(setting.get("min_previous_rows", o.row_count_min_previous))
-    step = 7 if compare == "same_weekday" else 1
-    compared = 0
-    for dt, ptr in sorted(pointers.items()):
+    compare = setting.get("compare", "previous_day")
+    drop_max = float(setting.get("max", cfg.row_count_drop_max))
+    min_previous = int(setting.get("min_previous_rows", cfg.row_count_min_previous))
+    compared, failed = 0, False
+    for dt in sorted(d for d in result.dates):
         before = (date.fromisoformat(dt) - timedelta(days=step)).isoformat()
-        prev = pointers.get(before) or ctx.lake.pointer(suite.dataset, {"dt": before})
-        if not prev or prev.get("rows", 0) < min_previous:
+        prev_rows, rows = raw_rows.get(before, 0), raw_rows.get(dt, 0)
+        if not rows or prev_rows < min_previous:  # a day without an export is not compared
             continue
         compared += 1
-        rows, prev_rows = ptr.get("rows", 0), prev["rows"]
         if rows < (1 - drop_max) * prev_rows:
             message = (f"row count fell from {prev_rows:,} on {before} to {rows:,} on {dt} "
                        f"({(rows - prev_rows) / prev_rows:+.0%}; the limit is -{drop_max:.0%})")
             result.checks.append({"check": "row_count_drop", "status": "failed", "message": message})
             result.fail(message)
-    if not any(c["check"] == "row_count_drop" for c in result.checks):
+            failed = True
+    if not failed:
         result.checks.append({"check": "row_count_drop", "status": "passed",
                               "message": f"{compared} day(s) compared with {compare.replace('_', ' ')} "
                                          f"(at least {min_previous} rows before; limit -{drop_max:.0%})"})
 
 
-# ---- the Spark aggregation and what is checked on it -------------------------------------------------------------
-def _aggregate(frame: DataFrame, suite: Suite) -> list[dict[str, Any]]:
+# ---- the engine's aggregation and what is checked on it ------------------------------------------------------------
+def _aggregate(ctx: RunContext, frame: ibis.Table, suite: Suite) -> list[dict[str, Any]]:
     """One row per (day, source file): counts, rule flags, nulls and unreadable texts per column."""
-    from pyspark.sql import functions as F
-
     layout = Layout(suite)
-    keep = ~F.col(DUP)
-    aggs = [F.count(F.lit(1)).alias("raw"), F.sum(F.col(DUP).cast("long")).alias("duplicates"),
-            F.sum(F.col(QUARANTINED).cast("long")).alias("quarantined")]
-    aggs += [F.sum(F.col(flag).cast("long")).alias(flag) for flag in layout.flags.values()]
+    keep = ~frame[DUP]
+    aggs: dict[str, Any] = {"raw": frame.count(), "duplicates": frame[DUP].cast("int64").sum(),
+                            "quarantined": frame[QUARANTINED].cast("int64").sum()}
+    for flag in layout.flags.values():
+        aggs[flag] = frame[flag].cast("int64").sum()
     for j, c in enumerate(suite.dataset.data_columns):
-        aggs.append(F.sum(F.when(keep & F.col(c.name).isNull(), 1).otherwise(0)).alias(f"null{j}"))
+        aggs[f"null{j}"] = (keep & frame[c.name].isnull()).cast("int64").sum()
         if c.type != "string":
-            text = F.col(raw_text_column(c.name))
-            aggs.append(F.sum(F.when(keep & text.isNotNull(), 1).otherwise(0)).alias(f"text{j}"))
+            text = frame[raw_text_column(c.name)]
+            aggs[f"text{j}"] = (keep & text.notnull()).cast("int64").sum()
             type_flag = layout.flags.get(f"type:{c.name}")
             if type_flag:
-                aggs.append(F.min(F.when(F.col(type_flag), text)).alias(f"bad{j}"))  # deterministic example
-    return [r.asDict() for r in frame.groupBy("dt", "_source_file").agg(*aggs).collect()]
+                aggs[f"bad{j}"] = text.min(where=frame[type_flag])  # a deterministic example
+    stats = ctx.engine.to_arrow(frame.group_by(["dt", "_source_file"]).aggregate(**aggs))
+    return [{k: (int(v) if isinstance(v, int | float) and not isinstance(v, bool) and k != "dt" else v)
+             for k, v in row.items()} for row in stats.to_pylist()]
 
 
-def _reconcile_input(stats: list[dict[str, Any]], pointers: dict[str, dict], suite: Suite,
+def _reconcile_input(stats: list[dict[str, Any]], raw_rows: dict[str, int], days: list[str], suite: Suite,
                      result: DatasetResult) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     layout = Layout(suite)
     cols = suite.dataset.data_columns
     per_day: dict[str, dict[str, Any]] = {
-        d: {"raw": 0, "duplicates": 0, "quarantined": 0, "nulls": {c.name: 0 for c in cols}} for d in pointers}
+        d: {"raw": 0, "duplicates": 0, "quarantined": 0, "nulls": {c.name: 0 for c in cols}}
+        for d in days if raw_rows.get(d)}
     flag_totals = dict.fromkeys(layout.flags, 0)
     for s in stats:
+        if s["dt"] not in per_day:
+            raise ReconciliationError(f"{suite.name} {s['dt']}: the engine read rows of a day the raw table does "
+                                      "not hold for the run")
         day = per_day[s["dt"]]
         for k in ("raw", "duplicates", "quarantined"):
             day[k] += s[k] or 0
@@ -482,9 +523,8 @@ def _reconcile_input(stats: list[dict[str, Any]], pointers: dict[str, dict], sui
             flag_totals[rule_id] += s[flag] or 0
     for d, day in per_day.items():
         day["processed"] = day["raw"] - day["duplicates"] - day["quarantined"]
-        expected = pointers[d].get("rows")
-        if expected is not None and expected != day["raw"]:
-            raise ReconciliationError(f"{suite.name} {d}: the raw partition pointer says {expected:,} rows, "
+        if raw_rows[d] != day["raw"]:
+            raise ReconciliationError(f"{suite.name} {d}: the raw table holds {raw_rows[d]:,} rows for the day, "
                                       f"the gate read {day['raw']:,}")
         if day["processed"] < 0:
             raise ReconciliationError(f"{suite.name} {d}: more rows removed than read")
@@ -495,15 +535,16 @@ def _reconcile_input(stats: list[dict[str, Any]], pointers: dict[str, dict], sui
     return per_day, flag_totals
 
 
-def _retype_check(stats: list[dict[str, Any]], suite: Suite, o: GateOptions, result: DatasetResult) -> None:
+def _retype_check(stats: list[dict[str, Any]], suite: Suite, cfg, result: DatasetResult) -> None:
     """A column whose values in one file mostly fail to read as the declared type was re-typed upstream; a
     required column empty in every row of a file (a JSON key renamed upstream) went missing."""
     found = False
+    flags = Layout(suite).flags
     for s in sorted(stats, key=lambda x: (x["dt"], x["_source_file"])):
         rows = (s["raw"] or 0) - (s["duplicates"] or 0)
         for j, c in enumerate(suite.dataset.data_columns):
             empty = s.get(f"text{j}") == 0 if c.type != "string" else s.get(f"null{j}") == rows
-            if not c.nullable and rows >= o.retype_min_values and empty:
+            if not c.nullable and rows >= cfg.retype_min_values and empty:
                 found = True
                 message = (f"schema drift in {s['_source_file']}: column {c.name}: required but empty in all {rows:,} "
                            "rows (missing or renamed upstream?)")
@@ -514,8 +555,8 @@ def _retype_check(stats: list[dict[str, Any]], suite: Suite, o: GateOptions, res
             if c.type == "string" or f"bad{j}" not in s:
                 continue
             present = s.get(f"text{j}") or 0
-            bad = s.get(Layout(suite).flags[f"type:{c.name}"]) or 0
-            if bad >= o.retype_min_values and present and bad / present > o.retype_share_max:
+            bad = s.get(flags[f"type:{c.name}"]) or 0
+            if bad >= cfg.retype_min_values and present and bad / present > cfg.retype_share_max:
                 found = True
                 message = (f"schema drift in {s['_source_file']}: column {c.name}: {bad:,} of {present:,} values "
                            f"do not read as {c.type} (e.g. {s.get(f'bad{j}')!r}); re-typed upstream?")
@@ -523,42 +564,60 @@ def _retype_check(stats: list[dict[str, Any]], suite: Suite, o: GateOptions, res
                                      "severity": "critical", "message": message})
                 result.fail(message)
     result.checks.append({"check": "re-typed or emptied columns", "status": "failed" if found else "passed",
-                          "message": f"a file fails when more than {o.retype_share_max:.0%} (and at least "
-                                     f"{o.retype_min_values}) of a column's values do not read as its type, or a "
+                          "message": f"a file fails when more than {cfg.retype_share_max:.0%} (and at least "
+                                     f"{cfg.retype_min_values}) of a column's values do not read as its type, or a "
                                      "required column is empty in all its rows"})
 
 
-def _null_share_check(ctx: RunContext, suite: Suite, per_day: dict[str, dict[str, Any]], o: GateOptions,
-                      result: DatasetResult) -> None:
+def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) -> dict[str, dict[str, Any]]:
+    """Rows (without exact duplicates) and typed nulls per column of some raw days outside the run, read from
+    the raw table itself: the baseline of the null-share check."""
+    if snap is None or not days:
+        return {}
+    raw = ctx.engine.files(ds, ctx.lake.files(ds, {"dt": days}, snap))
+    frame = typed_frame(raw.filter(raw.dt.isin(days)), ds)
+    keep = ~frame[DUP]
+    aggs = {"rows": keep.cast("int64").sum()}
+    for j, c in enumerate(ds.data_columns):
+        aggs[f"null{j}"] = (keep & frame[c.name].isnull()).cast("int64").sum()
+    out = {}
+    for r in ctx.engine.to_arrow(frame.group_by("dt").aggregate(**aggs)).to_pylist():
+        out[r["dt"]] = {"rows": int(r["rows"] or 0),
+                        "nulls": {c.name: int(r[f"null{j}"] or 0) for j, c in enumerate(ds.data_columns)}}
+    return out
+
+
+def _null_share_check(ctx: RunContext, suite: Suite, snap: int | None, per_day: dict[str, dict[str, Any]],
+                      compared: list[str], cfg, result: DatasetResult) -> None:
     setting = suite.checks.get("null_share_jump") or {}
-    if setting.get("off"):
+    step = _compare_step(setting)
+    if setting.get("off") or step is None:
         result.checks.append({"check": "null_share_jump", "status": "off", "message": "disabled in the suite"})
         return
     ignore = set(setting.get("ignore") or ())
-    jump_max = float(setting.get("max", o.null_share_jump_max))
+    jump_max = float(setting.get("max", cfg.null_share_jump_max))
     compare = setting.get("compare", "previous_day")
-    step = 7 if compare == "same_weekday" else 1
-    failures = []
-    compared = 0
+    befores = {dt: (date.fromisoformat(dt) - timedelta(days=step)).isoformat() for dt in per_day}
+    outside = _day_stats(ctx, suite.dataset, snap, sorted({b for b in befores.values() if b not in per_day}))
+    failures, n_compared = [], 0
     for dt in sorted(per_day):
         day = per_day[dt]
         rows = day["raw"] - day["duplicates"]
-        before = (date.fromisoformat(dt) - timedelta(days=step)).isoformat()
+        before = befores[dt]
         if before in per_day:
             prev = {"rows": per_day[before]["raw"] - per_day[before]["duplicates"], "nulls": per_day[before]["nulls"]}
         else:
-            text = ctx.lake.read_text(report.day_stats_path(suite.name, before))
-            prev = _loads(text) if text else None
-        if not prev or prev["rows"] < o.null_share_min_rows or rows < o.null_share_min_rows:
+            prev = outside.get(before)
+        if not prev or prev["rows"] < cfg.null_share_min_rows or rows < cfg.null_share_min_rows:
             continue
-        compared += 1
+        n_compared += 1
         for name, nulls in day["nulls"].items():
             if name in ignore:
                 continue
             share, prev_share = nulls / rows, prev["nulls"].get(name, 0) / prev["rows"]
             jump = share - prev_share
             pooled = (nulls + prev["nulls"].get(name, 0)) / (rows + prev["rows"])
-            noise = o.null_share_z * math.sqrt(pooled * (1 - pooled) * (1 / rows + 1 / prev["rows"]))
+            noise = cfg.null_share_z * math.sqrt(pooled * (1 - pooled) * (1 / rows + 1 / prev["rows"]))
             if jump > jump_max and jump > noise:
                 failures.append(f"null share of {name} jumped from {prev_share:.0%} on {before} to {share:.0%} "
                                 f"on {dt} (limit +{jump_max:.0%})")
@@ -566,8 +625,8 @@ def _null_share_check(ctx: RunContext, suite: Suite, per_day: dict[str, dict[str
         result.fail(f)
     result.checks.append({"check": "null_share_jump", "status": "failed" if failures else "passed",
                           "message": "; ".join(failures) if failures else
-                          f"{compared} day(s) compared with {compare.replace('_', ' ')} (at least "
-                          f"{o.null_share_min_rows} rows each; limit +{jump_max:.0%} and beyond {o.null_share_z} "
+                          f"{n_compared} day(s) compared with {compare.replace('_', ' ')} (at least "
+                          f"{cfg.null_share_min_rows} rows each; limit +{jump_max:.0%} and beyond {cfg.null_share_z} "
                           "standard errors)" + (f"; not checked: {', '.join(sorted(ignore))}" if ignore else "")})
 
 
@@ -581,83 +640,47 @@ def _rule_results(suite: Suite, flag_totals: dict[str, int], result: DatasetResu
                              "failed_rows": failed, "success": failed <= (1 - mostly) * checked})
 
 
-def _sample_columns(suite: Suite) -> list[str]:
-    """Frame columns a failing-row sample shows: source texts, derived values, lineage."""
-    return ([src for _, src in Layout(suite).text_columns()] + [d.name for d in suite.derived] +
-            ["dt", "_source_file", "_row_number"])
-
-
-def _sample_row(values: dict[str, Any], suite: Suite, rule_columns: list[str]) -> dict[str, Any]:
-    cols = [c.removeprefix("_raw_") for c in rule_columns]
-    keep = ["dt", "_source_file", "_row_number", *suite.dataset.primary_key, *cols]
-    return {k: values.get(k) for k in dict.fromkeys(keep) if k in values}
-
-
-def _samples_from_pandas(pdf, suite: Suite, n: int) -> dict[str, list[dict[str, Any]]]:
-    import pandas as pd
-
-    layout = Layout(suite)
-    texts = layout.text_columns()
-    derived = [d.name for d in suite.derived]
-    out: dict[str, list[dict[str, Any]]] = {}
-    for rule in suite.rules:
-        flagged = pdf[pdf[layout.flags[rule.id]].astype(bool)]
-        if flagged.empty:
-            continue
-        flagged = flagged.sort_values(["dt", "_source_file", "_row_number"]).head(n)
-        rows = []
-        for rec in flagged.to_dict("records"):
-            values: dict[str, Any] = {name: rec.get(src) for name, src in texts}
-            values.update({d: None if pd.isna(rec.get(d)) else str(rec.get(d)) for d in derived})
-            values.update(dt=rec["dt"], _source_file=rec["_source_file"], _row_number=int(rec["_row_number"]))
-            rows.append(_sample_row(values, suite, rule.columns))
-        out[rule.id] = rows
-    return out
-
-
-def _samples(frame: DataFrame, suite: Suite, n: int) -> dict[str, list[dict[str, Any]]]:
-    """Up to ``n`` failing rows per rule (source text, derived values, lineage), in one small job."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+# ---- failing-row samples and the two outputs -----------------------------------------------------------------------
+def _samples(ctx: RunContext, frame: ibis.Table, suite: Suite, n: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``n`` failing rows per rule (source text, derived values, lineage), from one small query."""
+    import pyarrow.compute as pc
 
     if n <= 0:
         return {}
     layout = Layout(suite)
-    texts = [F.col(src).alias(name) for name, src in layout.text_columns()]
-    derived = [F.col(d.name).cast("string").alias(d.name) for d in suite.derived]
-    failing = frame.where(F.col("_rules_broken").isNotNull() | F.col("_rules_warned").isNotNull())
-    exploded = failing.select(
-        F.explode(F.split(F.concat_ws("; ", "_rules_broken", "_rules_warned"), "; ")).alias("_rule"),
-        "dt", "_source_file", "_row_number", *texts, *derived)
-    w = Window.partitionBy("_rule").orderBy("dt", "_source_file", "_row_number")
-    picked = exploded.where(F.col("_rule") != "").withColumn("_n", F.row_number().over(w)).where(F.col("_n") <= n)
+    failing = frame.filter(frame["_rules_broken"].notnull() | frame["_rules_warned"].notnull())
+    cols = {name: failing[src] for name, src in layout.text_columns()}
+    cols.update({d.name: failing[d.name].cast("string") for d in suite.derived})
+    cols.update({c: failing[c] for c in ("dt", "_source_file", "_row_number")})
+    cols.update({flag: failing[flag] for flag in layout.flags.values()})
+    rows = ctx.engine.to_arrow(failing.select(**cols))
     out: dict[str, list[dict[str, Any]]] = {}
-    shown = {r.id: r.columns for r in suite.rules}
-    for row in picked.orderBy("_rule", "_n").collect():
-        d = row.asDict()
-        rule = d.pop("_rule")
-        out.setdefault(rule, []).append(_sample_row(d, suite, shown.get(rule, [])))
+    shown = ["dt", "_source_file", "_row_number"]
+    for rule in suite.rules:
+        flagged = rows.filter(pc.fill_null(rows.column(layout.flags[rule.id]), False))
+        if not flagged.num_rows:
+            continue
+        flagged = flagged.sort_by([("dt", "ascending"), ("_source_file", "ascending"),
+                                   ("_row_number", "ascending")]).slice(0, n)
+        keep = [*shown, *suite.dataset.primary_key, *[c.removeprefix("_raw_") for c in rule.columns]]
+        keep = [c for c in dict.fromkeys(keep) if c in flagged.column_names]
+        out[rule.id] = flagged.select(keep).to_pylist()
     return out
 
 
-def _publish(ctx: RunContext, target: Dataset, rows: DataFrame, expected: int, days: list[dict[str, str]],
-             arrow_max: int, meta: dict[str, Any]):
-    """Write through Spark, or, when the rows are few (a daily run), through Arrow without a write job.
-
-    Both paths publish the same rows, sorted the same way, with write-audit-publish.
-    """
-    if expected > arrow_max:
-        return ctx.write(target, rows, replace=days, meta=meta)
-    if expected == 0:
-        return ctx.write_arrow(target, target.arrow_schema().empty_table(), replace=days, meta=meta)
-    table = rows.toArrow()
-    order = [*target.partition_by, *(target.primary_key or [c.name for c in target.data_columns])]
-    return ctx.write_arrow(target, table.sort_by([(c, "ascending") for c in order]), replace=days, meta=meta)
+def _outputs(ctx: RunContext, frame: ibis.Table, suite: Suite) -> tuple[pa.Table, pa.Table]:
+    """(processed rows with the columns their rules read, for the audit; quarantined rows as source text)."""
+    extras = [raw_text_column(c.name) for c in suite.dataset.data_columns if c.type != "string"]
+    extras += [d.name for d in suite.derived] + [PASSES_BLOCKING]
+    keep = processed_columns(suite) + [c for c in extras if c not in processed_columns(suite)]
+    good = frame.filter(~frame[DUP] & ~frame[QUARANTINED]).select(keep)
+    refused = frame.filter(frame[QUARANTINED]).select(**quarantine_selection(frame, suite))
+    return ctx.engine.to_arrow(good), ctx.engine.to_arrow(refused)
 
 
 def _reconcile_output(per_day: dict[str, dict[str, Any]], written: dict[str, int], refused: dict[str, int],
                       result: DatasetResult) -> None:
-    """raw = processed + quarantined + duplicates, per day, against what the writes actually published."""
+    """raw = processed + quarantined + duplicates, per day, against what the two commits published."""
     for d, day in per_day.items():
         key = f"dt={d}"
         got_p, got_q = written.get(key, 0), refused.get(key, 0)
@@ -674,13 +697,5 @@ def _reconcile_output(per_day: dict[str, dict[str, Any]], written: dict[str, int
     result.counts["reconciled"] = True
 
 
-def _json(payload: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(payload, indent=1, sort_keys=True)
-
-
-def _loads(text: str) -> dict[str, Any]:
-    import json
-
-    return json.loads(text)
+__all__ = ["LINEAGE", "QualityGateError", "ReconciliationError", "gate", "gate_dataset", "input_signature",
+           "output_datasets", "run"]

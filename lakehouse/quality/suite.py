@@ -6,26 +6,27 @@ Each expectation's ``severity`` says what a failure does: ``critical`` rows are 
 ``_rules_broken`` of every quarantined row; ``meta.description`` is what people read in the report.
 
 Rules a plain column cannot express (a foreign key, a total against the sum of lines, a duration) use
-*derived columns* declared in the suite's ``meta.derived_columns``: the gate adds them to the validation
-frame before anything is checked, so the Spark predicates that decide each row and Great Expectations,
-which reports, look at exactly the same columns::
+*derived columns* declared in the suite's ``meta.derived_columns``: the gate adds them to the frame before
+anything is checked, so the compiled predicates that decide each row and the Great Expectations Checkpoint
+that audits the published batch look at exactly the same columns::
 
     {"name": "_client_known", "lookup": "processed.clients", "on": {"client_id": "client_id"}}
-    {"name": "_lines_amount", "lookup": "processed.invoice_lines", "on": {"invoice_id": "invoice_id"},
-     "value": "sum(amount)"}
-    {"name": "_hours_span", "expr": "(unix_timestamp(end_time) - unix_timestamp(start_time)) / 3600.0"}
+    {"name": "_invoice_date", "lookup": "processed.invoices", "on": {"invoice_id": "invoice_id"},
+     "value": "min(invoice_date)"}
+    {"name": "_hours_span", "expr": "(unix_seconds(end_time) - unix_seconds(start_time)) / 3600.0"}
 
 A ``lookup`` left-joins the published rows of another dataset (grouped by the join keys, so a row never
 multiplies): without ``value`` the column is ``true`` when a match exists and null otherwise. An ``expr``
-is a Spark SQL expression over the frame (window functions allowed); an expression that mentions
-``_passes_blocking`` is computed after the other rules, over the rows that passed them.
+is a Spark SQL expression over the frame (window functions allowed), transpiled by sqlglot to the engine's
+dialect; an expression that mentions ``_passes_blocking`` is computed after the other rules, over the rows
+that passed them.
 
 ``meta.dataset_checks`` tunes the dataset-level checks for this dataset (see ``lakehouse/defaults.toml``
 [quality]): ``{"row_count_drop": {"compare": "previous_day" | "same_weekday" | "off"},
 "null_share_jump": {"ignore": ["column", ...]}}``.
 
-Nothing here imports Spark or Great Expectations; :mod:`lakehouse.quality.compile` turns rules into Spark
-predicates and :mod:`lakehouse.quality.gx` hands the same configurations to Great Expectations.
+Nothing here imports an engine or Great Expectations; :mod:`lakehouse.quality.compile` turns rules into
+Ibis predicates and :mod:`lakehouse.quality.gx` hands the same configurations to Great Expectations.
 """
 
 from __future__ import annotations
@@ -213,6 +214,14 @@ def frame_columns(ds: Dataset) -> set[str]:
 
 
 def baseline_rules(ds: Dataset) -> list[Rule]:
+    from lakehouse.quality.compile import CompileError, strptime_format
+
+    for c in ds.data_columns:
+        for f in c.formats or ():
+            try:
+                strptime_format(f)
+            except CompileError as exc:
+                raise SuiteError(f"{ds.path or ds.name}: column {c.name}: {exc}") from None
     return [_rule(cfg, "schema", f"{ds.name} (declaration)") for cfg in ds.baseline_expectations()]
 
 
@@ -248,6 +257,9 @@ def _rule(cfg: dict[str, Any], source: str, where: str) -> Rule:
             re.compile(kwargs.get("regex", ""))
         except re.error as exc:
             raise SuiteError(f"{where}: invalid regex: {exc}") from None
+        if "(?P<" in kwargs.get("regex", "") or "\\p{" in kwargs.get("regex", ""):
+            raise SuiteError(f"{where}: named groups and unicode classes read differently in pandas, DuckDB and "
+                             "Spark; use plain groups and character ranges")
     description = meta.pop("description", "")
     meta.pop("source", None)
     return Rule(rule_id, type_, kwargs, severity, source, description, meta)
@@ -263,8 +275,27 @@ def _derived(spec: Any, where: str) -> Derived:
         on = spec.get("on")
         if not isinstance(on, dict) or not on:
             raise SuiteError(f"{where}: lookup {name!r} needs on: {{frame column: {spec['lookup']} column}}")
+        if spec.get("value"):
+            check_sql(spec["value"], f"{where}: lookup {name!r} value")
         return Derived(name, lookup=spec["lookup"], on=dict(on), value=spec.get("value"))
+    check_sql(spec["expr"], f"{where}: derived column {name!r}")
     return Derived(name, expr=spec["expr"])
+
+
+def check_sql(expr: str, where: str) -> None:
+    """Refuse a derived-column expression that does not parse as Spark SQL, or that sqlglot would transpile
+    to something else than it means (``unix_timestamp(ts)`` reads its argument as text in other dialects)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(expr, read="spark")
+    except sqlglot.errors.ParseError as exc:
+        raise SuiteError(f"{where}: not a Spark SQL expression ({exc})") from None
+    for node in tree.walk():
+        if isinstance(node, exp.StrToUnix):
+            raise SuiteError(f"{where}: unix_timestamp() parses text; for a timestamp column write "
+                             "unix_seconds(column), which every engine reads alike")
 
 
 def load_suite(ds: Dataset, path: Path | None = None, directory: Path | None = None,
