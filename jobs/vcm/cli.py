@@ -135,7 +135,8 @@ def cmd_renewals(args, settings) -> int:
     due = renewals_within(reg, args.within) if len(reg) else reg
     _print_table(due, ["contract_id", "vendor_name", "renewal_type", "current_term_end", "notice_period_days",
                        "next_opt_out", "days_to_opt_out", "annual_value", "approval_state"],
-                 f"Opt-out deadlines within {args.within} days of {reg['as_of'].max() if len(reg) else '-'}: {len(due)}")
+                 f"Opt-out deadlines within {args.within} days of {reg['as_of'].max() if len(reg) else '-'}: "
+                 f"{len(due)}")
     return 0
 
 

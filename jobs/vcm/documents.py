@@ -42,22 +42,22 @@ def read_document(row, landing, cfg: OcrConfig, cache) -> list[dict]:
     """The page rows of one document (a row of processed.contract_documents)."""
     if row["extraction"] == "text" or str(row["mime_type"]) == "text/plain":
         text = row["text"] or ""
-        pages = [dict(page=1, text=text, method="text", ocr_confidence=None, ocr_engine=None,
-                      review_reason=None if text.strip() else "no_text")]
+        pages = [{"page": 1, "text": text, "method": "text", "ocr_confidence": None, "ocr_engine": None,
+                  "review_reason": None if text.strip() else "no_text"}]
     else:
         try:
             data = landing.read(row["_source_file"])
         except (FileNotFoundError, OSError) as exc:
-            return [dict(document_id=row["sha256"], page=1, pages=1, file_name=row["file_name"],
-                         source_file=row["_source_file"], text=row["text"] or "", method="none",
-                         ocr_confidence=None, ocr_engine=None, chars=len(row["text"] or ""), needs_review=True,
-                         review_reason="unreadable", dt=row["dt"], _error=str(exc))]
+            return [{"document_id": row["sha256"], "page": 1, "pages": 1, "file_name": row["file_name"],
+                     "source_file": row["_source_file"], "text": row["text"] or "", "method": "none",
+                     "ocr_confidence": None, "ocr_engine": None, "chars": len(row["text"] or ""),
+                     "needs_review": True, "review_reason": "unreadable", "dt": row["dt"], "_error": str(exc)}]
         pages = [p.__dict__ for p in read_pages(data, row["file_name"], cfg, cache, sha256=row["sha256"])]
     n = len(pages)
-    return [dict(document_id=row["sha256"], page=p["page"], pages=n, file_name=row["file_name"],
-                 source_file=row["_source_file"], text=p["text"], method=p["method"],
-                 ocr_confidence=p["ocr_confidence"], ocr_engine=p["ocr_engine"], chars=len(p["text"] or ""),
-                 needs_review=p["review_reason"] is not None, review_reason=p["review_reason"], dt=row["dt"])
+    return [{"document_id": row["sha256"], "page": p["page"], "pages": n, "file_name": row["file_name"],
+             "source_file": row["_source_file"], "text": p["text"], "method": p["method"],
+             "ocr_confidence": p["ocr_confidence"], "ocr_engine": p["ocr_engine"], "chars": len(p["text"] or ""),
+             "needs_review": p["review_reason"] is not None, "review_reason": p["review_reason"], "dt": row["dt"]}
             for p in pages]
 
 

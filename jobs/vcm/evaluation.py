@@ -30,7 +30,8 @@ class DirCache:
 def documents(home: Path, cfg) -> list[tuple[list[str], dict]]:
     from jobs.vcm.ocr import OcrConfig, read_pages
 
-    rows = list(csv.DictReader(open(home / "truth" / "contract_documents.csv", encoding="utf-8")))
+    with open(home / "truth" / "contract_documents.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
     cache, ocr = DirCache(home / ".vcm-ocr-cache"), OcrConfig.from_settings(cfg)
     out = []
     for r in rows:
@@ -52,7 +53,7 @@ def evaluate_home(settings, home: Path, extractors=("rules", "model")) -> dict[s
     if "rules" in extractors:
         results += evaluate(RulesExtractor(cfg.msp_names, cfg.date_order), docs, "rules")
     if "model" in extractors:
-        roles, metrics, _ = train_and_measure(cfg)
+        roles, _, _ = train_and_measure(cfg)
         results += evaluate(LearnedExtractor(roles, cfg.msp_names, cfg.date_order), docs, "model")
     table = accuracy_table(results)
     return {"table": table, "markdown": markdown(table), "documents": len(docs)}

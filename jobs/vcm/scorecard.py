@@ -1,12 +1,15 @@
 """Stage ``vcm.scorecard``: a 1-5 score per vendor and calendar quarter on five dimensions, weighted.
 
-| dimension | metric | score |
-|---|---|---|
-| responsiveness | share of vendor-escalated tickets answered within the vendor's SLA response time | ``sla_met_bands`` |
-| reliability | share of them resolved within their resolution target | ``sla_met_bands`` |
-| invoice_accuracy | mean \\|billed − expected\\| / expected over the months with a contract in force: recurring charges billed against the monthly value (annual value / 12) of the contract in force (the latest effective) | ``invoice_deviation_bands`` |
-| cost_trend | spend change against the previous quarter, in % | ``cost_change_bands`` |
-| compliance | 5 minus ``compliance_penalties``: each missing term (payment terms, governing law, notice of a renewing contract), no liability cap stated, an uncapped liability, no contract on file for a vendor paid, billing with no contract in force | floor 1 |
+* responsiveness: share of vendor-escalated tickets answered within the vendor's SLA response time
+  (``sla_met_bands``);
+* reliability: share of them resolved within their resolution target (``sla_met_bands``);
+* invoice_accuracy: mean abs(billed - expected) / expected over the months with a contract in force:
+  recurring charges billed against the monthly value (annual value / 12) of the contract in force, the latest
+  effective one (``invoice_deviation_bands``);
+* cost_trend: spend change against the previous quarter, in % (``cost_change_bands``);
+* compliance: 5 minus ``compliance_penalties`` (floor 1): each missing term (payment terms, governing law,
+  notice of a renewing contract), no liability cap stated, an uncapped liability, no contract on file for a
+  vendor paid, billing with no contract in force.
 
 The overall score is the weighted mean (``scorecard_weights``) over the dimensions that have data, so a vendor
 is never marked down for data the MSP does not have; ``dimensions_scored`` says which counted. Tickets carry
@@ -161,7 +164,8 @@ def transform(vendors: pd.DataFrame, expenses: pd.DataFrame, escalations: pd.Dat
                         "missing_term": 0, "no_liability_cap": 0, "uncapped_liability": 0}
             for c in contracts[contracts["contract_id"].isin(q_contracts)].itertuples(index=False):
                 missing = [c.payment_terms, c.governing_law] + ([c.notice_period_days] if c.auto_renew else [])
-                findings["missing_term"] += sum(1 for x in missing if x is None or (isinstance(x, float) and pd.isna(x)))
+                findings["missing_term"] += sum(1 for x in missing
+                                                if x is None or (isinstance(x, float) and pd.isna(x)))
                 findings["no_liability_cap"] += int(c.liability_cap is None or pd.isna(c.liability_cap))
                 findings["uncapped_liability"] += int(c.liability_cap == "uncapped")
             comp, found = compliance(findings, cfg.compliance_penalties)

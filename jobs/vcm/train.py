@@ -88,7 +88,8 @@ def run(ctx: RunContext) -> None:
             ctx.warn(f"vcm-extractor {cur.version} could not be re-scored ({exc}); comparing stored scores")
     decision = reg.promote_if_better(version, champion_score=champion)
     ctx.count("ml-models/vcm-extractor").notes.append(
-        f"{version}: field accuracy {metrics['field_accuracy']:.3f} (rules {metrics['baseline']['field_accuracy']:.3f}),"
-        f" held-out styles {metrics['held_out_field_accuracy']:.3f} (rules "
+        f"{version}: field accuracy {metrics['field_accuracy']:.3f} "
+        f"(rules {metrics['baseline']['field_accuracy']:.3f}), "
+        f"held-out styles {metrics['held_out_field_accuracy']:.3f} (rules "
         f"{metrics['baseline']['held_out_field_accuracy']:.3f}); {'promoted' if decision.promoted else 'kept'}: "
         f"{decision.reason}")

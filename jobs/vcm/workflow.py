@@ -164,6 +164,6 @@ def decide(settings: Settings, contract_id: str, action: str, actor: str, reason
         ctx.write(DECISIONS, pd.DataFrame([row]), replace=[{"dt": row["dt"], "decision_id": row["decision_id"]}])
     finally:
         ctx.close()
-    after = [c for c in current_cases(settings, contract_id) if c["case"].case_id == row["case_id"]][0]
+    after = next(c for c in current_cases(settings, contract_id) if c["case"].case_id == row["case_id"])
     applied = next((r["applied"] for r in after["rows"] if r["decision_id"] == row["decision_id"]), False)
     return {**row, "applied": applied, "state": after["state"]}

@@ -217,8 +217,9 @@ def find_durations(doc: Document) -> list[Candidate]:
 
 
 # ---- amounts -------------------------------------------------------------------------------------------------
-MONEY = re.compile(r"(?P<cur>USD|US\$|\$|EUR|€|GBP|£)\s?(?P<n>\d{1,3}(?:[,.\s]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)"
-                   r"(?!\d)|(?P<n2>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2})\s?(?P<cur2>USD|dollars|US dollars)\b")
+MONEY = re.compile(r"(?P<cur>USD|US\$|\$|EUR|€|GBP|£)\s?"
+                   r"(?P<n>\d{1,3}(?:[,.\s]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)(?!\d)|"
+                   r"(?P<n2>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2})\s?(?P<cur2>USD|dollars|US dollars)\b")
 BASIS = (
     ("per_month", re.compile(r"per\s+(?:calendar\s+)?month|a\s+month|each\s+month|every\s+month|monthly|"
                              r"/\s*mo(?:nth)?\b|per\s+mo\b|month-to-month", re.I)),
@@ -251,7 +252,8 @@ def find_money(doc: Document) -> list[Candidate]:
         if value is None:
             continue
         cur = (m.group("cur") or m.group("cur2") or "$").upper()
-        currency = {"$": "USD", "US$": "USD", "DOLLARS": "USD", "US DOLLARS": "USD", "€": "EUR", "£": "GBP"}.get(cur, cur)
+        currency = {"$": "USD", "US$": "USD", "DOLLARS": "USD", "US DOLLARS": "USD", "€": "EUR",
+                    "£": "GBP"}.get(cur, cur)
         c = _cand(doc, "money", value, m.start(), m.end(), currency=currency)
         c.extra.update(basis_of(doc, c))
         out.append(c)
@@ -327,8 +329,8 @@ ROLE_MARKER = re.compile(
     r"|,\s+(?:the|as|acting\s+as)\s+(?P<role2>" + _ROLE_RE + r")\b", re.I)
 ROLE_LABEL = re.compile(r"^[ \t]*(?P<role>" + _ROLE_RE + r")(?:\s+(?:name|legal\s+name|entity))?[ \t]*:[ \t]*"
                         r"(?P<name>[^\n]{2,100}?)[ \t]*$", re.I | re.M)
-_BOUNDARY = re.compile(r"(?:\bby\s+and\s+between\b|\bbetween\b|\band\b|\bAND\b|\bBETWEEN\s*:|\(\s*[a-z0-9]{1,2}\s*\)|[;:]"
-                       r"|\bwith\b|\bby\b|\bfrom\b|\bto\b|^)", re.M)
+_BOUNDARY = re.compile(r"(?:\bby\s+and\s+between\b|\bbetween\b|\band\b|\bAND\b|\bBETWEEN\s*:|"
+                       r"\(\s*[a-z0-9]{1,2}\s*\)|[;:]|\bwith\b|\bby\b|\bfrom\b|\bto\b|^)", re.M)
 _SIGNATORY = re.compile(r"\b(?:by|name|title|signature|signed\s+by|attn|attention)\s*:\s*$", re.I)
 _AFFILIATE = re.compile(r"\b(?:affiliates?|subsidiar(?:y|ies)|parent|successors?)\s+(?:of\s+)?$", re.I)
 
@@ -340,7 +342,8 @@ def side_of(role: str) -> str:
 
 def clean_name(raw: str) -> str:
     name = raw.strip().strip("\"'\u201c\u201d\u2018\u2019 ,;:")
-    name = re.sub(r"^(?:the\s+)?(?:company\s+|firm\s+)?", "", name, flags=re.I) if name.lower().startswith("the ") else name
+    if name.lower().startswith("the "):
+        name = re.sub(r"^(?:the\s+)?(?:company\s+|firm\s+)?", "", name, flags=re.I)
     name = re.sub(r"\s+", " ", name)
     name = re.sub(r",?\s+(?:a|an)\s+[A-Z][a-z]+\s+(?:corporation|limited liability company|company|partnership).*$", "",
                   name)
@@ -350,7 +353,7 @@ def clean_name(raw: str) -> str:
 def _plausible(name: str) -> bool:
     words = name.split()
     return (1 <= len(words) <= 8 and bool(re.match(r"[A-Z0-9]", name)) and any(ch.isalpha() for ch in name)
-            and name.lower() not in {r for r in _ROLES} and not re.match(r"(?i)^(?:this|the|each|either|both)\b",
+            and name.lower() not in set(_ROLES) and not re.match(r"(?i)^(?:this|the|each|either|both)\b",
                                                                           name))
 
 

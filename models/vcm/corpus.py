@@ -66,8 +66,9 @@ def truth_row(doc: dict, fmt: str) -> dict:
             "auto_renew": str(doc["auto_renew"]), "renewal_term_months": str(doc["renewal_term_months"] or ""),
             "notice_period_days": str(doc["notice_period_days"]),
             "opt_out_deadline": doc["opt_out_deadline"].isoformat() if doc["opt_out_deadline"] else "",
-            "stated_amount": money(doc["stated_amount_cents"])[1:].replace(",", ""), "value_basis": doc["value_basis"],
-            "annual_value": money(doc["annual_value_cents"])[1:].replace(",", ""), "payment_terms": doc["payment_terms"],
+            "stated_amount": money(doc["stated_amount_cents"])[1:].replace(",", ""),
+            "value_basis": doc["value_basis"], "annual_value": money(doc["annual_value_cents"])[1:].replace(",", ""),
+            "payment_terms": doc["payment_terms"],
             "governing_law": doc["governing_law"], "wording_style": str(doc["style"])}
 
 

@@ -130,8 +130,8 @@ def prepare(text: str) -> str:
 
 
 _LABEL = re.compile(r"^\s*(?:\(?[0-9a-zA-Z]{1,3}[.)]\s+)?[A-Z][A-Za-z'/&\- ]{1,40}:\s")
-_TITLE_START = re.compile(r"^\s*(?:\d+(?:\.\d+)*[.)]\s+)?(?:[A-Z][A-Za-z'/&\-]*)(?:\s+(?:[A-Z][A-Za-z'/&\-]*|and|of|or|for|the|to))"
-                          r"{0,5}[.:]\s")
+_TITLE_START = re.compile(r"^\s*(?:\d+(?:\.\d+)*[.)]\s+)?(?:[A-Z][A-Za-z'/&\-]*)"
+                          r"(?:\s+(?:[A-Z][A-Za-z'/&\-]*|and|of|or|for|the|to)){0,5}[.:]\s")
 _HEADING = re.compile(r"^\s*(?:(?:\d+(?:\.\d+)*|[IVX]+|[A-Z])[.)]\s+)?([A-Z][A-Za-z'/&\- ]{1,50}?)[.:]\s")
 
 
@@ -204,9 +204,9 @@ def groups_of(token: str) -> tuple[str, ...]:
     """The lexicon groups a lower-case token belongs to."""
     out = []
     for stem, group in _LEX_INDEX:
-        if token == stem or token == stem + "s" or (len(stem) >= 4 and token.startswith(stem)):
-            if group not in out:
-                out.append(group)
+        if (token == stem or token == stem + "s" or (len(stem) >= 4 and token.startswith(stem))) \
+                and group not in out:
+            out.append(group)
     if token.endswith("n't"):
         out.append("NEG")
     return tuple(out)

@@ -78,7 +78,8 @@ def lake(tmp_path):
     _write(settings, "processed.contract_documents", _documents_rows(items), [d for d, _, _ in items])
     vendors = pd.DataFrame([{"vendor_id": "VN-0001", "vendor_name": "Leap Day Hosting", "category": "cloud",
                              "payment_terms": "Net 30", "status": "active", "sla": "4-hour response",
-                             "created_at": datetime(2023, 1, 1, tzinfo=UTC), "updated_at": datetime(2023, 1, 1, tzinfo=UTC),
+                             "created_at": datetime(2023, 1, 1, tzinfo=UTC),
+                             "updated_at": datetime(2023, 1, 1, tzinfo=UTC),
                              "_source_file": "v.csv", "_source_hash": "h", "_row_number": 1, "_row_hash": "r",
                              "_ingested_at": datetime(2024, 1, 1, tzinfo=UTC), "_run_id": "run-test",
                              "dt": "2024-01-01"}])

@@ -62,5 +62,5 @@ def test_search_ranks_the_matching_contract_first():
     texts = {"a": "The agreement renews automatically. Notice of non-renewal: sixty (60) days.",
              "b": "This is a fixed-term agreement with no automatic renewal."}
     hits = search(register, texts, "auto-renew notice 60 days")
-    assert list(hits["contract_id"])[0] == "CT-a"
+    assert hits.iloc[0]["contract_id"] == "CT-a"
     assert "60" in hits.iloc[0]["snippet"]
