@@ -64,7 +64,8 @@ def transform(time_entries: ibis.Table, cost_rates: ibis.Table, tickets: ibis.Ta
     p = profit.filter(profit.month.isin(months))
     billed = p.select("client_id", "month", month_billed=p.billed, month_addition_cost=p.addition_cost,
                       _add_retail=p.addition_retail)
-    clients = work.select("client_id").union(opened.select("client_id")).union(billed.select("client_id")).distinct()
+    ids = [part.select(client_id=part.client_id.cast("string")) for part in (work, opened, billed)]
+    clients = ids[0].union(ids[1]).union(ids[2]).distinct()
     grid = clients.cross_join(cal)
     grid = grid.mutate(month=grid.day.strftime("%Y-%m"))
     g = grid

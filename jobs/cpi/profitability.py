@@ -110,13 +110,15 @@ def _month_index(d: Any) -> Any:
 
 
 def _facts(t: ibis.Table, client: Any, agreement: Any, month: Any, **values: Any) -> ibis.Table:
-    """One fact frame: keys plus every fact column (those not given are null), all int64."""
+    """One fact frame: keys plus every fact column (those not given are null), all int64 and nullable, so
+    that the facts of every source union."""
     import ibis
 
     unknown = set(values) - set(FACTS)
     assert not unknown, unknown
     cols = {c: (values[c].cast("int64") if c in values else ibis.null("int64")) for c in FACTS}
-    return t.select(client_id=client, agreement_id=agreement.cast("string"), month=month, **cols)
+    return t.select(client_id=client.cast("string"), agreement_id=agreement.cast("string"), month=month.cast("string"),
+                    **cols)
 
 
 def _months(months: Iterable[str]) -> ibis.Table:
@@ -293,23 +295,28 @@ def _month_flags(t: ibis.Table, months: list[str], close_days: int, day: date) -
     return t.mutate(month_final=final, as_of=ibis.literal(day, type="date"))
 
 
-def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettings,
-              day: date) -> tuple[ibis.Table, ibis.Table]:
-    """(client rows, agreement rows) for ``months``, from inputs already in their latest state."""
+def fact_sums(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettings) -> ibis.Table:
+    """Every source's facts for ``months``, summed per client, agreement (null: no agreement, and the
+    endpoint counts, which are per client) and month."""
     months = sorted(set(months))
     facts = (billed_facts(inputs.invoice_lines, inputs.invoices, months)
              .union(addition_facts(inputs.additions, months))
              .union(labour_facts(inputs.time_entries, inputs.cost_rates, months, cfg.reactive_work_types))
              .union(ticket_facts(inputs.tickets, months))
-             .union(payment_facts(inputs.payments, inputs.invoices, months)))
-    endpoints = endpoint_facts(inputs.endpoints, months)
+             .union(payment_facts(inputs.payments, inputs.invoices, months))
+             .union(endpoint_facts(inputs.endpoints, months)))
+    return _sums(facts, ["client_id", "agreement_id", "month"])
 
-    client = metrics(_sums(facts.union(endpoints), ["client_id", "month"]), cfg)
+
+def from_sums(sums: ibis.Table, months: Iterable[str], cfg: CpiSettings, day: date) -> tuple[ibis.Table, ibis.Table]:
+    """(client rows, agreement rows) from :func:`fact_sums` (sums of integers add up exactly)."""
+    months = sorted(set(months))
+    client = metrics(_sums(sums, ["client_id", "month"]), cfg)
     client = _month_flags(client, months, cfg.month_close_days, day)
 
-    per_agreement = _sums(facts.filter(facts.agreement_id.notnull()), ["agreement_id", "client_id", "month"])
-    client_endpoints = _sums(endpoints, ["client_id", "month"]).select("client_id", "month", "endpoint_sum",
-                                                                        "endpoint_days")
+    per_agreement = _sums(sums.filter(sums.agreement_id.notnull()), ["agreement_id", "client_id", "month"])
+    client_endpoints = _sums(sums, ["client_id", "month"]).select("client_id", "month", "endpoint_sum",
+                                                                   "endpoint_days")
     j = per_agreement.left_join(client_endpoints, ["client_id", "month"])
     per_agreement = j.select(*[per_agreement[c] for c in per_agreement.columns if c not in ("endpoint_sum",
                                                                                             "endpoint_days")],
@@ -324,6 +331,12 @@ def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettin
     agreement = _month_flags(agreement, months, cfg.month_close_days, day)
     hidden = ["_billed_c", "_add_cost_c", "_labour_cost_c", "_hours_ch"]
     return client.drop(*hidden), agreement.drop(*hidden)
+
+
+def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettings,
+              day: date) -> tuple[ibis.Table, ibis.Table]:
+    """(client rows, agreement rows) for ``months``, from inputs already in their latest state."""
+    return from_sums(fact_sums(inputs, months, cfg), months, cfg, day)
 
 
 # ---- which months a run recomputes -----------------------------------------------------------------
@@ -411,7 +424,9 @@ def run(ctx: RunContext) -> None:
         return
     since = month_start(months[0])
     raw = {k: ctx.table(ds, as_of(end, since if k in EVENT_INPUTS else None)) for k, ds in INPUTS.items()}
-    client, agreement = transform(prepare(raw), months, cfg, end)
+    # the sums once (a few rows per client-month), then both tables from them: transform() in two steps
+    sums = ctx.engine.arrow(ctx.engine.to_arrow(fact_sums(prepare(raw), months, cfg)), "profitability_sums")
+    client, agreement = from_sums(sums, months, cfg, end)
     replace = [{"month": m} for m in months]
     props = {"msp.as-of": end.isoformat()}
     ctx.count(CLIENT_TABLE).notes.append(f"months {months[0]}..{months[-1]} ({len(months)}): {why}")

@@ -109,23 +109,29 @@ def monthly_features(monthly: pd.DataFrame, cfg: ChurnRules) -> pd.DataFrame:
     if m.empty:
         return m.assign(idx=pd.Series(dtype="int64"))
     m["idx"] = m["month"].str[:4].astype(int) * 12 + m["month"].str[5:7].astype(int) - 1
-    grid = []
-    for cid, g in m.groupby("client_id", sort=True):
-        idx = np.arange(g["idx"].min(), g["idx"].max() + 1)
-        full = pd.DataFrame({"client_id": cid, "idx": idx}).merge(g, on=["client_id", "idx"], how="left")
-        grid.append(full)
-    m = pd.concat(grid, ignore_index=True)
+    # every calendar month from a client's first to its last, clients in order
+    bounds = m.groupby("client_id", sort=True)["idx"].agg(["min", "max"])
+    lengths = (bounds["max"] - bounds["min"] + 1).to_numpy()
+    starts = np.repeat(bounds["min"].to_numpy(), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    grid = pd.DataFrame({"client_id": np.repeat(bounds.index.to_numpy(), lengths), "idx": starts + offsets})
+    m = grid.merge(m, on=["client_id", "idx"], how="left")
     m["month"] = [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in m["idx"]]
     g = m.groupby("client_id", sort=False)
 
+    def rolling3(values: pd.Series) -> pd.Series:
+        """Mean of the last 3 values of each client (as few as there are)."""
+        r = values.groupby(m["client_id"], sort=False).rolling(3, min_periods=1).mean()
+        return r.reset_index(level=0, drop=True).reindex(m.index)
+
     def prev3(col: str) -> pd.Series:
-        return g[col].transform(lambda s: s.shift(1).rolling(3, min_periods=1).mean())
+        return rolling3(g[col].shift(1))
 
     def last3(col: str) -> pd.Series:
-        return g[col].transform(lambda s: s.rolling(3, min_periods=1).mean())
+        return rolling3(m[col])
 
     m["hours_per_ticket"] = (m["reactive_hours"] / m["tickets"].where(m["tickets"] > 0)).round(4)
-    m["months_of_history"] = g["billed"].transform(lambda s: s.notna().cumsum())
+    m["months_of_history"] = m["billed"].notna().astype("int64").groupby(m["client_id"], sort=False).cumsum()
     m["margin_delta_3m"] = (m["margin_pct"] - prev3("margin_pct")).round(2)
     m["ehr_change_pct_3m"] = _pct_change(m["effective_hourly_rate"], prev3("effective_hourly_rate"))
     m["labour_hours_change_pct_3m"] = _pct_change(m["labour_hours"], prev3("labour_hours"))

@@ -43,8 +43,9 @@ def arrow(dataset: str, rows: list[dict[str, Any]]):
         assert not unknown, f"{dataset} has no columns {unknown}"
         full = {**LINEAGE, "dt": "2024-01-01", **r}
         data.append({name: _value(cols[name], full.get(name)) for name in schema.names})
-    nullable = pa.schema([f.with_nullable(True) for f in schema])  # required columns a test leaves out
-    return pa.Table.from_pylist(data, schema=nullable)
+    # declared nullability, except for a required column a test leaves out
+    given = pa.schema([f.with_nullable(f.nullable or any(r[f.name] is None for r in data)) for f in schema])
+    return pa.Table.from_pylist(data, schema=given)
 
 
 def table(dataset: str, rows: list[dict[str, Any]]):
