@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local Airflow for the lakehouse: `scripts/airflow.sh start|stop|status` (`make airflow`, `make airflow-stop`).
+# Local Airflow for the lakehouse: `scripts/airflow.sh start|stop|status|day` (`make airflow`, `make airflow-stop`).
 #
 # start: runs `airflow standalone` (SQLite, LocalExecutor, simple auth manager) with the project's DAGs,
 #        AIRFLOW_HOME=.airflow/ inside the project and parallelism sized for a 2-core machine; waits until
@@ -10,9 +10,14 @@
 #        so the process group alone does not find them.
 # stop:  stops exactly those processes: components first (SIGTERM), then standalone itself, then what is
 #        left of its descendants, process group and instance (SIGTERM, then SIGKILL after the timeout).
+# day [START [END]]: through the REST API of the running instance, unpause the ingestion, event and agent DAGs,
+#        trigger msp_ingest for those export days (default: yesterday), wait until it and every DAG run it set
+#        off through asset events have finished, and print each run and the wall time from trigger to the end
+#        of the last run (what "a day through Airflow" costs). Exit 1 if a run failed.
 #
 # Environment (all optional): AIRFLOW_HOME, MSP_AIRFLOW_PORT (8080), MSP_AIRFLOW_HOST (127.0.0.1),
 # MSP_AIRFLOW_PARALLELISM (4), MSP_AIRFLOW_START_TIMEOUT (120 s), MSP_AIRFLOW_STOP_TIMEOUT (30 s),
+# MSP_AIRFLOW_DAY_TIMEOUT (1800 s, for `day`),
 # MSP_HOME (the lake and landing area the DAGs use; default .msp/ in the project), VENV (.venv).
 set -euo pipefail
 
@@ -44,6 +49,11 @@ configure() {
   export AIRFLOW__API__HOST="$HOST"
   export AIRFLOW__API__PORT="$PORT"
   export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
+  # Task processes report to the API server; its 5 s default times out when four tasks start at once on two
+  # busy cores (the task is then killed before it ran, and retried a minute later).
+  export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-60}"
+  # Asset-triggered runs are created by the scheduler loop: keep it responsive.
+  export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="${AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC:-2}"
   export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-$URL}"
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$URL/execution/}"
   # The pipeline's own settings: the lake and landing area the tasks read and write.
@@ -217,6 +227,86 @@ stop_pids() {
   echo "Airflow stopped"
 }
 
+day() {
+  configure
+  local parent
+  parent="$(recorded_parent)"
+  if [ -z "$parent" ] || ! is_ours "$parent"; then
+    echo "error: Airflow is not running: start it with \`$0 start\`" >&2
+    exit 1
+  fi
+  "$VENV/bin/python" - "$URL" "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" \
+    "${MSP_AIRFLOW_DAY_TIMEOUT:-1800}" "$@" <<'PY'
+import json, sys, time, urllib.request
+from datetime import UTC, date, datetime, timedelta
+
+base, password_file, timeout, *days = sys.argv[1:]
+start = days[0] if days else (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+end = days[1] if len(days) > 1 else start
+date.fromisoformat(start), date.fromisoformat(end)  # refuse a typo before anything is triggered
+
+
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:  # SQLite busy on a loaded machine: retry
+            if exc.code != 503 or attempt == 4:
+                raise
+            time.sleep(2 + 2 * attempt)
+
+
+password = json.load(open(password_file))["admin"]
+token = call("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
+api = lambda method, path, body=None: call(method, path, body, token)  # noqa: E731
+stamp = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None  # noqa: E731
+dags = [d for d in api("GET", "/api/v2/dags?tags=msp&limit=100")["dags"]]
+chained = [d["dag_id"] for d in dags if "agent" in d["tags"] or d["dag_id"] == "msp_events"]
+for dag_id in chained:
+    api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+ingest = api("GET", "/api/v2/dags/msp_ingest")
+# at the logical date the scheduler would pick next, so that unpausing creates no other run
+t0 = datetime.now(UTC)
+run = api("POST", "/api/v2/dags/msp_ingest/dagRuns",
+          {"logical_date": ingest["next_dagrun_logical_date"], "conf": {"start": start, "end": end}})
+api("PATCH", "/api/v2/dags/msp_ingest", {"is_paused": False})
+print(f"triggered msp_ingest for {start}..{end} at {t0:%H:%M:%S} (run {run['dag_run_id']})", flush=True)
+deadline, quiet_since, seen = time.monotonic() + float(timeout), None, {}
+while time.monotonic() < deadline:
+    runs = [r for dag_id in ["msp_ingest", *chained]
+            for r in api("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=50")["dag_runs"]]
+    runs = [r for r in runs if r["dag_run_id"] == run["dag_run_id"]
+            or (r["run_type"] == "asset_triggered" and stamp(r["run_after"]) >= t0)]
+    for r in runs:
+        key = (r["dag_id"], r["dag_run_id"])
+        if r["state"] in ("success", "failed") and key not in seen:
+            seen[key] = r
+            took = (stamp(r["end_date"]) - stamp(r["start_date"])).total_seconds() if r["start_date"] else 0
+            print(f"  {r['dag_id']:<16} {r['run_type']:<16} {r['state']:<8} {took:6.1f} s, ended "
+                  f"{(stamp(r['end_date']) - t0).total_seconds():6.1f} s after the trigger", flush=True)
+    busy = [r for r in runs if r["state"] not in ("success", "failed")]
+    if busy or not seen:
+        quiet_since = None
+    elif quiet_since is None:
+        quiet_since = time.monotonic()
+    elif time.monotonic() - quiet_since > 15:  # nothing started for 15 s: the chain is done
+        break
+    time.sleep(2)
+else:
+    sys.exit(f"error: still running after {timeout} s: {[r['dag_id'] for r in busy]}")
+last = max(stamp(r["end_date"]) for r in seen.values())
+failed = [k for k, r in seen.items() if r["state"] != "success"]
+print(f"a day through Airflow: {(last - t0).total_seconds():.1f} s wall from trigger to the end of the last of "
+      f"{len(seen)} DAG runs" + (f"; FAILED: {failed}" if failed else ""))
+sys.exit(1 if failed else 0)
+PY
+}
+
 status() {
   local parent
   parent="$(recorded_parent)"
@@ -232,5 +322,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop_pids ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  day) shift; day "$@" ;;
+  *) echo "usage: $0 start|stop|status|day [START [END]]" >&2; exit 2 ;;
 esac

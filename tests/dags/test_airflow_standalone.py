@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 import schemas
 from lakehouse import orchestration as orch
-from lakehouse.lake import Lake
+from tests.dags import harness
 from tests.dags.conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.integration
@@ -110,23 +109,31 @@ def still_running(pgid: int, instance: str) -> list[str]:
     return found
 
 
-def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events(tmp_path):
+def dag_runs(api: Api, dag_id: str) -> list[dict]:
+    return api.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=start_date")["dag_runs"]
+
+
+def test_trigger_ingestion_over_rest_and_the_agent_dags_follow_from_asset_events(tmp_path):
+    """One export day through a real Airflow: ``msp_ingest`` triggered over REST, then, started by the
+    scheduler from the asset events alone, every agent DAG scheduled on what ingestion publishes (CPI, and a
+    throwaway agent package reading ``raw.tickets``), the event DAG on the throwaway agent's new event, and
+    the agent's DAG again on its inbox asset (its handler)."""
     from lakehouse.synth import generate
 
-    pipe = orch.Pipeline(orch.load_stages())
-    downstream = sorted(d for d in pipe.by_dag if {x.qualified_name for x in pipe.inputs(d)}
-                        and all(pipe.producers[x.qualified_name] == orch.INGEST_DAG for x in pipe.inputs(d)))
-    assert downstream, "no DAG is scheduled on the ingestion DAG's assets"
+    site = tmp_path / "site"
+    info = harness.write_agent_package(site, "zz", reads=("raw.tickets",), handler=True)
+    with harness.agent_on_path(site, info["package"]):
+        pipe = orch.Pipeline()
+        downstream = sorted(d for d in pipe.by_dag if pipe.inputs(d)
+                            and all(pipe.producers[x.qualified_name] == orch.INGEST_DAG for x in pipe.inputs(d)))
+        outputs = {d: [ds.qualified_name for s in pipe.by_dag[d] if s.kind != "score" for ds in pipe.outputs(s)
+                       if ds.zone_root != "events"] for d in downstream}
+    assert "msp_zz" in downstream and "msp_cpi" in downstream, downstream
     home, airflow_home = tmp_path / "msp", tmp_path / "airflow"
     generate(scale="tiny", seed=5, landing_root=home / "landing", truth_root=tmp_path / "truth", start=DAY, days=1)
-    # Only the PSA exports (what CPI reads): every source's tasks still run, but one quality gate starts
-    # Spark instead of eight, which keeps the test within a CI budget on two cores.
-    for folder in (home / "landing").iterdir():
-        if folder.name != "psa":
-            shutil.rmtree(folder)
     port = free_port()
     env = subprocess_env(home, airflow_home, MSP_AIRFLOW_PORT=str(port), MSP_AIRFLOW_START_TIMEOUT="150",
-                         MSP_AIRFLOW_STOP_TIMEOUT="20", AIRFLOW__CORE__PARALLELISM="4")
+                         MSP_AIRFLOW_STOP_TIMEOUT="20", PYTHONPATH=f"{site}:{REPO}")
     t0 = time.monotonic()
     started = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=200,
                              check=False)
@@ -143,45 +150,53 @@ def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events
         api = Api(f"http://127.0.0.1:{port}", password)
         print(f"standalone up in {time.monotonic() - t0:.0f} s")
 
-        for dag_id in [orch.INGEST_DAG, *downstream]:
+        for dag_id in [orch.INGEST_DAG, orch.EVENTS_DAG, *downstream]:
             wait_for(f"{dag_id} to be parsed", lambda d=dag_id: api.get(f"/api/v2/dags/{d}"), timeout=120)
         assert api.get("/api/v2/importErrors")["total_entries"] == 0
-        for dag_id in downstream:
+        for dag_id in [orch.EVENTS_DAG, *downstream]:
             api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         # Trigger at the logical date the scheduler would pick next, so that unpausing creates no other run.
         logical = api.get(f"/api/v2/dags/{orch.INGEST_DAG}")["next_dagrun_logical_date"]
+        t_day = time.monotonic()
         run = api.call("POST", f"/api/v2/dags/{orch.INGEST_DAG}/dagRuns",
                        {"logical_date": logical, "conf": {"start": DAY.isoformat(), "end": DAY.isoformat()}})
         api.call("PATCH", f"/api/v2/dags/{orch.INGEST_DAG}", {"is_paused": False})
         run_path = f"/api/v2/dags/{orch.INGEST_DAG}/dagRuns/{run['dag_run_id']}"
         state = wait_for("the ingestion run to finish",
-                         lambda: (s := api.get(run_path)["state"]) in ("success", "failed") and s, timeout=600, every=3)
+                         lambda: (s := api.get(run_path)["state"]) in ("success", "failed") and s, timeout=600, every=2)
         tis = api.get(f"{run_path}/taskInstances")["task_instances"]
-        assert state == "success", {t["task_id"]: t["state"] for t in tis}
-        print(f"ingestion done at {time.monotonic() - t0:.0f} s")
+        assert state == "success", {t["task_id"]: t["state"] for t in tis if t["state"] != "success"}
+        print(f"ingestion done at {time.monotonic() - t_day:.0f} s")
 
+        lake = lake_of(home, site, info["package"])
         for dag_id in downstream:
             def finished(d=dag_id):
-                runs = api.get(f"/api/v2/dags/{d}/dagRuns")["dag_runs"]
-                done = [r for r in runs if r["state"] in ("success", "failed")]
+                done = [r for r in dag_runs(api, d) if r["state"] in ("success", "failed")]
                 return done[0] if done else None
 
-            agent_run = wait_for(f"{dag_id} to run from the asset events", finished, timeout=600, every=3)
+            agent_run = wait_for(f"{dag_id} to run from the asset events", finished, timeout=600, every=2)
             assert agent_run["run_type"] == "asset_triggered" and agent_run["state"] == "success", agent_run
             events = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{agent_run['dag_run_id']}/upstreamAssetEvents")
             sources = {(e["source_dag_id"], e["source_run_id"]) for e in events["asset_events"]}
-            assert (orch.INGEST_DAG, run["dag_run_id"]) in sources
+            assert sources == {(orch.INGEST_DAG, run["dag_run_id"])}
             assert all(e["extra"]["dates"] == [DAY.isoformat()] and "rows" in e["extra"]
                        for e in events["asset_events"])
-            lake = Lake(str(home / "lake"))
-            for stage in pipe.by_dag[dag_id]:
-                if stage.kind == "score":  # scores need a promoted model: training is weekly, not run here
-                    continue
-                for ds in pipe.outputs(stage):
-                    if ds.zone_root != "events":
-                        assert lake.partitions(ds), f"{stage.name} published nothing in {ds.qualified_name}"
-        assert Lake(str(home / "lake")).partitions(schemas.get("processed.tickets"))
-        print(f"downstream done at {time.monotonic() - t0:.0f} s")
+            for name in outputs[dag_id]:
+                assert lake.partitions(schemas.get(name)), f"{dag_id} published nothing in {name}"
+        print(f"agent DAGs done at {time.monotonic() - t_day:.0f} s")
+
+        # the throwaway agent's new event starts the dispatcher, whose delivery starts the agent's handler run
+        dispatch = wait_for("msp_events to run from the new event",
+                            lambda: next((r for r in dag_runs(api, orch.EVENTS_DAG)
+                                          if r["state"] in ("success", "failed")), None), timeout=300, every=2)
+        assert dispatch["run_type"] == "asset_triggered" and dispatch["state"] == "success", dispatch
+        handler = wait_for("msp_zz to run from its inbox asset",
+                           lambda: next((r for r in dag_runs(api, "msp_zz")[1:]
+                                         if r["state"] in ("success", "failed")), None), timeout=300, every=2)
+        assert handler["run_type"] == "asset_triggered" and handler["state"] == "success", handler
+        events = api.get(f"/api/v2/dags/msp_zz/dagRuns/{handler['dag_run_id']}/upstreamAssetEvents")
+        assert {e["uri"].rsplit("/", 1)[-1] for e in events["asset_events"]} == {"agent=zz"}
+        print(f"events and handler done at {time.monotonic() - t_day:.0f} s")
     finally:
         watchdog.terminate()
         watchdog.wait(timeout=10)
@@ -194,6 +209,14 @@ def test_trigger_ingestion_over_rest_and_the_agent_dag_follows_from_asset_events
         assert not pidfile.exists() and not instance_file.exists()
     assert stopped.returncode == 0, stopped.stderr
     print(f"integration test: {time.monotonic() - t0:.0f} s")
+
+
+def lake_of(home: Path, site: Path, package: str):
+    from lakehouse.lake import Lake
+    from tests.conftest import make_settings
+
+    with harness.agent_on_path(site, package):
+        return Lake.from_settings(make_settings(home))
 
 
 def test_stop_without_a_running_airflow_is_harmless(tmp_path):
