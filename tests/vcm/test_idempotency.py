@@ -152,3 +152,37 @@ def test_rerun_is_identical_and_relanding_adds_nothing(lake):
     assert _checksums(settings) == before
     reg = Lake.from_settings(settings).read_pandas(schemas.get("processed.contract_register"))
     assert list(reg.sort_values("vendor_name")["versions"]) == [1, 1]       # the copy is not a new version
+
+
+def test_approval_commands_append_atomic_decisions(lake, capsys):
+    import argparse
+
+    from jobs.vcm import cli as vcm_cli
+    from jobs.vcm.workflow import WorkflowError, current_cases
+
+    settings, _ = lake
+    _run(settings, [date(2024, 1, 5)])
+    reg = Lake.from_settings(settings).read_pandas(schemas.get("processed.contract_register"))
+    cid = reg.set_index("vendor_name").loc["Fixed Print Co", "contract_id"]
+    parser = argparse.ArgumentParser()
+    vcm_cli.register(parser.add_subparsers())
+
+    def msp(*argv):
+        args = parser.parse_args(["vcm", *argv])
+        return args.func(args, settings)
+
+    assert msp("approve", cid, "--by", "Dana Ops", "--reason", "prices checked against the quote") == 0
+    with pytest.raises(WorkflowError, match="approved"):
+        msp("reject", cid, "--by", "Lee", "--reason", "too late")
+    assert msp("sign", cid, "--by", "Lee Finance", "--reason", "countersigned PDF filed") == 0
+    cases = current_cases(settings, cid)
+    assert [(r["action"], r["actor"], r["state"]) for r in cases[0]["rows"]] == [
+        ("open", "vcm", "draft"), ("complete", "vcm", "review"), ("approve", "Dana Ops", "approved"),
+        ("sign", "Lee Finance", "signed")]
+    decisions = Lake.from_settings(settings).read_pandas(schemas.get("processed.contract_decisions"))
+    assert len(decisions) == 2 and set(decisions["reason"]) == {"prices checked against the quote",
+                                                                 "countersigned PDF filed"}
+    history = Lake.from_settings(settings).history(schemas.get("processed.contract_decisions"))
+    assert [h["added_records"] for h in history] == [1, 1]            # one commit per decision, nothing replaced
+    assert all(h["deleted_records"] == 0 for h in history)
+    assert "signed" in capsys.readouterr().out
