@@ -320,3 +320,21 @@ def test_the_local_airflow_script_is_valid_bash():
     proc = subprocess.run(["bash", "-n", str(REPO / "scripts" / "airflow.sh")], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_agent_with_its_own_tables_gets_a_dag_publishing_them(throwaway_agent, lake_root):
+    """The shared throwaway agent of tests/agent_package.py (entry points ``msp.agents`` and ``msp.datasets``):
+    its DAG is scheduled on what it reads, or on its inbox (it has a handler), and its task publishes its
+    own table's asset."""
+    bag = harness.dagbag()
+    try:
+        assert bag.import_errors == {}, bag.import_errors
+        dag = bag.dags["msp_tmpagent"]
+        assert {a.name for a in schedule_assets(dag)} == {"processed.tickets", "events.inbox.tmpagent"}
+        (count,) = stage_tasks(dag, "tmpagent.count")
+        assets = {o.name: o.uri for o in count.outlets if type(o).__name__ == "Asset"}
+        assert assets == {"analytics.tmpagent_counts": f"file://{lake_root}/analytics/daily-summaries/tmpagent_counts",
+                          "events.outbox": f"file://{lake_root}/events/outbox"}
+        assert "events.outbox.tmpagent.busy.detected" in {a.name for a in schedule_assets(bag.dags[orch.EVENTS_DAG])}
+    finally:
+        harness._reset()
