@@ -72,8 +72,8 @@ AGENT = Agent(
                  "ORDER BY utilization_pct DESC"),
         Question("Dispatch plans: optimiser against the greedy baseline, last 7 planned days",
                  "SELECT dt, count(*) AS tickets, "
-                 "sum(CASE WHEN sla_gate = 'breach' THEN 1 ELSE 0 END) AS planned_breaches, "
-                 "sum(CASE WHEN baseline_sla_gate = 'breach' THEN 1 ELSE 0 END) AS baseline_breaches, "
+                 "sum(CASE WHEN sla_gate IN ('breach', 'overdue') THEN 1 ELSE 0 END) AS planned_breaches, "
+                 "sum(CASE WHEN baseline_sla_gate IN ('breach', 'overdue') THEN 1 ELSE 0 END) AS baseline_breaches, "
                  "round(sum(travel_km), 1) AS travel_km, "
                  "sum(CASE WHEN technician_id <> psa_technician_id THEN 1 ELSE 0 END) AS changed_vs_psa "
                  "FROM analytics.ram_assignments GROUP BY dt ORDER BY dt DESC LIMIT 7"),

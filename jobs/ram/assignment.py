@@ -12,8 +12,8 @@ spills to the next day's shift: its wall-clock end jumps overnight, which the SL
 **The cost** both planners are judged on, and the optimiser minimises (weights in ``[ram]``):
 
 * SLA-breach risk: for each ticket, the elapsed share of its resolution target at the planned end against the
-  70 / 90 / 110 % gates of Alga PSA's escalation policy (``ram.sla_gates_pct``) [R2]; past a gate costs
-  its ``ram.gate_weights`` (they add up);
+  70 / 90 / 110 % gates of Alga PSA's escalation policy [R2] and the breach itself at 100 %
+  (``ram.sla_gates_pct``); past a gate costs its ``ram.gate_weights`` (they add up);
 * skill gap: levels above the one required × estimated hours × ``ram.skill_gap_weight`` (senior time on easy
   work is a margin leak [R18]);
 * travel: km driven to onsite work × ``ram.travel_weight_per_km``;
@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
 
 DAY_MIN = 24 * 60
-GATE_NAMES = ("ok", "watch", "escalate", "breach")  # under the first gate, past the 1st, 2nd, 3rd
+#: Under the first gate, then past each of ``ram.sla_gates_pct`` (default 70 / 90 / 100 / 110 %).
+GATE_NAMES = ("ok", "watch", "escalate", "breach", "overdue")
 TABLE = "analytics.ram_assignments"
 
 
@@ -164,7 +165,7 @@ class Plan:
 def evaluate(p: DayProblem, plan: Plan) -> dict[str, float]:
     """The cost terms of a plan (the optimiser's objective, in the same units)."""
     w = p.cfg
-    gates = [0, 0, 0, 0]
+    gates = [0] * (len(w.sla_gates_pct) + 1)
     risk = gap = km = spill = 0.0
     for i, k in plan.assignment.items():
         end = plan.start[i] + p.duration(i, k)
@@ -189,8 +190,8 @@ def evaluate(p: DayProblem, plan: Plan) -> dict[str, float]:
     unassigned = len(p.jobs) - len(plan.assignment)
     total = (risk + w.skill_gap_weight * gap + w.travel_weight_per_km * km + w.imbalance_weight * above
              + w.unassigned_weight * unassigned)
-    return {"total": round(total, 3), "sla_risk": risk, "ok": gates[0], "watch": gates[1], "escalate": gates[2],
-            "breach": gates[3], "skill_gap_hours": round(gap, 2), "travel_km": round(km, 2),
+    return {"total": round(total, 3), "sla_risk": risk, **dict(zip(GATE_NAMES, gates, strict=False)),
+            "breached": sum(gates[3:]), "skill_gap_hours": round(gap, 2), "travel_km": round(km, 2),
             "load_above_mean_pct": round(above, 2), "load_spread_pct": round(max(pct) - min(pct), 2) if pct else 0.0,
             "spill_hours": round(spill, 2), "unassigned": unassigned}
 
@@ -266,16 +267,21 @@ def schedule_in_order(p: DayProblem, assignment: dict[int, int], policy: str, or
 SCALE = 100  # objective units per cost unit (CP-SAT needs integers)
 
 
-def candidates(p: DayProblem, i: int, limit: int, keep: int | None = None) -> list[int]:
-    """The ``limit`` qualified technicians the optimiser considers for job i: the cheapest in skill gap and
-    travel (and ``keep``, the baseline's pick for the round, so the baseline stays a solution)."""
+def candidates(p: DayProblem, i: int, limit: int, keep: int | None = None,
+               free: Sequence[int] | None = None) -> list[int]:
+    """The qualified technicians the optimiser weighs for job i: the ``limit`` cheapest in skill gap and
+    travel, the ``limit`` who can start it soonest (``free``: each technician's next free work-clock minute),
+    and ``keep`` (the baseline's pick for the round, so the baseline stays a solution)."""
     w = p.cfg
-    ranked = sorted(p.eligible[i], key=lambda k: (w.skill_gap_weight * p.gap(i, k) * p.jobs[i].est_min / 60.0
-                                                  + w.travel_weight_per_km * p.travel_km(i, k),
-                                                  p.techs[k].technician_id))
-    chosen = ranked[:limit]
-    if keep is not None and keep not in chosen:
-        chosen.append(keep)
+    cheap = sorted(p.eligible[i], key=lambda k: (w.skill_gap_weight * p.gap(i, k) * p.jobs[i].est_min / 60.0
+                                                 + w.travel_weight_per_km * p.travel_km(i, k),
+                                                 p.techs[k].technician_id))
+    chosen = set(cheap[:limit])
+    if free is not None:
+        soon = sorted(p.eligible[i], key=lambda k: (max(free[k], p.release(i, k)), p.techs[k].technician_id))
+        chosen |= set(soon[:limit])
+    if keep is not None:
+        chosen.add(keep)
     return sorted(chosen)
 
 
@@ -284,19 +290,20 @@ def solve(p: DayProblem, hint: Plan | None = None, time_limit_s: float | None = 
           params: dict[str, Any] | None = None) -> Plan:
     """Minimise the stated cost with CP-SAT, one dispatch round at a time (:func:`rounds`).
 
-    A round's model: for each of its tickets and each candidate technician (:func:`candidates`), an optional
-    interval starting no earlier than the ticket's release and the technician's next free minute (what the
-    earlier rounds committed); exactly one technician or "unassigned" per ticket; no overlap per technician;
-    a boolean per SLA gate that must be paid when the interval ends past the gate (the end is on the work
-    clock, a gate's wall-clock minute is mapped onto it: work past the shift resumes tomorrow); the planned
-    load in % of capacity of every technician at work, with its spread (max − min); the minutes planned past
-    each shift. The baseline's choice for the round is the starting hint. ``hint`` is unused (kept for the
-    callers that pass the day's baseline plan)."""
+    At each round the work not yet started stays with its technician but may be re-sequenced (a dispatcher
+    re-prioritises the queue when an urgent ticket arrives); work already started is fixed. The round's
+    model: for each new ticket and each candidate technician (:func:`candidates`) an optional interval, for
+    each queued ticket a fixed-technician interval, each starting no earlier than its release, the round's
+    time and the end of the technician's started work; exactly one technician or "unassigned" per new
+    ticket; no overlap per technician; a boolean per SLA gate, paid when the interval ends past the gate (on
+    the work clock: work past the shift resumes at tomorrow's shift start); skill gap and travel per
+    (ticket, technician); each technician's load in % of capacity above the team's mean. The baseline's picks
+    for the round, with the queue as it was, are the starting hint. ``hint`` is unused (the callers' day
+    baseline)."""
     from ortools.sat.python import cp_model
 
     cfg = p.cfg
     t0 = time.perf_counter()
-    board = Board(p)
     plan = Plan("optimiser", {}, {})
     statuses: list[str] = []
     limit = float(time_limit_s or cfg.assign_time_limit_s)
@@ -305,12 +312,14 @@ def solve(p: DayProblem, hint: Plan | None = None, time_limit_s: float | None = 
         batch = [i for i in batch if p.eligible[i]]
         if not batch:
             continue
-        base_pick = _greedy_round(p, board, batch)
-        chosen, status = _solve_round(p, board, batch, base_pick, limit, det, workers or cfg.assign_workers,
+        now = max(0, min(p.jobs[i].release_min for i in batch))
+        state = _queue_state(p, plan, now)
+        base_pick = _greedy_round(p, state, batch)
+        chosen, status = _solve_round(p, state, batch, base_pick, limit, det, workers or cfg.assign_workers,
                                       cfg.assign_seed if seed is None else seed, params, cp_model)
         statuses.append(status)
-        for i, k, start in sorted(chosen, key=lambda c: (c[2], c[0])):
-            board.place(plan, i, k, max(start, board.free[k]))
+        for i, k, start in chosen:
+            plan.assignment[i], plan.start[i] = k, start
     plan.status = ("OPTIMAL" if statuses and all(s == "OPTIMAL" for s in statuses)
                    else "FEASIBLE" if statuses else "EMPTY")
     plan.seconds = round(time.perf_counter() - t0, 3)
@@ -319,9 +328,36 @@ def solve(p: DayProblem, hint: Plan | None = None, time_limit_s: float | None = 
     return plan
 
 
-def _greedy_round(p: DayProblem, board: Board, batch: list[int]) -> dict[int, tuple[int, int]]:
-    """The baseline's picks for a round from the board's state: job -> (technician, start)."""
-    load, free, out = list(board.load), list(board.free), {}
+@dataclass
+class QueueState:
+    """Each technician at a round's time: where started work ends, the queued (unstarted) tickets, the load."""
+
+    now: list[int]                       # the round's time on each technician's work clock
+    free: list[int]                      # end of started work (>= backlog)
+    queued: dict[int, list[tuple[int, int]]]  # technician -> [(job, current start)]
+    load: list[int]                      # backlog + every ticket planned on the technician
+
+
+def _queue_state(p: DayProblem, plan: Plan, now_wall: int) -> QueueState:
+    n = len(p.techs)
+    now = [max(0, p.work_deadline(k, now_wall)) for k in range(n)]
+    free = [t.backlog_min for t in p.techs]
+    load = [t.backlog_min for t in p.techs]
+    queued: dict[int, list[tuple[int, int]]] = {k: [] for k in range(n)}
+    for i, k in plan.assignment.items():
+        load[k] += p.duration(i, k)
+        if plan.start[i] < now[k]:
+            free[k] = max(free[k], plan.start[i] + p.duration(i, k))
+        else:
+            queued[k].append((i, plan.start[i]))
+    return QueueState(now, free, queued, load)
+
+
+def _greedy_round(p: DayProblem, state: QueueState, batch: list[int]) -> dict[int, tuple[int, int]]:
+    """The baseline's picks for a round, appended after each technician's queue: job -> (technician, start)."""
+    load = list(state.load)
+    free = [max([state.free[k]] + [s + p.duration(i, k) for i, s in state.queued[k]]) for k in range(len(p.techs))]
+    out = {}
     for i in batch:
         k = min(p.eligible[i], key=lambda k: (load[k] / p.techs[k].capacity_min, p.techs[k].technician_id))
         start = max(free[k], p.release(i, k))
@@ -331,60 +367,84 @@ def _greedy_round(p: DayProblem, board: Board, batch: list[int]) -> dict[int, tu
     return out
 
 
-def _solve_round(p: DayProblem, board: Board, batch: list[int], base_pick: dict[int, tuple[int, int]],
+def _gate_terms(m, p: DayProblem, i: int, k: int, lo: int, horizon: int, en, present, fixed: float,
+                terms: list) -> float:
+    """Add the SLA gate booleans of (job i on technician k) ending at ``en``; returns the fixed cost part."""
+    cfg = p.cfg
+    dur = p.duration(i, k)
+    for g, (gate_wall, weight) in enumerate(zip(p.gate_minutes(i), cfg.gate_weights, strict=True)):
+        deadline = p.work_deadline(k, gate_wall)
+        if deadline >= horizon + dur:
+            continue                               # cannot pass this gate
+        if deadline < lo + dur:
+            fixed += weight                        # passes it whatever the plan
+            continue
+        late = m.new_bool_var(f"late{i}_{k}_{g}")
+        lits = [late.Not()] if present is None else [present, late.Not()]
+        m.add(en <= deadline).only_enforce_if(lits)
+        terms.append((late, round(weight * SCALE)))
+    return fixed
+
+
+def _solve_round(p: DayProblem, state: QueueState, batch: list[int], base_pick: dict[int, tuple[int, int]],
                  limit: float, det: float, workers: int, seed: int, params: dict[str, Any] | None, cp_model
                  ) -> tuple[list[tuple[int, int, int]], str]:
+    """Solve one round; returns [(job, technician, start)] for the round's and the re-sequenced queued jobs."""
     cfg, techs = p.cfg, p.techs
     m = cp_model.CpModel()
     at_work = [k for k, t in enumerate(techs) if t.capacity_min > 0]
-    horizon = max([*board.free, 0]) + max(p.release(i, k) for i in batch for k in p.eligible[i]) + sum(
-        max(p.duration(i, k) for k in p.eligible[i]) for i in batch) + 1
+    queued = [(i, k, s) for k in at_work for i, s in state.queued[k]]
+    horizon = (max(state.free + state.now + [0]) + max([p.release(i, k) for i in batch for k in p.eligible[i]])
+               + sum(max(p.duration(i, k) for k in p.eligible[i]) for i in batch)
+               + sum(p.duration(i, k) for i, k, _ in queued) + 1)
     x: dict[tuple[int, int], Any] = {}
     start: dict[tuple[int, int], Any] = {}
-    per_tech: dict[int, list[tuple[Any, Any, Any, int]]] = {k: [] for k in at_work}
+    per_tech: dict[int, list[tuple[Any, Any, int]]] = {k: [] for k in at_work}
     terms: list[tuple[Any, int]] = []
+    for i, k, _ in queued:                          # queued work: same technician, any order
+        dur = p.duration(i, k)
+        lo = max(state.free[k], state.now[k], p.release(i, k))
+        st = m.new_int_var(lo, horizon, f"qs{i}")
+        en = m.new_int_var(lo + dur, horizon + dur, f"qe{i}")
+        per_tech[k].append((m.new_interval_var(st, dur, en, f"qiv{i}"), None, dur))
+        start[i, k] = st
+        fixed = _gate_terms(m, p, i, k, lo, horizon, en, None, 0.0, terms)
+        if fixed:
+            terms.append((m.new_constant(1), round(fixed * SCALE)))
+    queue_end = [max([state.free[k]] + [s + p.duration(j, k) for j, s in state.queued[k]])
+                 for k in range(len(techs))]
     for i in batch:
         u = m.new_bool_var(f"u{i}")
         terms.append((u, round(cfg.unassigned_weight * SCALE)))
         choices = [u]
-        gates = p.gate_minutes(i)
-        for k in candidates(p, i, cfg.assign_candidates, base_pick[i][0]):
+        for k in candidates(p, i, cfg.assign_candidates, base_pick[i][0], queue_end):
             dur = p.duration(i, k)
-            lo = max(board.free[k], p.release(i, k))
+            lo = max(state.free[k], state.now[k], p.release(i, k))
             b = m.new_bool_var(f"x{i}_{k}")
             st = m.new_int_var(lo, horizon, f"s{i}_{k}")
             en = m.new_int_var(lo + dur, horizon + dur, f"e{i}_{k}")
-            iv = m.new_optional_interval_var(st, dur, en, b, f"iv{i}_{k}")
+            per_tech[k].append((m.new_optional_interval_var(st, dur, en, b, f"iv{i}_{k}"), b, dur))
             x[i, k], start[i, k] = b, st
-            per_tech[k].append((iv, en, b, dur))
             choices.append(b)
             fixed = (cfg.skill_gap_weight * p.gap(i, k) * p.jobs[i].est_min / 60.0
                      + cfg.travel_weight_per_km * p.travel_km(i, k))
-            for g, (gate_wall, weight) in enumerate(zip(gates, cfg.gate_weights, strict=True)):
-                deadline = p.work_deadline(k, gate_wall)
-                if deadline >= horizon + dur:
-                    continue                               # cannot pass this gate
-                if deadline < lo + dur:
-                    fixed += weight                        # passes it whatever the plan
-                    continue
-                late = m.new_bool_var(f"late{i}_{k}_{g}")
-                m.add(en <= deadline).only_enforce_if([b, late.Not()])
-                terms.append((late, round(weight * SCALE)))
+            fixed = _gate_terms(m, p, i, k, lo, horizon, en, b, fixed, terms)
             terms.append((b, round(fixed * SCALE)))
         m.add_exactly_one(choices)
     # load balance: points of load (in % of capacity) above the team's mean after this round (a fixed target:
     # the round's estimated work spread over everyone at work), so the term stays linear and separable
     total_cap = sum(techs[k].capacity_min for k in at_work)
-    expected = sum(board.load[k] for k in at_work) + sum(p.jobs[i].est_min for i in batch)
+    expected = sum(state.load[k] for k in at_work) + sum(p.jobs[i].est_min for i in batch)
     mean_pct = 100.0 * expected / total_cap if total_cap else 0.0
     w_imb = round(cfg.imbalance_weight * SCALE)
     for k in at_work:
         t, mine = techs[k], per_tech[k]
         if not mine:
             continue
-        m.add_no_overlap([iv for iv, _, _, _ in mine])
-        if w_imb:
-            load = board.load[k] + sum(d * b for _, _, b, d in mine)
+        m.add_no_overlap([iv for iv, _, _ in mine])
+        new = [(b, d) for _, b, d in mine if b is not None]
+        if w_imb and new:
+            load = state.load[k] + sum(d * b for b, d in new)
             above = m.new_int_var(0, 10**7, f"above{k}")   # >= 100 × load / capacity − mean
             m.add(above * t.capacity_min >= 100 * load - math.floor(mean_pct * t.capacity_min))
             terms.append((above, w_imb))
@@ -393,6 +453,8 @@ def _solve_round(p: DayProblem, board: Board, batch: list[int], base_pick: dict[
         m.add_hint(b, base_pick[i][0] == k)
         if base_pick[i][0] == k:
             m.add_hint(start[i, k], base_pick[i][1])
+    for i, k, s in queued:
+        m.add_hint(start[i, k], max(s, state.free[k], state.now[k]))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = limit
     solver.parameters.max_deterministic_time = det
@@ -403,8 +465,11 @@ def _solve_round(p: DayProblem, board: Board, batch: list[int], base_pick: dict[
     status = solver.solve(m)
     name = solver.status_name(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # nothing in time: the baseline's round
-        return [(i, k, st) for i, (k, st) in base_pick.items()], f"{name}:baseline"
-    return [(i, k, int(solver.value(start[i, k]))) for (i, k), b in x.items() if solver.boolean_value(b)], name
+        return ([(i, k, st) for i, (k, st) in base_pick.items()]
+                + [(i, k, max(s, state.free[k], state.now[k])) for i, k, s in queued], f"{name}:baseline")
+    out = [(i, k, int(solver.value(start[i, k]))) for (i, k), b in x.items() if solver.boolean_value(b)]
+    out += [(i, k, int(solver.value(start[i, k]))) for i, k, _ in queued]
+    return out, name
 
 
 # ---- building the day from the lake's rows --------------------------------------------------------------------
@@ -433,9 +498,33 @@ def queue_days(cal: pd.DataFrame, day: date, max_back: int = 7) -> list[date]:
     return sorted(out)
 
 
+def recent_hours(entries: pd.DataFrame, cal: pd.DataFrame, day: date, days: int) -> dict[str, float]:
+    """Hours each technician really worked per available day over the ``days`` before ``day`` (time entries of
+    every kind / days with available hours): what the planners use as the day's capacity when it is more
+    than the schedule says (a team working long days is not as full as its schedule suggests)."""
+    import pandas as pd
+
+    if not days or entries is None or entries.empty or "technician_id" not in entries.columns:
+        return {}
+    lo = day - timedelta(days=days)
+    e = entries.assign(d=pd.to_datetime(entries["work_date"]).dt.date)
+    e = e[(e["d"] >= lo) & (e["d"] < day)]
+    c = cal.assign(d=data.as_date(cal["day"]))
+    c = c[(c["d"] >= lo) & (c["d"] < day) & (c["available_hours"] > 0)]
+    n = c.groupby("technician_id")["d"].nunique()
+    h = e[e["d"].isin(set(c["d"]))].groupby("technician_id")["hours"].sum().astype(float)
+    return {tid: float(h.get(tid, 0.0)) / int(k) for tid, k in n.items() if k >= 5}
+
+
 def build_day(day: date, techs: dict[str, data.Technician], cal: pd.DataFrame, queue: list[data.Ticket],
-              estimates: dict, backlog: dict[str, int], cfg: RamSettings) -> DayProblem:
+              estimates: dict, backlog: dict[str, int], cfg: RamSettings,
+              worked: dict[str, float] | None = None) -> DayProblem:
+    """The day's problem; capacity = the day's available hours, or the technician's recent hours per
+    working day when larger (``worked``, :func:`recent_hours`)."""
     cap = capacity_minutes(cal, day)
+    for tid, hours in (worked or {}).items():
+        if cap.get(tid, 0) > 0:
+            cap[tid] = max(cap[tid], round(hours * 60))
     s0 = shift_start(day, cfg)
     plan_techs = [PlanTech(t.technician_id, t.role, t.skills, t.lat, t.lon, cap[tid], backlog.get(tid, 0))
                   for tid, t in techs.items() if cap.get(tid, 0) > 0]
@@ -519,10 +608,10 @@ def inputs_for(ctx: RunContext, first: date, last: date, cfg: RamSettings) -> di
     lookback = (first - timedelta(days=max(cfg.estimate_days, cfg.backlog_days) + 1)).isoformat()
     techs = data.technicians(ctx.read_pandas("processed.technicians", {"dt": Range(None, end)}))
     cal = data.calendar(techs, ctx.read_pandas("processed.technician_pto", {"dt": Range(None, end)}),
-                        first - timedelta(days=8), last, cfg.workdays)
+                        first - timedelta(days=max(8, cfg.capacity_recent_days + 1)), last, cfg.workdays)
     tickets = ctx.read_pandas("processed.tickets", {"dt": Range(lookback, end)})
     t = ctx.table("processed.time_entries", {"dt": Range(lookback, end)})
-    entries = ctx.engine.to_pandas(t.select("ticket_id", "work_date", "hours").filter(t.ticket_id.notnull()))
+    entries = ctx.engine.to_pandas(t.select("technician_id", "ticket_id", "work_date", "hours"))
     sites = ctx.read_pandas("processed.sites", {"dt": Range(None, end)})
     return {"techs": techs, "calendar": cal, "tickets": tickets, "entries": entries, "sites": sites}
 
@@ -541,11 +630,13 @@ def plan_day(day: date, inp: dict[str, Any], cfg: RamSettings) -> tuple[DayProbl
     window = as_of[(created >= est_from) & (created < day)]
     entries = inp["entries"]
     entries = entries[pd.to_datetime(entries["work_date"]).dt.date < day]
-    estimates = data.effort_estimates(window, entries, cfg.min_estimate_samples, cfg.default_ticket_hours)
+    estimates = data.effort_estimates(window, entries, cfg.min_estimate_samples, cfg.default_ticket_hours,
+                                             cfg.estimate_statistic)
     todays = as_of[created.isin(days)]
     queue = data.tickets_from_frame(todays, inp["sites"])
     backlog = open_backlog(as_of, entries, estimates, shift_start(day, cfg), day - timedelta(days=cfg.backlog_days))
-    p = build_day(day, inp["techs"], inp["calendar"], queue, estimates, backlog, cfg)
+    worked = recent_hours(entries, inp["calendar"], day, cfg.capacity_recent_days)
+    p = build_day(day, inp["techs"], inp["calendar"], queue, estimates, backlog, cfg, worked)
     base = greedy(p)
     opt = solve(p, hint=base)
     return p, base, opt

@@ -126,7 +126,7 @@ def cmd_assign(args, settings: Settings) -> int:
     for who, col in (("optimiser", "sla_gate"), ("baseline", "baseline_sla_gate")):
         counts = rows[col].value_counts().to_dict()
         console.print(f"{who:>9}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                                              ("ok", "watch", "escalate", "breach", "unassigned"))
+                                              ("ok", "watch", "escalate", "breach", "overdue", "unassigned"))
                       + (f"; cost {rows['objective' if who == 'optimiser' else 'baseline_objective'].iloc[0]:.1f}"))
     return 0
 

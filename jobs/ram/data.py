@@ -259,10 +259,11 @@ def tickets_from_frame(frame: pd.DataFrame, sites: pd.DataFrame | None = None) -
     return out
 
 
-def effort_estimates(tickets: pd.DataFrame, entries: pd.DataFrame, min_samples: int, default_hours: float
-                     ) -> dict[tuple[str, str], float]:
-    """Estimated hours per (category, priority): the median total time logged on resolved tickets of that
-    category and priority (falls back to the category's median, then to ``default_hours``).
+def effort_estimates(tickets: pd.DataFrame, entries: pd.DataFrame, min_samples: int, default_hours: float,
+                     statistic: str = "mean") -> dict[tuple[str, str], float]:
+    """Estimated hours per (category, priority): the mean (or median) total time logged on resolved tickets of
+    that category and priority (falls back to the category's, then to ``default_hours``). Ticket effort is
+    right-skewed, so the median underestimates the hours a queue of tickets takes; the mean does not.
 
     Returns a mapping with keys ``(category, priority)`` and ``(category, "*")`` and ``("*", "*")``."""
     out: dict[tuple[str, str], float] = {("*", "*"): float(default_hours)}
@@ -274,10 +275,10 @@ def effort_estimates(tickets: pd.DataFrame, entries: pd.DataFrame, min_samples: 
     t = t.merge(h.rename("hours").reset_index(), on="ticket_id", how="inner")
     for cat, g in t.groupby("category"):
         if len(g) >= min_samples:
-            out[(cat, "*")] = round(float(g["hours"].median()), 2)
+            out[(cat, "*")] = round(float(getattr(g["hours"], statistic)()), 2)
     for (cat, pri), g in t.groupby(["category", "priority"]):
         if len(g) >= min_samples:
-            out[(cat, pri)] = round(float(g["hours"].median()), 2)
+            out[(cat, pri)] = round(float(getattr(g["hours"], statistic)()), 2)
     return out
 
 

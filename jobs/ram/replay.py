@@ -90,6 +90,7 @@ class Outcome:
     load_std: list[float] = field(default_factory=list)
     seconds: float = 0.0
     planned_days: int = 0
+    by_priority: dict[str, list[int]] = field(default_factory=dict)  # priority -> [tickets, breaches]
 
     def row(self) -> dict[str, Any]:
         return {"policy": self.policy, "tickets": self.tickets, "sla_breaches": self.breaches,
@@ -103,7 +104,8 @@ def replay(frames: dict[str, pd.DataFrame], first: date, last: date, cfg, polici
            progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replay days ``first``..``last``; returns (one row per policy, one row per policy and day)."""
     techs = data.technicians(frames["technicians"])
-    cal = data.calendar(techs, frames["technician_pto"], first - timedelta(days=8), last + timedelta(days=30),
+    cal = data.calendar(techs, frames["technician_pto"], first - timedelta(days=max(8, cfg.capacity_recent_days + 1)),
+                        last + timedelta(days=30),
                         cfg.workdays)
     tickets_all = frames["tickets"]
     entries = frames["time_entries"][["technician_id", "ticket_id", "work_date", "hours"]].copy()
@@ -132,7 +134,7 @@ def replay(frames: dict[str, pd.DataFrame], first: date, last: date, cfg, polici
             lo = start - timedelta(days=cfg.estimate_days)
             window = latest[(l_created >= lo) & (l_created < start)]
             est_cache[key] = data.effort_estimates(window, entries[ent_dates < start], cfg.min_estimate_samples,
-                                                   cfg.default_ticket_hours)
+                                                   cfg.default_ticket_hours, cfg.estimate_statistic)
         return est_cache[key]
 
     outcomes = {pol: Outcome(pol) for pol in policies}
@@ -164,7 +166,8 @@ def replay(frames: dict[str, pd.DataFrame], first: date, last: date, cfg, polici
                 carry[pol] = [t for t in queue if assign[t.ticket_id] not in techs]
             else:
                 backlog = {tid: windows[tid].minutes_between(s0, free[pol][tid]) for tid in techs}
-                p = A.build_day(day, techs, cal, list(queue), estimates, backlog, cfg)
+                p = A.build_day(day, techs, cal, list(queue), estimates, backlog, cfg,
+                                A.recent_hours(entries, cal, day, cfg.capacity_recent_days))
                 plan = A.greedy(p) if pol == "baseline" else A.solve(p)
                 order = sorted(plan.assignment, key=lambda i: (plan.start[i], i))
                 sequence = [(p.jobs[i].ticket, p.techs[plan.assignment[i]].technician_id) for i in order]
@@ -173,21 +176,15 @@ def replay(frames: dict[str, pd.DataFrame], first: date, last: date, cfg, polici
             out.seconds += time.perf_counter() - t0
             load: dict[str, float] = defaultdict(float)
             breaches = 0
-            for tk, tid in sequence:
+            for tk, tid, end, minutes, km in _work(sequence, techs, windows, free[pol], estimates, cfg):
                 tech = techs[tid]
-                km = 0.0
-                if tk.onsite and tk.lat is not None:
-                    km = 2 * float(data.road_km(tech.lat, tech.lon, tk.lat, tk.lon, cfg.road_factor))
-                minutes = 60.0 * (tk.actual_hours if tk.actual_hours else tk.est_hours or
-                                  data.estimate(estimates, tk.category, tk.priority))
-                minutes += data.drive_minutes(km, cfg.speed_kmh)
-                begin = max(free[pol][tid], tk.created_at)
-                end = windows[tid].finish(begin, minutes)
-                free[pol][tid] = end
                 load[tid] += minutes
                 out.tickets += 1
                 out.travel_km += km
                 late = end > tk.resolution_due_at
+                pri = out.by_priority.setdefault(tk.priority, [0, 0])
+                pri[0] += 1
+                pri[1] += late
                 out.breaches += late
                 breaches += late
                 out.skill_violations += tech.level(tk.skill) < tk.level
@@ -208,6 +205,31 @@ def replay(frames: dict[str, pd.DataFrame], first: date, last: date, cfg, polici
                  "travel_km": None, "load_spread_pp": None, "skill_violations": None, "plan_seconds": None,
                  "unresolved": None})
     return pd.DataFrame(rows), pd.DataFrame(daily_rows)
+
+
+def _work(sequence, techs, windows, free, estimates, cfg):
+    """Each technician works their tickets in the sequence's order, but never idles while a ticket of theirs
+    is waiting: at each moment the first ticket in the order that has been created is next. Yields
+    (ticket, technician, end, minutes, km) and moves ``free`` (each technician's end of work) on."""
+    mine: dict[str, list[data.Ticket]] = defaultdict(list)
+    for tk, tid in sequence:
+        mine[tid].append(tk)
+    for tid in sorted(mine):
+        tech, todo = techs[tid], list(mine[tid])
+        t = free[tid]
+        while todo:
+            ready = [tk for tk in todo if tk.created_at <= t]
+            tk = ready[0] if ready else min(todo, key=lambda x: x.created_at)
+            todo.remove(tk)
+            km = 0.0
+            if tk.onsite and tk.lat is not None:
+                km = 2 * float(data.road_km(tech.lat, tech.lon, tk.lat, tk.lon, cfg.road_factor))
+            minutes = 60.0 * (tk.actual_hours if tk.actual_hours else tk.est_hours or
+                              data.estimate(estimates, tk.category, tk.priority))
+            minutes += data.drive_minutes(km, cfg.speed_kmh)
+            t = windows[tid].finish(max(t, tk.created_at), minutes)
+            yield tk, tid, t, minutes, km
+        free[tid] = t
 
 
 def _windows(cal: pd.DataFrame, cfg, worked: pd.Series) -> dict[str, Windows]:

@@ -7,7 +7,7 @@ against, every weight of the assignment's cost and every solver limit comes from
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -34,16 +34,18 @@ class RamSettings(Section):
     late_days: Annotated[int, Field(ge=0, le=60)]
     # ---- technician assignment ----------------------------------------------------------------------
     workday_start_utc_hour: Hour
-    sla_gates_pct: Annotated[tuple[float, float, float], Field()]
-    gate_weights: Annotated[tuple[float, float, float], Field()]
+    sla_gates_pct: Annotated[tuple[float, float, float, float], Field()]
+    gate_weights: Annotated[tuple[float, float, float, float], Field()]
     skill_gap_weight: Weight
     travel_weight_per_km: Weight
     imbalance_weight: Weight
     unassigned_weight: Annotated[float, Field(gt=0)]
     estimate_days: Annotated[int, Field(ge=7, le=730)]
     min_estimate_samples: Annotated[int, Field(ge=1)]
+    estimate_statistic: Literal["mean", "median"]
     default_ticket_hours: Annotated[float, Field(gt=0, le=24)]
     backlog_days: Annotated[int, Field(ge=1, le=90)]
+    capacity_recent_days: Annotated[int, Field(ge=0, le=180)]
     max_plan_days: Annotated[int, Field(ge=1, le=62)]
     assign_window_minutes: Annotated[int, Field(ge=5, le=1440)]
     assign_candidates: Annotated[int, Field(ge=1, le=100)]
@@ -71,8 +73,8 @@ class RamSettings(Section):
         if not self.under_utilization_pct < self.over_utilization_pct:
             raise ValueError("under_utilization_pct must be below over_utilization_pct")
         gates = list(self.sla_gates_pct)
-        if gates != sorted(gates) or len(set(gates)) != 3 or gates[0] <= 0:
-            raise ValueError(f"sla_gates_pct must be three increasing positive percentages, got {gates}")
+        if gates != sorted(gates) or len(set(gates)) != 4 or gates[0] <= 0:
+            raise ValueError(f"sla_gates_pct must be four increasing positive percentages, got {gates}")
         if any(w < 0 for w in self.gate_weights):
             raise ValueError("gate_weights must not be negative")
         if any(d < 0 or d > 6 for d in self.workdays) or len(set(self.workdays)) != len(self.workdays):
