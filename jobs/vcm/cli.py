@@ -206,9 +206,15 @@ def cmd_history(args, settings) -> int:
 
 # ---- evaluation and install check -----------------------------------------------------------------------------------
 def cmd_evaluate(args, settings) -> int:
-    from jobs.vcm.evaluation import evaluate_home
+    from jobs.vcm.evaluation import evaluate_home, evaluate_rendered
 
-    report = evaluate_home(settings, Path(args.home), extractors=args.extractors)
+    if args.rendered:
+        report = evaluate_rendered(settings, args.rendered, styles=tuple(args.held_out),
+                                   cache_dir=Path(args.home) / ".vcm-ocr-cache" if args.home else None)
+    elif args.home:
+        report = evaluate_home(settings, Path(args.home), extractors=args.extractors)
+    else:
+        raise ValueError("give --home DIR (a generated MSP) or --rendered N (held-out contracts made here)")
     print(report["markdown"])
     if args.json:
         Path(args.json).write_text(json.dumps(report["table"], indent=1, default=str))
@@ -259,7 +265,11 @@ def register(subparsers) -> None:
     h.add_argument("contract_id")
     h.set_defaults(func=cmd_history)
     ev = sub.add_parser("evaluate", help="field accuracy per field and format against a generated MSP's truth")
-    ev.add_argument("--home", required=True, help="folder holding landing/ and truth/ (msp generate's MSP_HOME)")
+    ev.add_argument("--home", help="folder holding landing/ and truth/ (msp generate's MSP_HOME)")
+    ev.add_argument("--rendered", type=int, metavar="N",
+                    help="instead: N contracts in held-out wording styles, made into text, PDF and scanned files "
+                         "(OCR'd) here; the learned extractor is trained without those styles")
+    ev.add_argument("--held-out", type=int, nargs="+", default=[3, 4], metavar="STYLE")
     ev.add_argument("--extractors", nargs="+", default=["rules", "model"], choices=("rules", "model"))
     ev.add_argument("--json", help="also write the table as JSON to this file")
     ev.set_defaults(func=cmd_evaluate)

@@ -57,3 +57,50 @@ def evaluate_home(settings, home: Path, extractors=("rules", "model")) -> dict[s
         results += evaluate(LearnedExtractor(roles, cfg.msp_names, cfg.date_order), docs, "model")
     table = accuracy_table(results)
     return {"table": table, "markdown": markdown(table), "documents": len(docs)}
+
+
+def rendered_corpus(n: int, seed: int, styles=(3, 4), distractors: str | None = "test", cache_dir: Path | None = None
+                    ) -> list[tuple[list[str], dict]]:
+    """``n`` corpus contracts made into real files (a text file, a PDF with a text layer, a scanned PDF in the
+    generator's scan style) and read back as the pipeline reads them, OCR included: the check of a wording
+    (and of OCR) the extractors have not seen, at any size."""
+    import random
+
+    from jobs.vcm.ocr import OcrConfig, read_pages
+    from lakehouse.synth.contracts import pdf_scanned, pdf_text, render_text
+    from models.vcm.corpus import sample, truth_row, with_distractors
+
+    rng = random.Random(seed)
+    cache = DirCache(cache_dir) if cache_dir else None
+    out = []
+    for i in range(n):
+        doc = sample(rng, styles[i % len(styles)])
+        text = render_text(doc)
+        if distractors:
+            text = with_distractors(text, rng, distractors, doc, rng.randrange(0, 4))
+        fmt = ("txt", "pdf", "scanned_pdf")[i % 3]
+        if fmt == "txt":
+            data, name = (text + "\n").encode(), "c.txt"
+        else:
+            data, name = (pdf_text(text) if fmt == "pdf" else pdf_scanned(text, seed * 1000 + i)), "c.pdf"
+        pages = read_pages(data, name, OcrConfig(), cache)
+        out.append(([p.text for p in pages], truth_row(doc, fmt)))
+    return out
+
+
+def evaluate_rendered(settings, n: int, seed: int = 99, styles=(3, 4), cache_dir: Path | None = None
+                      ) -> dict[str, Any]:
+    """Rules, and the learned extractor trained without ``styles``, on ``n`` rendered held-out contracts."""
+    from models.vcm.corpus import _MSPS, corpus
+    from models.vcm.evaluate import accuracy_table, markdown
+    from models.vcm.learned import evaluate, train
+    from models.vcm.rules import RulesExtractor
+
+    cfg = settings.model("vcm")
+    docs = rendered_corpus(n, seed, styles, "test", cache_dir)
+    msp = tuple(dict.fromkeys((*cfg.msp_names, *_MSPS)))
+    seen = tuple(s for s in range(5) if s not in styles)
+    model = train(corpus(cfg.train_documents // 2, cfg.train_seed, seen, cfg.train_noise_share), msp, cfg.date_order)
+    results = evaluate(RulesExtractor(msp, cfg.date_order), docs, "rules") + evaluate(model, docs, "model")
+    table = accuracy_table(results)
+    return {"table": table, "markdown": markdown(table), "documents": len(docs)}
