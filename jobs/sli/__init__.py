@@ -58,7 +58,7 @@ AGENT = Agent(
               description="Next renewal and its 168-hour window per entitlement, seats that can be cut and the "
                           "saving, monthly-term premium, alerts sli.renewal_alert_days ahead."),
         Stage("sli.alerts", "jobs.sli.alerts:run", kind="transform",
-              reads=(POSITION, INSTALLS, UTILISATION, ENTITLEMENTS), writes=("events.outbox",),
+              reads=(POSITION, INSTALLS, UTILISATION, ENTITLEMENTS, "processed.clients"), writes=("events.outbox",),
               description="license.compliance.violation once per episode (opened, worsened, closed) and once per "
                           "renewal with seats to cut."),
         # A handler that also published license.opportunity.checked would write events.outbox, which the

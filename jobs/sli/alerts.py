@@ -15,7 +15,7 @@ violation_kind             episode                              from
 ``idle_seats``             a tenant's SKU with idle seats on    ``analytics.licence_utilisation``
                            consecutive monthly reports          (``idle_state``)
 ``renewal_with_idle_seats`` an NCE term renewing within         entitlements + position + utilisation
-                           ``sli.renewal_alert_days`` with seats (:func:`jobs.sli.renewals.renewal_alerts`)
+                           ``sli.renewal_alert_days`` with seats (:func:`jobs.sli.renewals.alerts`)
                            to cut (one per renewal)
 =========================  ===================================  ==========================================
 
@@ -33,13 +33,12 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from jobs.sli import catalogue as catalogue_mod
+from jobs.sli import renewals
 from jobs.sli.activity import ACTIVITY
 from jobs.sli.common import iso, previous, touched_days
 from jobs.sli.position import ENTITLEMENTS, INSTALLS, POSITION
-from jobs.sli.renewals import plan_inputs, renewal_alerts
 from jobs.sli.savings import UTILISATION
 from lakehouse.events import episode_id, make_event
-from lakehouse.transforms import as_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from jobs.sli.settings import SliSettings
@@ -227,7 +226,7 @@ def vanished(prev_rows: list[dict], cur_keys: set[tuple], key: tuple[str, ...], 
         if r.get(state_col) in (None, "closed") or tuple(r[k] for k in key) in cur_keys:
             continue
         closed = dict(r)
-        closed.update({c: None for c in state_cols})
+        closed.update(dict.fromkeys(state_cols))
         closed.update({state_col: "closed", "snapshot_date": day, "report_date": day, "_reason": reason})
         for c in ("shortfall", "unlicensed_installs", "idle_seats"):
             if c in closed:
@@ -288,9 +287,10 @@ def run(ctx: RunContext) -> None:
               + install_events(inst_rows) + idle_events(util_rows, cfg.idle_days))
     if days:
         first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
-        pos, util, ins = plan_inputs(ctx, first, last)
-        alerts = renewal_alerts(ctx.table(ENTITLEMENTS, as_of(end)), pos, util, ins, days, cat, cfg)
-        events += renewal_events(alerts.to_pyarrow().to_pylist(), cfg.renewal_alert_days)
+        facts = renewals.read_facts(ctx, first, last, cat)
+        due = renewals.alerts(renewals.entitlement_history(ctx, last), facts, days, cat, cfg,
+                              renewals.client_name_map(ctx, last))
+        events += renewal_events(due, cfg.renewal_alert_days)
     events = _unique(events)
     kinds: dict[str, int] = {}
     for e in events:

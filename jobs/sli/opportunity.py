@@ -34,7 +34,6 @@ from lakehouse.lake import Range
 from lakehouse.transforms import as_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jobs.sli.catalogue import Catalogue
     from jobs.sli.settings import SliSettings
     from lakehouse.context import RunContext
 
@@ -197,13 +196,13 @@ def run(ctx: RunContext) -> None:
 
     cfg: SliSettings = ctx.config
     day = ctx.end
-    inbox = ctx.table(INBOX, {"agent": "sli", "dt": ctx.days})
-    inbox = inbox.filter(inbox.event_type == CONSUMED_TYPE).to_pyarrow().to_pylist()
+    inbox = [r for r in ctx.read_arrow(INBOX, {"agent": "sli", "dt": ctx.days}).to_pylist()
+             if r["event_type"] == CONSUMED_TYPE]
     opps = [opportunity(json.loads(r["envelope"])) for r in inbox]
     # leads seen before and not a client yet: look again
     lo = (day - timedelta(days=cfg.lead_recheck_days)).isoformat()
     before = (day - timedelta(days=1)).isoformat()
-    done = ctx.table(CHECKS, {"dt": Range(lo, before)}).to_pyarrow().to_pylist() if lo <= before else []
+    done = ctx.read_arrow(CHECKS, {"dt": Range(lo, before)}).to_pylist() if lo <= before else []
     settled = {r["event_id"] for r in done if r["status"] != "pending_lead"}
     pending = {r["event_id"]: r for r in done if r["status"] == "pending_lead" and r["event_id"] not in settled}
     seen = {o["event_id"] for o in opps}
@@ -237,7 +236,7 @@ def run(ctx: RunContext) -> None:
     ds = schemas.get(CHECKS)
     table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=ds.arrow_schema())
     ctx.count(CHECKS).notes.append(f"{len(opps)} opportunity(ies), {len(rows)} row(s)")
-    ctx.write(CHECKS, table, replace=ctx.date_partitions())
+    ctx.write(CHECKS, table, replace=ctx.date_partitions(), audit=None if rows else False)
     stage = ctx.stage
     if stage is not None and registry().may_write(stage, "events.outbox"):
         ctx.emit(EVENT_TYPE, events, ctx.days)

@@ -34,8 +34,16 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from jobs.sli import catalogue as catalogue_mod
-from jobs.sli.common import (calendar_table, days_table, episodes, materialize, previous, snapshots_to_compute,
-                             touched_days, versions_as_of)
+from jobs.sli.common import (
+    calendar_table,
+    days_table,
+    episodes,
+    materialize,
+    previous,
+    snapshots_to_compute,
+    touched_days,
+    versions_as_of,
+)
 from lakehouse.lake import Range
 from lakehouse.transforms import as_of, latest
 
@@ -209,6 +217,14 @@ def installs(inventory: ibis.Table, entitlements: ibis.Table, clients: ibis.Tabl
     j = j.left_join(names, "client_id").select(j, names.client_name)
     j = j.mutate(unlicensed_installs=ibis.greatest(j.installs - j.install_capacity, 0).cast("int32"),
                  has_entitlement=j.licensed_seats > 0)
+    # a per-user Microsoft licence with nothing installed says nothing about installs: keep installed titles,
+    # and the titles only other vendors' (per-device or named) licences cover, whose unused seats matter
+    device_titles = sorted({k for p in cat.product for k in p.installs if p.vendor != "Microsoft"}
+                           - {k for p in cat.product for k in p.installs if p.vendor == "Microsoft"})
+    keep = j.installs > 0
+    if device_titles:
+        keep = keep | j.install_key.isin(device_titles)
+    j = j.filter(keep)
     counts = j.unlicensed_installs > 0
     if cfg.install_events_need_entitlement:
         counts = counts & j.has_entitlement

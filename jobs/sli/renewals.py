@@ -21,26 +21,33 @@ Per active entitlement, as of the run's last day at 00:00 UTC (``analytics.licen
   **monthly_term_premium** = unit_price − annual_unit_price per seat; **term_switch_saving_monthly** = the
   needed seats × that premium (moving the stable base to annual, keeping a monthly buffer [R62]).
 * **alert**: next_renewal within ``sli.renewal_alert_days`` days (``alert_on`` = next_renewal − that many days);
-  the alerts stage raises ``license.compliance.violation`` (renewal_with_idle_seats) on ``alert_on`` for terms of
-  ``sli.renewal_alert_min_term_months`` months or more with seats to cut.
+  the alerts stage raises ``license.compliance.violation`` (renewal_with_idle_seats) once per (entitlement,
+  renewal) on the first day the renewal is known to be that close (``alert_on``, later when the term was
+  exported late), for terms of ``sli.renewal_alert_min_term_months`` months or more with seats to cut.
+
+The rules are evaluated per entitlement in Python (:func:`window`, :func:`plan`, :func:`alerts`: a few hundred
+rows a day, and the same function answers the hour-level edge of the window in the tests); the rows they read,
+the entitlements as they stood and the latest position, utilisation and install rows, are selected with Ibis.
 * **added_seats** / **added_window_closes**: seats bought mid-term whose own 168-hour window is still open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
 
 from jobs.sli import catalogue as catalogue_mod
-from jobs.sli.common import add_months, days_table, materialize, next_renewal, next_renewal_expr, versions_as_of
+from jobs.sli.common import add_months, next_renewal
 from jobs.sli.position import ENTITLEMENTS, INSTALLS, POSITION, client_names
 from lakehouse.lake import Range
 from lakehouse.transforms import as_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    import ibis
+    import pyarrow as pa
 
     from jobs.sli.catalogue import Catalogue
     from jobs.sli.settings import SliSettings
@@ -49,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
 RENEWALS = "analytics.licence_renewals"
 UTILISATION = "analytics.licence_utilisation"
 CLIENTS = "processed.clients"
+CENT = Decimal("0.01")
+LOOKBACK_DAYS = 62  #: the latest snapshot (weekly) and report (monthly) of a day lie within this many days
 
 
 @dataclass(frozen=True)
@@ -68,132 +77,130 @@ def midnight(d: date) -> datetime:
 
 def window(start_date: date, renewal_date: date, term_months: int, now: datetime, hours: int = 168) -> Window:
     """The renewal window of one entitlement at ``now`` (UTC): reductions are allowed from a renewal (or the
-    purchase) at 00:00 UTC until ``hours`` later, the end excluded.
+    purchase: the term's start) at 00:00 UTC until ``hours`` later, the end excluded; the renewal date rolls
+    forward by whole terms when it has passed without a new term being exported.
 
     >>> w = window(date(2024, 1, 24), date(2025, 1, 23), 12, datetime(2025, 1, 29, 23, tzinfo=UTC))
     >>> (w.next_renewal.isoformat(), w.open)   # 167 h after the renewal: still open
     ('2026-01-23', True)
     """
-    today = now.astimezone(UTC).date()
-    nxt = next_renewal(renewal_date, term_months, today)
+    now = now.astimezone(UTC)
+    today = now.date()
+    term = max(int(term_months), 1)
+    nxt = next_renewal(renewal_date, term, today)
     if renewal_date > today:
         last = start_date
+    elif nxt == today:  # renewing today: today's window is the current one
+        last, nxt = today, add_months(today, term)
     else:
-        last = today if nxt == today else add_months(nxt, -max(int(term_months), 1))
-    if nxt == today and midnight(nxt) <= now:  # renewing today: today's window is the current one
-        last = nxt
-        nxt = add_months(nxt, max(int(term_months), 1))
+        last = add_months(nxt, -term)
     opens = midnight(last)
     closes = opens + timedelta(hours=hours)
     return Window(nxt, opens, closes, opens <= now < closes, midnight(nxt) + timedelta(hours=hours))
 
 
-def renewal_terms(entitlements: ibis.Table, days: ibis.Table, cfg: SliSettings,
-                  now: datetime | None = None) -> ibis.Table:
-    """Per day of ``days`` (``as_of``) and entitlement active that day: the next renewal, the current and
-    the next 168-hour windows, whether the window is open at ``now`` (default: each day at 00:00 UTC) and
-    the day an alert is due (``alert_on``)."""
-    import ibis
+# ---- dated facts ------------------------------------------------------------------------------------------
+@dataclass
+class Facts:
+    """Dated facts per (client, SKU): assigned seats (snapshots), idle seats (reports), devices with a covered
+    install (snapshots); :meth:`at` finds the latest on or before a day, at most ``LOOKBACK_DAYS`` before it."""
 
-    e = versions_as_of(entitlements, ["entitlement_id"], days)
-    e = e.filter(e.status == "active")
-    term = ibis.greatest(e.term_months.cast("int64"), 1)
-    today = e.as_of
-    nxt = next_renewal_expr(e.renewal_date, e.term_months, today)
-    renew_today = nxt == today
-    last = ibis.cases((e.renewal_date > today, e.start_date), (renew_today, today),
-                      else_=(nxt - term.as_interval("M")).cast("date"))
-    nxt = ibis.ifelse(renew_today, (nxt + term.as_interval("M")).cast("date"), nxt)
-    hours = ibis.interval(hours=cfg.renewal_window_hours)
-    opens = last.cast("timestamp")
-    instant = (ibis.literal(now.astimezone(UTC).replace(tzinfo=None), type="timestamp") if now is not None
-               else today.cast("timestamp"))
-    e = e.mutate(next_renewal=nxt, window_opens=opens, window_closes=opens + hours,
-                 next_window_closes=nxt.cast("timestamp") + hours,
-                 alert_on=(nxt - ibis.interval(days=cfg.renewal_alert_days)).cast("date"))
-    return materialize(e.mutate(window_open=(e.window_opens <= instant) & (instant < e.window_closes),
-                                days_to_renewal=e.next_renewal.delta(e.as_of, unit="day").cast("int32")))
+    assigned: dict[tuple[str, str], list[tuple[date, int]]] = field(default_factory=dict)
+    idle: dict[tuple[str, str], list[tuple[date, int]]] = field(default_factory=dict)
+    devices: dict[tuple[str, str], list[tuple[date, int]]] = field(default_factory=dict)
 
+    @staticmethod
+    def _index(rows: Iterable[tuple[tuple[str, str], date, int]]) -> dict[tuple[str, str], list[tuple[date, int]]]:
+        out: dict[tuple[str, str], dict[date, int]] = {}
+        for key, d, v in rows:
+            out.setdefault(key, {})[d] = out.get(key, {}).get(d, 0) + int(v or 0)
+        return {k: sorted(v.items()) for k, v in out.items()}
 
-def added_windows(entitlements: ibis.Table, now: datetime, cfg: SliSettings) -> ibis.Table:
-    """Seats bought mid-term (a version with more seats in the same term) whose own window is open at ``now``:
-    ``entitlement_id``, ``added_seats``, ``added_window_closes``."""
-    import ibis
+    @classmethod
+    def build(cls, position: Iterable[Mapping[str, Any]], utilisation: Iterable[Mapping[str, Any]],
+              installs: Iterable[Mapping[str, Any]], cat: Catalogue) -> Facts:
+        covers: dict[str, list[str]] = {}
+        for p in cat.product:
+            for k in p.installs:
+                covers.setdefault(k, []).append(p.sku)
+        dev = [((r["client_id"], sku), r["snapshot_date"], r["installs"]) for r in installs
+               for sku in covers.get(r["install_key"], ())]
+        return cls(cls._index(((r["client_id"], r["sku_part_number"]), r["snapshot_date"], r["assigned"])
+                              for r in position),
+                   cls._index(((r["client_id"], r["sku_part_number"]), r["report_date"], r["idle_seats"])
+                              for r in utilisation),
+                   cls._index(dev))
 
-    lit_now = ibis.literal(now.astimezone(UTC).replace(tzinfo=None), type="timestamp")
-    hist = entitlements.filter(entitlements.dt.cast("date") <= now.astimezone(UTC).date())
-    w = ibis.window(group_by=hist.entitlement_id, order_by=[hist.updated_at, hist.dt])
-    hist = hist.mutate(_prev_seats=hist.seats.lag().over(w), _prev_start=hist.start_date.lag().over(w))
-    adds = hist.filter((hist.seats > hist._prev_seats) & (hist.start_date == hist._prev_start))
-    bought = adds.updated_at.cast("timestamp")
-    adds = adds.mutate(_closes=bought + ibis.interval(hours=cfg.renewal_window_hours),
-                       _added=(adds.seats - adds._prev_seats), _bought=bought)
-    adds = adds.filter((adds._bought <= lit_now) & (adds._closes > lit_now))
-    return adds.group_by("entitlement_id").agg(added_seats=adds._added.sum().cast("int32"),
-                                               added_window_closes=adds._closes.max())
-
-
-def latest_as_of(rows: ibis.Table, facts: ibis.Table, key: Sequence[str], date_col: str, cols: dict[str, str],
-                 lookback_days: int = 62) -> ibis.Table:
-    """``rows`` (with ``as_of`` and ``key``) plus ``cols`` of the latest ``facts`` row of the same key dated on
-    or before ``as_of`` (and at most ``lookback_days`` before it)."""
-    import ibis
-
-    f = facts.select(*key, _fdate=facts[date_col], **{new: facts[old] for new, old in cols.items()})
-    r = rows.mutate(_row=ibis.row_number())
-    j = r.join(f, [*[r[k] == f[k] for k in key], f._fdate <= r.as_of,
-                   f._fdate >= (r.as_of - ibis.interval(days=lookback_days)).cast("date")])
-    j = j.select(r._row, f._fdate, *[f[c] for c in cols])
-    w = ibis.window(group_by=j._row, order_by=ibis.desc(j._fdate))
-    j = j.mutate(_rank=ibis.row_number().over(w))
-    j = j.filter(j._rank == 0).drop("_rank", "_fdate")
-    return materialize(r.left_join(j, "_row").select(r, *[j[c] for c in cols]).drop("_row"))
+    @staticmethod
+    def at(series: Mapping[tuple[str, str], list[tuple[date, int]]], key: tuple[str, str],
+           day: date) -> tuple[date, int] | None:
+        rows = series.get(key)
+        if not rows:
+            return None
+        i = bisect.bisect_right(rows, (day, float("inf"))) - 1
+        if i < 0 or (day - rows[i][0]).days > LOOKBACK_DAYS:
+            return None
+        return rows[i]
 
 
-def seat_needs(terms: ibis.Table, position: ibis.Table, utilisation: ibis.Table, installs: ibis.Table,
-               cat: Catalogue, cfg: SliSettings) -> ibis.Table:
-    """Seats each entitlement still needs on its day and what cutting the rest saves (module docstring)."""
-    import ibis
-    import pyarrow as pa
+def needs(ent: Mapping[str, Any], day: date, facts: Facts, microsoft: bool) -> dict[str, Any]:
+    """Seats an entitlement's client still needs of its SKU on ``day`` (see the module docstring)."""
+    key = (ent["client_id"], ent["sku_part_number"])
+    if microsoft:
+        pos, idle = Facts.at(facts.assigned, key, day), Facts.at(facts.idle, key, day)
+        assigned = pos[1] if pos else None
+        idle_n = idle[1] if idle else None
+        needed = None if assigned is None else max(assigned - (idle_n or 0), 0)
+        return {"assigned_seats": assigned, "idle_seats": idle_n, "needed_seats": needed,
+                "position_snapshot": pos[0] if pos else None, "activity_report": idle[0] if idle else None}
+    dev = Facts.at(facts.devices, key, day)
+    return {"assigned_seats": dev[1] if dev else None, "idle_seats": None, "needed_seats": dev[1] if dev else None,
+            "position_snapshot": None, "activity_report": None}
 
-    e = latest_as_of(terms, position, ["client_id", "sku_part_number"], "snapshot_date",
-                     {"pos_assigned": "assigned", "position_snapshot": "snapshot_date"})
-    e = latest_as_of(e, utilisation, ["client_id", "sku_part_number"], "report_date",
-                     {"util_idle": "idle_seats", "activity_report": "report_date"})
-    cov = ibis.memtable(cat.coverage_table())
-    ins = installs.join(cov, "install_key")
-    ins = ins.group_by(["snapshot_date", "client_id", "sku_part_number"]).agg(_devices=ins.installs.sum())
-    e = latest_as_of(e, ins, ["client_id", "sku_part_number"], "snapshot_date", {"_devices": "_devices"})
-    ms = ibis.memtable(pa.table({"sku_part_number": pa.array([p.sku for p in cat.product if p.vendor == "Microsoft"],
-                                                              pa.string())}))
-    e = e.left_join(ms, "sku_part_number").select(e, _ms=ms.sku_part_number.notnull())
-    microsoft = e._ms.fill_null(False) | (e.vendor == "Microsoft")
-    ms_need = ibis.greatest(e.pos_assigned.fill_null(0) - e.util_idle.fill_null(0), 0)
-    known = ibis.ifelse(microsoft, e.pos_assigned.notnull(), e._devices.notnull())
-    needed = ibis.ifelse(microsoft, ms_need, e._devices.fill_null(0)).cast("int64")
-    e = e.mutate(needed_seats=ibis.ifelse(known, needed, ibis.null().cast("int64")),
-                 assigned_seats=ibis.ifelse(microsoft, e.pos_assigned, e._devices).cast("int32"))
-    grp = ibis.window(group_by=[e.as_of, e.client_id, e.sku_part_number], order_by=[e.next_renewal, e.entitlement_id],
-                      rows=(None, -1))
-    whole = ibis.window(group_by=[e.as_of, e.client_id, e.sku_part_number])
-    e = e.mutate(_before=e.seats.cast("int64").sum().over(grp).fill_null(0),
-                 _total_cut=ibis.greatest(e.seats.cast("int64").sum().over(whole) - e.needed_seats, 0))
-    cut = ibis.greatest(ibis.least(e._total_cut - e._before, e.seats.cast("int64")), 0)
-    e = e.mutate(cuttable_seats=ibis.ifelse(e.needed_seats.isnull(), ibis.null().cast("int64"), cut).cast("int32"))
-    price_c = (e.unit_price.cast("decimal(14,2)") * 100).round(0).cast("int64")
-    premium = cfg.monthly_term_premium_pct / 100.0
-    annual_c = ibis.ifelse(e.term_months < 12, (price_c.cast("float64") / (1 + premium)).round(0).cast("int64"),
-                           price_c)
-    cut_c = e.cuttable_seats.cast("int64") * price_c
-    stable = ibis.greatest(e.seats.cast("int64") - e.cuttable_seats.fill_null(0).cast("int64"), 0)
 
-    def money(c):
-        return (c.cast("decimal(18,0)") / 100).cast("decimal(14,2)")
+def share_cuts(rows: list[dict[str, Any]]) -> None:
+    """Set ``cuttable_seats`` on entitlements of one client, SKU and day: seats beyond those needed, taken from
+    the entitlement renewing first."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["as_of"], r["client_id"], r["sku_part_number"]), []).append(r)
+    for group in groups.values():
+        needed = group[0]["needed_seats"]
+        if needed is None:
+            for r in group:
+                r["cuttable_seats"] = None
+            continue
+        spare = max(sum(int(r["seats"]) for r in group) - needed, 0)
+        for r in sorted(group, key=lambda r: (r["next_renewal"], r["entitlement_id"])):
+            r["cuttable_seats"] = min(spare, int(r["seats"]))
+            spare -= r["cuttable_seats"]
 
-    return e.mutate(idle_seats=e.util_idle.cast("int32"), needed_seats=e.needed_seats.cast("int32"),
-                    cut_saving_monthly=money(cut_c), cut_saving_term=money(cut_c * e.term_months.cast("int64")),
-                    annual_unit_price=money(annual_c), monthly_term_premium=money(price_c - annual_c),
-                    term_switch_saving_monthly=money(stable * (price_c - annual_c)))
+
+def money(ent: dict[str, Any], cfg: SliSettings) -> None:
+    """The saving columns of a plan row (Decimal, to the cent)."""
+    price = Decimal(str(ent["unit_price"])).quantize(CENT)
+    premium = Decimal(str(cfg.monthly_term_premium_pct)) / 100
+    annual = (price / (1 + premium)).quantize(CENT, ROUND_HALF_UP) if int(ent["term_months"]) < 12 else price
+    cut = ent["cuttable_seats"]
+    stable = max(int(ent["seats"]) - (cut or 0), 0)
+    ent.update(cut_saving_monthly=None if cut is None else (cut * price).quantize(CENT),
+               cut_saving_term=None if cut is None else (cut * price * int(ent["term_months"])).quantize(CENT),
+               annual_unit_price=annual, monthly_term_premium=price - annual,
+               term_switch_saving_monthly=(stable * (price - annual)).quantize(CENT))
+
+
+def added_seats(history: Sequence[Mapping[str, Any]], now: datetime, hours: int) -> tuple[int, datetime | None]:
+    """Seats bought mid-term (a version with more seats in the same term) whose own window is open at ``now``."""
+    added, closes = 0, None
+    rows = sorted(history, key=lambda r: (r["updated_at"], r["dt"]))
+    for before, after in zip(rows, rows[1:], strict=False):
+        if after["start_date"] == before["start_date"] and int(after["seats"]) > int(before["seats"]):
+            bought = after["updated_at"].astimezone(UTC)
+            end = bought + timedelta(hours=hours)
+            if bought <= now < end:
+                added += int(after["seats"]) - int(before["seats"])
+                closes = max(closes, end) if closes else end
+    return added, closes
 
 
 PLAN_COLUMNS = ("as_of", "client_id", "client_name", "entitlement_id", "vendor", "sku_part_number", "sku_name",
@@ -205,48 +212,143 @@ PLAN_COLUMNS = ("as_of", "client_id", "client_name", "entitlement_id", "vendor",
                 "position_snapshot", "activity_report", "dt")
 
 
-def renewals(entitlements: ibis.Table, position: ibis.Table, utilisation: ibis.Table, installs: ibis.Table,
-             clients: ibis.Table, now: datetime, cat: Catalogue, cfg: SliSettings) -> ibis.Table:
-    """The renewal plan at ``now``: one row per active entitlement (see the module docstring)."""
-    import ibis
-
-    day = now.astimezone(UTC).date()
-    terms = renewal_terms(entitlements, ibis.memtable(days_table([day.isoformat()])), cfg, now)
-    e = seat_needs(terms, position, utilisation, installs, cat, cfg)
-    adds = added_windows(entitlements, now, cfg)
-    e = e.left_join(adds, "entitlement_id").select(e, adds.added_seats, adds.added_window_closes)
-    names = client_names(clients)
-    e = e.left_join(names, "client_id").select(e, names.client_name)
-    e = e.mutate(term_start=e.start_date, added_seats=e.added_seats.fill_null(0),
-                 alert=e.days_to_renewal <= cfg.renewal_alert_days, dt=e.as_of.cast("string"))
-    return e.select(*PLAN_COLUMNS)
+def _microsoft(cat: Catalogue) -> set[str]:
+    return {p.sku for p in cat.product if p.vendor == "Microsoft"}
 
 
-def renewal_alerts(entitlements: ibis.Table, position: ibis.Table, utilisation: ibis.Table, installs: ibis.Table,
-                   days: Sequence[str], cat: Catalogue, cfg: SliSettings) -> ibis.Table:
-    """Renewals whose alert falls on one of ``days``, with seats to cut: an entitlement's renewal alerts on
-    the first day it is known to renew within ``sli.renewal_alert_days`` days (``alert_on``, or later when the
-    term was exported late), once per (entitlement, renewal), for terms of ``renewal_alert_min_term_months``."""
-    import ibis
+def plan(entitlements: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]], facts: Facts, now: datetime,
+         cat: Catalogue, cfg: SliSettings, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The renewal plan at ``now``: one row per entitlement of ``entitlements`` (its versions as they stood,
+    active ones) with the columns of the module docstring; ``history`` holds every exported version (for seats
+    bought mid-term)."""
+    now = now.astimezone(UTC)
+    day = now.date()
+    ms = _microsoft(cat)
+    by_ent: dict[str, list[Mapping[str, Any]]] = {}
+    for h in history:
+        by_ent.setdefault(h["entitlement_id"], []).append(h)
+    rows = []
+    for e in entitlements:
+        if e["status"] != "active":
+            continue
+        w = window(e["start_date"], e["renewal_date"], e["term_months"], now, cfg.renewal_window_hours)
+        added, added_closes = added_seats(by_ent.get(e["entitlement_id"], ()), now, cfg.renewal_window_hours)
+        r = {"as_of": day, "client_id": e["client_id"], "client_name": (names or {}).get(e["client_id"]),
+             "entitlement_id": e["entitlement_id"], "vendor": e["vendor"], "sku_part_number": e["sku_part_number"],
+             "sku_name": e["sku_name"], "billing_model": e["billing_model"], "term_months": int(e["term_months"]),
+             "billing_frequency": e["billing_frequency"], "auto_renew": e["auto_renew"], "seats": int(e["seats"]),
+             "unit_price": e["unit_price"], "term_start": e["start_date"], "renewal_date": e["renewal_date"],
+             "next_renewal": w.next_renewal, "days_to_renewal": (w.next_renewal - day).days,
+             "window_opens": w.opens, "window_closes": w.closes, "window_open": w.open,
+             "next_window_closes": w.next_closes, "added_seats": added, "added_window_closes": added_closes,
+             "alert": (w.next_renewal - day).days <= cfg.renewal_alert_days,
+             "alert_on": w.next_renewal - timedelta(days=cfg.renewal_alert_days), "dt": day.isoformat(),
+             **needs(e, day, facts, e["sku_part_number"] in ms or e["vendor"] == "Microsoft")}
+        rows.append(r)
+    share_cuts(rows)
+    for r in rows:
+        money(r, cfg)
+    return sorted(rows, key=lambda r: r["entitlement_id"])
 
-    lo = date.fromisoformat(min(days)) - timedelta(days=cfg.renewal_alert_days + 1)
-    span = [(lo + timedelta(days=i)).isoformat() for i in range((date.fromisoformat(max(days)) - lo).days + 1)]
-    terms = renewal_terms(entitlements, ibis.memtable(days_table(span)), cfg)
-    t = terms.filter((terms.term_months >= cfg.renewal_alert_min_term_months) & (terms.as_of >= terms.alert_on)
-                     & (terms.as_of <= terms.next_renewal))
-    w = ibis.window(group_by=[t.entitlement_id, t.next_renewal], order_by=t.as_of)
-    t = t.mutate(_first=ibis.row_number().over(w))
-    wanted = [date.fromisoformat(d) for d in days]
-    t = t.filter((t._first == 0) & t.as_of.isin(wanted)).drop("_first")
-    t = seat_needs(t, position, utilisation, installs, cat, cfg)
-    return t.filter(t.cuttable_seats > 0)
+
+def _valid_spans(history: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], date, date | None]]:
+    """Each version of one entitlement and the days it stood: from its export day to the next version's."""
+    latest_of_day: dict[str, Mapping[str, Any]] = {}
+    for h in sorted(history, key=lambda r: (r["dt"], r["updated_at"])):
+        latest_of_day[h["dt"]] = h
+    days = sorted(latest_of_day)
+    return [(latest_of_day[d], date.fromisoformat(d), date.fromisoformat(days[i + 1]) if i + 1 < len(days) else None)
+            for i, d in enumerate(days)]
 
 
-def plan_inputs(ctx: RunContext, first: date, last: date, lookback_days: int = 62):
-    """Position, utilisation and install rows from ``lookback_days`` before ``first`` to ``last`` (snapshots
-    are weekly and reports monthly, so the latest of each on any day in between is among them)."""
-    where = {"dt": Range((first - timedelta(days=lookback_days)).isoformat(), last.isoformat())}
-    return ctx.table(POSITION, where), ctx.table(UTILISATION, where), ctx.table(INSTALLS, where)
+def alerts(history: Sequence[Mapping[str, Any]], facts: Facts, days: Sequence[str], cat: Catalogue,
+           cfg: SliSettings, names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Plan rows (as of their alert day) of the renewals whose alert falls on one of ``days`` with seats to cut.
+
+    A renewal alerts on the first day it is known to be ``sli.renewal_alert_days`` days away or closer: the
+    day its entitlement's next renewal, as exported then, is that close (once per entitlement and renewal,
+    however many versions are exported meanwhile), for terms of ``sli.renewal_alert_min_term_months`` or more."""
+    wanted = {date.fromisoformat(d) for d in days}
+    if not wanted:
+        return []
+    last = max(wanted)
+    by_ent: dict[str, list[Mapping[str, Any]]] = {}
+    for h in history:
+        if date.fromisoformat(h["dt"]) <= last:
+            by_ent.setdefault(h["entitlement_id"], []).append(h)
+    first_day: dict[tuple[str, date], tuple[date, Mapping[str, Any]]] = {}
+    for ent, versions in by_ent.items():
+        for v, lo, hi in _valid_spans(versions):
+            if v["status"] != "active" or int(v["term_months"]) < cfg.renewal_alert_min_term_months:
+                continue
+            end = min(hi, last + timedelta(days=1)) if hi else last + timedelta(days=1)  # exclusive
+            d = lo
+            while d < end:  # walk the renewals this version stands for, not the days
+                nxt = window(v["start_date"], v["renewal_date"], v["term_months"], midnight(d)).next_renewal
+                alert = max(d, nxt - timedelta(days=cfg.renewal_alert_days))
+                if alert < end and alert < nxt:
+                    k = (ent, nxt)
+                    if k not in first_day or alert < first_day[k][0]:
+                        first_day[k] = (alert, v)
+                d = max(nxt, d + timedelta(days=1))
+    spans: dict[tuple[str, str], list[tuple[Mapping[str, Any], date, date | None]]] = {}
+    for versions in by_ent.values():
+        for sv, lo, hi in _valid_spans(versions):
+            spans.setdefault((sv["client_id"], sv["sku_part_number"]), []).append((sv, lo, hi))
+    out = []
+    for (_ent, _nxt), (day, v) in sorted(first_day.items()):
+        if day not in wanted:
+            continue
+        # every entitlement of the client's SKU as it stood that day shares the seats needed
+        same = [sv for sv, lo, hi in spans[(v["client_id"], v["sku_part_number"])]
+                if lo <= day and (hi is None or day < hi)]
+        group = plan(same, (), facts, midnight(day), cat, cfg, names)
+        out += [r for r in group if r["entitlement_id"] == v["entitlement_id"] and (r["cuttable_seats"] or 0) > 0]
+    return out
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------
+def read_facts(ctx: RunContext, first: date, last: date, cat: Catalogue) -> Facts:
+    """Position, utilisation and install rows from ``LOOKBACK_DAYS`` before ``first`` to ``last``."""
+    where = {"dt": Range((first - timedelta(days=LOOKBACK_DAYS)).isoformat(), last.isoformat())}
+    pos = ctx.table(POSITION, where).select("client_id", "sku_part_number", "snapshot_date", "assigned")
+    util = ctx.table(UTILISATION, where).select("client_id", "sku_part_number", "report_date", "idle_seats")
+    ins = ctx.table(INSTALLS, where).select("client_id", "install_key", "snapshot_date", "installs")
+    return Facts.build(pos.to_pyarrow().to_pylist(), util.to_pyarrow().to_pylist(), ins.to_pyarrow().to_pylist(), cat)
+
+
+def entitlement_history(ctx: RunContext, last: date) -> list[dict[str, Any]]:
+    cols = ("entitlement_id", "client_id", "vendor", "sku_id", "sku_part_number", "sku_name", "seats", "unit_price",
+            "term_months", "billing_frequency", "billing_model", "start_date", "renewal_date", "auto_renew", "status",
+            "updated_at", "dt")
+    return ctx.table(ENTITLEMENTS, as_of(last)).select(*cols).to_pyarrow().to_pylist()
+
+
+def client_name_map(ctx: RunContext, last: date) -> dict[str, str]:
+    return {r["client_id"]: r["client_name"]
+            for r in client_names(ctx.table(CLIENTS, as_of(last))).to_pyarrow().to_pylist()}
+
+
+def standing(history: Sequence[Mapping[str, Any]], day: date) -> list[Mapping[str, Any]]:
+    """Each entitlement's version as it stood on ``day``."""
+    iso_day = day.isoformat()
+    best: dict[str, Mapping[str, Any]] = {}
+    for h in history:
+        if h["dt"] > iso_day:
+            continue
+        cur = best.get(h["entitlement_id"])
+        if cur is None or (h["dt"], h["updated_at"]) > (cur["dt"], cur["updated_at"]):
+            best[h["entitlement_id"]] = h
+    return list(best.values())
+
+
+def to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    import schemas
+
+    schema = schemas.get(RENEWALS).arrow_schema()
+    return pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
 
 
 def run(ctx: RunContext) -> None:
@@ -254,7 +356,9 @@ def run(ctx: RunContext) -> None:
     cfg: SliSettings = ctx.config
     cat = catalogue_mod.load(cfg.catalogue)
     day = ctx.end
-    pos, util, ins = plan_inputs(ctx, day, day)
-    out = renewals(ctx.table(ENTITLEMENTS, as_of(day)), pos, util, ins, ctx.table(CLIENTS, as_of(day)),
-                   midnight(day), cat, cfg)
-    ctx.write(RENEWALS, out, replace=[{"dt": day.isoformat()}])
+    history = entitlement_history(ctx, day)
+    rows = plan(standing(history, day), history, read_facts(ctx, day, day, cat), midnight(day), cat, cfg,
+                client_name_map(ctx, day))
+    ctx.count(RENEWALS).notes.append(f"{len(rows)} entitlement(s), {sum(r['alert'] for r in rows)} renewing within "
+                                     f"{cfg.renewal_alert_days} d, {sum(r['window_open'] for r in rows)} window(s) open")
+    ctx.write(RENEWALS, to_table(rows), replace=[{"dt": day.isoformat()}])

@@ -33,10 +33,19 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from jobs.sli import catalogue as catalogue_mod
-from jobs.sli.common import (calendar_table, days_table, episodes, materialize, next_renewal_expr, previous,
-                             snapshots_to_compute, touched_days, versions_as_of)
-from jobs.sli.position import ENTITLEMENTS, POSITION, client_names
 from jobs.sli.activity import ACTIVITY
+from jobs.sli.common import (
+    calendar_table,
+    days_table,
+    episodes,
+    materialize,
+    next_renewal_expr,
+    previous,
+    snapshots_to_compute,
+    touched_days,
+    versions_as_of,
+)
+from jobs.sli.position import ENTITLEMENTS, POSITION, client_names
 from lakehouse.transforms import as_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,7 +164,8 @@ def savings(activity: ibis.Table, position: ibis.Table, report_snapshots: ibis.T
                    _target_c=ibis.null().cast("int64"), status=ibis.literal("candidate"), blockers=null_s,
                    _block=ibis.literal(False))
     parts = [u, dbl, un] + ([dg] if dg is not None else [])
-    types = dict(u.schema().items()) | {"seats": "int32", "days_inactive": "int32", "_target_c": "int64"}
+    types = {c: t.copy(nullable=True) for c, t in u.schema().items()}  # a union of nullable columns
+    types |= {"seats": "int32", "days_inactive": "int32", "_target_c": "int64"}
     f = None
     for p in parts:
         p = p.select(**{c: p[c].cast(t) for c, t in types.items()})
