@@ -41,6 +41,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 import schemas
 from lakehouse.lake import Range
 from lakehouse.quality import report
@@ -51,7 +53,6 @@ from lakehouse.quality.compile import (
     Layout,
     lookup_table,
     processed_columns,
-    quarantine_selection,
     tagged_frame,
     typed_frame,
 )
@@ -253,31 +254,25 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
         return
     _row_count_check(suite, raw_rows, cfg, result)
 
-    # ---- the engine: one tagged frame for all the run's days, computed once -------------------------------
+    # ---- the engine: one tagged frame for all the run's days, one query -------------------------------------
     files = ctx.lake.files(ds, {"dt": days}, snap)
     raw = ctx.engine.files(ds, files)
-    raw = raw.filter(raw.dt.isin(days))
-    frame = tagged_frame(raw, suite, parents.table).cache()
-    try:
-        stats = _aggregate(ctx, frame, suite)
-        result.seconds["validate"] = round(time.perf_counter() - t, 3)
-        per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
-        _retype_check(stats, suite, cfg, result)
-        _null_share_check(ctx, suite, snap, per_day, compared, cfg, result)
-        _rule_results(suite, flag_totals, result)
-        t = time.perf_counter()
-        samples = _samples(ctx, frame, suite, cfg.sample_failing_rows) if any(flag_totals.values()) else {}
-        for rule in result.rules:
-            rule["samples"] = samples.get(rule["id"], [])
-        result.seconds["samples"] = round(time.perf_counter() - t, 3)
-        if result.status == "failed":
-            return
-        t = time.perf_counter()
-        good, refused = _outputs(ctx, frame, suite)
-        result.seconds["fetch"] = round(time.perf_counter() - t, 3)
-    finally:
-        with contextlib.suppress(Exception):
-            frame.release()
+    frame = ctx.engine.to_arrow(tagged_frame(raw.filter(raw.dt.isin(days)), suite, parents.table))
+    result.seconds["engine"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    stats = _file_stats(frame, suite)
+    per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
+    _retype_check(stats, suite, cfg, result)
+    _null_share_check(ctx, suite, snap, per_day, compared, cfg, result)
+    _rule_results(suite, flag_totals, result)
+    samples = _samples(frame, suite, cfg.sample_failing_rows) if any(flag_totals.values()) else {}
+    for rule in result.rules:
+        rule["samples"] = samples.get(rule["id"], [])
+    result.seconds["checks"] = round(time.perf_counter() - t, 3)
+    if result.status == "failed":
+        return
+    good, refused = _outputs(frame, suite)
+    del frame
 
     # ---- audit (the dataset's GX Checkpoint on the staged processed batch), then publish ----------------------
     from lakehouse.quality.audit import AuditFailed, audit_batch
@@ -307,6 +302,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     result.seconds["publish"] = round(time.perf_counter() - t, 3)
     _reconcile_output(per_day, written.partitions, refused_write.partitions, result)
     result.published = True
+    _save_day_stats(ctx, ds, per_day)
 
     count = ctx.count(f"processed.{ds.name}")
     totals = result.counts
@@ -481,25 +477,41 @@ def _row_count_check(suite: Suite, raw_rows: dict[str, int], cfg, result: Datase
 
 
 # ---- the engine's aggregation and what is checked on it ------------------------------------------------------------
-def _aggregate(ctx: RunContext, frame: ibis.Table, suite: Suite) -> list[dict[str, Any]]:
-    """One row per (day, source file): counts, rule flags, nulls and unreadable texts per column."""
+def _file_stats(frame: pa.Table, suite: Suite) -> list[dict[str, Any]]:
+    """One row per (day, source file) of the tagged rows: counts, rule flags, nulls and unreadable texts
+    per column (an Arrow aggregation: the engine's one query is the tagged frame itself)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     layout = Layout(suite)
-    keep = ~frame[DUP]
-    aggs: dict[str, Any] = {"raw": frame.count(), "duplicates": frame[DUP].cast("int64").sum(),
-                            "quarantined": frame[QUARANTINED].cast("int64").sum()}
+    keep = pc.invert(frame.column(DUP))
+    cols: dict[str, pa.Array] = {"dt": frame.column("dt"), "_source_file": frame.column("_source_file"),
+                                 "raw": pa.array(np.ones(frame.num_rows, dtype="int64")) if frame.num_rows
+                                 else pa.array([], pa.int64())}
+    aggs: list[tuple[str, str]] = [("raw", "sum")]
+
+    def count(name: str, mask) -> None:
+        cols[name] = pc.cast(pc.fill_null(mask, False), pa.int64())
+        aggs.append((name, "sum"))
+
+    count("duplicates", frame.column(DUP))
+    count("quarantined", frame.column(QUARANTINED))
     for flag in layout.flags.values():
-        aggs[flag] = frame[flag].cast("int64").sum()
+        count(flag, frame.column(flag))
     for j, c in enumerate(suite.dataset.data_columns):
-        aggs[f"null{j}"] = (keep & frame[c.name].isnull()).cast("int64").sum()
+        count(f"null{j}", pc.and_(keep, pc.is_null(frame.column(c.name))))
         if c.type != "string":
-            text = frame[raw_text_column(c.name)]
-            aggs[f"text{j}"] = (keep & text.notnull()).cast("int64").sum()
+            text = frame.column(raw_text_column(c.name))
+            count(f"text{j}", pc.and_(keep, pc.is_valid(text)))
             type_flag = layout.flags.get(f"type:{c.name}")
-            if type_flag:
-                aggs[f"bad{j}"] = text.min(where=frame[type_flag])  # a deterministic example
-    stats = ctx.engine.to_arrow(frame.group_by(["dt", "_source_file"]).aggregate(**aggs))
-    return [{k: (int(v) if isinstance(v, int | float) and not isinstance(v, bool) and k != "dt" else v)
-             for k, v in row.items()} for row in stats.to_pylist()]
+            if type_flag:  # a deterministic example of an unreadable value
+                cols[f"bad{j}"] = pc.if_else(pc.fill_null(frame.column(type_flag), False), text,
+                                             pa.scalar(None, pa.string()))
+                aggs.append((f"bad{j}", "min"))
+    grouped = pa.table(cols).group_by(["dt", "_source_file"]).aggregate(aggs)
+    rename = {f"{name}_{how}": name for name, how in aggs}
+    return [{rename.get(k, k): (int(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+             for k, v in row.items()} for row in grouped.to_pylist()]
 
 
 def _reconcile_input(stats: list[dict[str, Any]], raw_rows: dict[str, int], days: list[str], suite: Suite,
@@ -569,18 +581,40 @@ def _retype_check(stats: list[dict[str, Any]], suite: Suite, cfg, result: Datase
                                      "required column is empty in all its rows"})
 
 
+def _stats_path(ds: Dataset, month: str) -> str:
+    return f"{report.ROOT}/stats/{ds.name}/{month}.json"
+
+
+def _save_day_stats(ctx: RunContext, ds: Dataset, per_day: dict[str, dict[str, Any]]) -> None:
+    """Rows (without exact duplicates) and typed nulls per column of each gated day, one small file per month:
+    the baseline of the next day's null-share check, without reading that day again."""
+    by_month: dict[str, dict[str, Any]] = {}
+    for d, day in per_day.items():
+        by_month.setdefault(d[:7], {})[d] = {"rows": day["raw"] - day["duplicates"], "nulls": day["nulls"]}
+    for month, values in by_month.items():
+        text = ctx.lake.read_text(_stats_path(ds, month))
+        kept = json.loads(text) if text else {}
+        kept.update(values)
+        ctx.lake.write_text(_stats_path(ds, month), json.dumps(dict(sorted(kept.items())), sort_keys=True))
+
+
 def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) -> dict[str, dict[str, Any]]:
-    """Rows (without exact duplicates) and typed nulls per column of some raw days outside the run, read from
-    the raw table itself: the baseline of the null-share check."""
-    if snap is None or not days:
-        return {}
-    raw = ctx.engine.files(ds, ctx.lake.files(ds, {"dt": days}, snap))
-    frame = typed_frame(raw.filter(raw.dt.isin(days)), ds)
+    """Rows (without exact duplicates) and typed nulls per column of some days outside the run: from the
+    stats the gate kept when it published them, else read from the raw table itself."""
+    out: dict[str, dict[str, Any]] = {}
+    for month in sorted({d[:7] for d in days}):
+        text = ctx.lake.read_text(_stats_path(ds, month))
+        kept = json.loads(text) if text else {}
+        out.update({d: kept[d] for d in days if d in kept})
+    missing = [d for d in days if d not in out]
+    if snap is None or not missing:
+        return out
+    raw = ctx.engine.files(ds, ctx.lake.files(ds, {"dt": missing}, snap))
+    frame = typed_frame(raw.filter(raw.dt.isin(missing)), ds)
     keep = ~frame[DUP]
     aggs = {"rows": keep.cast("int64").sum()}
     for j, c in enumerate(ds.data_columns):
         aggs[f"null{j}"] = (keep & frame[c.name].isnull()).cast("int64").sum()
-    out = {}
     for r in ctx.engine.to_arrow(frame.group_by("dt").aggregate(**aggs)).to_pylist():
         out[r["dt"]] = {"rows": int(r["rows"] or 0),
                         "nulls": {c.name: int(r[f"null{j}"] or 0) for j, c in enumerate(ds.data_columns)}}
@@ -641,41 +675,53 @@ def _rule_results(suite: Suite, flag_totals: dict[str, int], result: DatasetResu
 
 
 # ---- failing-row samples and the two outputs -----------------------------------------------------------------------
-def _samples(ctx: RunContext, frame: ibis.Table, suite: Suite, n: int) -> dict[str, list[dict[str, Any]]]:
-    """Up to ``n`` failing rows per rule (source text, derived values, lineage), from one small query."""
+def _samples(frame: pa.Table, suite: Suite, n: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``n`` failing rows per rule (file, row, key, the rule's columns as source text, derived values)."""
     import pyarrow.compute as pc
 
     if n <= 0:
         return {}
     layout = Layout(suite)
-    failing = frame.filter(frame["_rules_broken"].notnull() | frame["_rules_warned"].notnull())
-    cols = {name: failing[src] for name, src in layout.text_columns()}
-    cols.update({d.name: failing[d.name].cast("string") for d in suite.derived})
-    cols.update({c: failing[c] for c in ("dt", "_source_file", "_row_number")})
-    cols.update({flag: failing[flag] for flag in layout.flags.values()})
-    rows = ctx.engine.to_arrow(failing.select(**cols))
+    texts = dict(layout.text_columns())
+    derived = {d.name for d in suite.derived}
     out: dict[str, list[dict[str, Any]]] = {}
-    shown = ["dt", "_source_file", "_row_number"]
     for rule in suite.rules:
-        flagged = rows.filter(pc.fill_null(rows.column(layout.flags[rule.id]), False))
+        flagged = frame.filter(pc.fill_null(frame.column(layout.flags[rule.id]), False))
         if not flagged.num_rows:
             continue
         flagged = flagged.sort_by([("dt", "ascending"), ("_source_file", "ascending"),
                                    ("_row_number", "ascending")]).slice(0, n)
-        keep = [*shown, *suite.dataset.primary_key, *[c.removeprefix("_raw_") for c in rule.columns]]
-        keep = [c for c in dict.fromkeys(keep) if c in flagged.column_names]
-        out[rule.id] = flagged.select(keep).to_pylist()
+        shown = ["dt", "_source_file", "_row_number", *suite.dataset.primary_key,
+                 *[c.removeprefix("_raw_") for c in rule.columns]]
+        rows = []
+        for rec in flagged.to_pylist():
+            row: dict[str, Any] = {}
+            for c in dict.fromkeys(shown):
+                if c in texts:
+                    row[c] = rec[texts[c]]
+                elif c in derived:
+                    row[c] = None if rec[c] is None else str(rec[c])
+                elif c in rec:
+                    row[c] = rec[c]
+            rows.append(row)
+        out[rule.id] = rows
     return out
 
 
-def _outputs(ctx: RunContext, frame: ibis.Table, suite: Suite) -> tuple[pa.Table, pa.Table]:
+def _outputs(frame: pa.Table, suite: Suite) -> tuple[pa.Table, pa.Table]:
     """(processed rows with the columns their rules read, for the audit; quarantined rows as source text)."""
+    import pyarrow.compute as pc
+
+    dup, quarantined = frame.column(DUP), frame.column(QUARANTINED)
     extras = [raw_text_column(c.name) for c in suite.dataset.data_columns if c.type != "string"]
     extras += [d.name for d in suite.derived] + [PASSES_BLOCKING]
     keep = processed_columns(suite) + [c for c in extras if c not in processed_columns(suite)]
-    good = frame.filter(~frame[DUP] & ~frame[QUARANTINED]).select(keep)
-    refused = frame.filter(frame[QUARANTINED]).select(**quarantine_selection(frame, suite))
-    return ctx.engine.to_arrow(good), ctx.engine.to_arrow(refused)
+    good = frame.filter(pc.and_(pc.invert(dup), pc.invert(quarantined))).select(keep)
+    refused = frame.filter(quarantined)
+    names = {name: src for name, src in Layout(suite).text_columns()}
+    rest = ["_rules_broken", "_severity", "_rules_warned", *LINEAGE, *suite.dataset.partition_by]
+    refused = refused.select([*names.values(), *rest]).rename_columns([*names, *rest])
+    return good, refused
 
 
 def _reconcile_output(per_day: dict[str, dict[str, Any]], written: dict[str, int], refused: dict[str, int],

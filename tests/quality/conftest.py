@@ -1,4 +1,5 @@
-"""Helpers for the quality tests: tiny declarations, landing files written in the test, ingest + gate."""
+"""Helpers for the quality tests: tiny declarations, landing files written in the test, ingest + gate, all
+on the real lake (Iceberg under a tmp folder), the real engine (DuckDB) and the real GX project."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+import schemas
 from lakehouse.context import RunContext
-from lakehouse.ingest import Landing, ingest_dataset
+from lakehouse.ingest import REJECTED, Landing, ingest_dataset
+from lakehouse.lake import Lake
 from lakehouse.quality.gate import gate
 from lakehouse.quality.suite import load_suite
 from schemas import Column, Dataset
@@ -49,21 +53,50 @@ TICKETS_SUITE = {
 HEADER = "ticket_id,client_id,priority,hours,created_at,resolved_at,due_date"
 
 
+def ingest(ctx: RunContext, datasets, landing: Landing) -> None:
+    """Ingest test datasets the way ``lakehouse.ingest.run`` ingests the declared ones (rejected files in
+    one commit, then each dataset's days in one commit)."""
+    results = {ds.name: ingest_dataset(ctx, ds, landing) for ds in datasets}
+    rejected = [r for res in results.values() for r in res.rejected]
+    replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
+    if replace:
+        ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
+                  replace=replace)
+    for ds in datasets:
+        res = results[ds.name]
+        if res.table is not None:
+            ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
+
+
+#: The tests of the gate's decisions audit every batch with its Checkpoint but build no Data Docs (2-3 s a
+#: run here); tests/quality/test_gx.py builds them.
+TEST_ENV = {"MSP_QUALITY__DATA_DOCS": "off"}
+
+
 class Lakehouse:
     """A landing area, a lake and suites in tmp dirs, with the two stages this package cares about."""
 
-    def __init__(self, settings, tmp_path: Path):
-        self.settings = settings
-        self.landing = Path(settings.landing_root)
+    def __init__(self, home: Path, tmp_path: Path, **env: str):
+        self.home = home
+        self.configure(**env)
+        self.landing = Path(self.settings.landing_root)
         self.suites_dir = tmp_path / "expectations"
-        self.suites_dir.mkdir()
+        self.suites_dir.mkdir(exist_ok=True)
         self.datasets = {d.qualified_name: d for d in (CLIENTS, TICKETS)}
         self.datasets.update({d.processed_twin().qualified_name: d.processed_twin() for d in (CLIENTS, TICKETS)})
         self.write_suite(TICKETS_SUITE)
 
-    def resolve(self, name: str) -> Dataset:
-        import schemas
+    def configure(self, **env: str) -> None:
+        """Settings of the next runs: the test defaults plus ``env`` (``MSP_...`` variables)."""
+        from tests.conftest import make_settings
 
+        self.settings = make_settings(self.home, **{**TEST_ENV, **env})
+
+    @property
+    def lake(self) -> Lake:
+        return Lake.from_settings(self.settings)
+
+    def resolve(self, name: str) -> Dataset:
         return self.datasets[name] if name in self.datasets else schemas.get(name)
 
     def add(self, ds: Dataset) -> None:
@@ -86,24 +119,21 @@ class Lakehouse:
     def run(self, *days: str, datasets=(CLIENTS, TICKETS)):
         """Ingest then gate the given datasets for the days; returns (ctx, {name: result})."""
         ctx = self.context(*days)
-        landing = Landing(str(self.landing))
-        for ds in datasets:
-            ingest_dataset(ctx, ds, landing)
-        suites = [load_suite(ds, directory=self.suites_dir, resolve=self.resolve) for ds in datasets]
-        results = gate(ctx, suites, resolve=self.resolve)
+        try:
+            ingest(ctx, datasets, Landing(str(self.landing)))
+            suites = [load_suite(ds, directory=self.suites_dir, resolve=self.resolve) for ds in datasets]
+            results = gate(ctx, suites, resolve=self.resolve)
+        finally:
+            ctx.close()
         return ctx, {r.dataset: r for r in results}
 
     def processed(self, ds: Dataset) -> list[dict]:
-        from lakehouse.lake import Lake
-
-        return Lake(self.settings.lake_root).read_arrow(ds.processed_twin()).to_pylist()
+        return self.lake.read_arrow(ds.processed_twin()).to_pylist()
 
     def quarantined(self, ds: Dataset) -> list[dict]:
-        from lakehouse.lake import Lake
-
-        return Lake(self.settings.lake_root).read_arrow(ds.quarantine_twin()).to_pylist()
+        return self.lake.read_arrow(ds.quarantine_twin()).to_pylist()
 
 
 @pytest.fixture
-def lakehouse(settings, tmp_path, spark):
-    return Lakehouse(settings, tmp_path)
+def lakehouse(tmp_path):
+    return Lakehouse(tmp_path / "home", tmp_path)
