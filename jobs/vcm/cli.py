@@ -209,7 +209,7 @@ def cmd_evaluate(args, settings) -> int:
     from jobs.vcm.evaluation import evaluate_home, evaluate_rendered
 
     if args.rendered:
-        report = evaluate_rendered(settings, args.rendered, styles=tuple(args.held_out),
+        report = evaluate_rendered(settings, args.rendered, seed=args.seed, styles=tuple(args.held_out),
                                    cache_dir=Path(args.home) / ".vcm-ocr-cache" if args.home else None)
     elif args.home:
         report = evaluate_home(settings, Path(args.home), extractors=args.extractors)
@@ -270,6 +270,7 @@ def register(subparsers) -> None:
                     help="instead: N contracts in held-out wording styles, made into text, PDF and scanned files "
                          "(OCR'd) here; the learned extractor is trained without those styles")
     ev.add_argument("--held-out", type=int, nargs="+", default=[3, 4], metavar="STYLE")
+    ev.add_argument("--seed", type=int, default=99, help="seed of the rendered contracts (default 99)")
     ev.add_argument("--extractors", nargs="+", default=["rules", "model"], choices=("rules", "model"))
     ev.add_argument("--json", help="also write the table as JSON to this file")
     ev.set_defaults(func=cmd_evaluate)

@@ -140,37 +140,41 @@ def transform(vendors: pd.DataFrame, expenses: pd.DataFrame, escalations: pd.Dat
     billed = recurring.merge(in_force, on=["vendor_id", "month"], how="left")
     billed["quarter"] = [quarter_of(date(int(m[:4]), int(m[5:7]), 1)) for m in billed["month"]]
     has_contract = set(register["vendor_id"].dropna()) if len(register) else set()
+    billed_by = {k: g for k, g in billed.groupby(["vendor_id", "quarter"])}
+    force_by = {k: list(dict.fromkeys(g["contract_id"])) for k, g in in_force.groupby(["vendor_id", "quarter"])}
+    contract_rows = {r.contract_id: r for r in register.itertuples(index=False)} if len(register) else {}
+    esc_by = {k: g for k, g in escalations.groupby(["vendor_id", "quarter"])} \
+        if escalations is not None and len(escalations) else {}
+    active_by = {q: set(exp.loc[exp["quarter"] == q, "vendor_id"]) | {v for v, qq in force_by if qq == q}
+                 for q in quarters}
+    empty = billed.head(0)
     rows = []
     for q in quarters:
         qs, qe = quarter_bounds(q)
         prev = previous_quarter(q)
-        active = set(exp.loc[exp["quarter"] == q, "vendor_id"]) | set(in_force.loc[in_force["quarter"] == q,
-                                                                                   "vendor_id"])
+        active = active_by[q]
         for v in vendors.itertuples(index=False):
             if v.vendor_id not in active:
                 continue
             s, sp = float(spend.get((v.vendor_id, q), 0.0)), spend.get((v.vendor_id, prev))
             change = (s - float(sp)) / float(sp) * 100 if sp is not None and float(sp) > 0 else None
-            b = billed[(billed["vendor_id"] == v.vendor_id) & (billed["quarter"] == q)]
+            b = billed_by.get((v.vendor_id, q), empty)
             compared = b[b["expected"].notna() & (b["expected"] > 0)]
             dev = ((compared["amount"] - compared["expected"]).abs() / compared["expected"] * 100)
             accurate = int((dev <= cfg.invoice_tolerance_pct).sum())
-            contracts = register[register["vendor_id"] == v.vendor_id] if len(register) else register
-            q_contracts = in_force[(in_force["vendor_id"] == v.vendor_id) & (in_force["quarter"] == q)][
-                "contract_id"].unique()
+            q_contracts = force_by.get((v.vendor_id, q), [])
             findings = {"no_contract": int(v.vendor_id not in has_contract and s > 0),
                         "expired_contract_billing": int(v.vendor_id in has_contract and
                                                         bool(len(b[b["contract_id"].isna()]))),
                         "missing_term": 0, "no_liability_cap": 0, "uncapped_liability": 0}
-            for c in contracts[contracts["contract_id"].isin(q_contracts)].itertuples(index=False):
+            for c in (contract_rows[cid] for cid in q_contracts):
                 missing = [c.payment_terms, c.governing_law] + ([c.notice_period_days] if c.auto_renew else [])
                 findings["missing_term"] += sum(1 for x in missing
                                                 if x is None or (isinstance(x, float) and pd.isna(x)))
                 findings["no_liability_cap"] += int(c.liability_cap is None or pd.isna(c.liability_cap))
                 findings["uncapped_liability"] += int(c.liability_cap == "uncapped")
             comp, found = compliance(findings, cfg.compliance_penalties)
-            esc = escalations[(escalations["vendor_id"] == v.vendor_id) & (escalations["quarter"] == q)] \
-                if escalations is not None and len(escalations) else None
+            esc = esc_by.get((v.vendor_id, q)) if escalations is not None else None
             resp = res = None
             n_esc = 0 if esc is None else len(esc)
             if esc is not None and n_esc:

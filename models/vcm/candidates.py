@@ -115,7 +115,8 @@ DATE_PATTERNS = (
     ("dmy_words", re.compile(r"\b(?:the\s+)?(?P<d>\d{1,2})" + _ORD + r"\s+(?:day\s+of\s+)?" + _MONTH +
                              r",?\s+(?:in\s+the\s+year\s+)?(?P<y>\d{4})\b", re.I)),
     ("mdy_words", re.compile(r"\b" + _MONTH + r"\s+(?P<d>\d{1,2})" + _ORD + r",?\s+(?P<y>\d{4})\b", re.I)),
-    ("iso", re.compile(r"\b(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})\b")),
+    # an OCR'd year may carry a stray space ("202 1-06-09")
+    ("iso", re.compile(r"\b(?P<y>\d{3} ?\d)[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})\b")),
     ("numeric", re.compile(r"\b(?P<a>\d{1,2})[/.\-](?P<b>\d{1,2})[/.\-](?P<y>\d{4}|\d{2})\b")),
 )
 _LOOSE_DATE = re.compile(r"\b(?:the\s+)?(?:\d{1,2}" + _ORD + r"\s+(?:day\s+of\s+)?[A-Za-z]{3,10}\.?,?\s+\d{4}|"
@@ -148,7 +149,7 @@ def _from_match(m: re.Match, date_order: str) -> date | None:
         mon = g["mon"].lower().rstrip(".")
         return _mk_date(int(g["y"]), MONTHS[mon if mon in MONTHS else mon[:3]], int(g["d"]))
     if g.get("m"):
-        return _mk_date(int(g["y"]), int(g["m"]), int(g["d"]))
+        return _mk_date(int(g["y"].replace(" ", "")), int(g["m"]), int(g["d"]))
     a, b = int(g["a"]), int(g["b"])
     if date_order.upper().startswith("D") or a > 12:
         a, b = b, a
@@ -218,7 +219,7 @@ def find_durations(doc: Document) -> list[Candidate]:
 
 # ---- amounts -------------------------------------------------------------------------------------------------
 MONEY = re.compile(r"(?P<cur>USD|US\$|\$|EUR|€|GBP|£)\s?"
-                   r"(?P<n>\d{1,3}(?:[,.\s]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)(?!\d)|"
+                   r"(?P<n>\d{1,3}(?:[,.] ?\d{3}| \d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)(?!\d)|"
                    r"(?P<n2>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+\.\d{2})\s?(?P<cur2>USD|dollars|US dollars)\b")
 BASIS = (
     ("per_month", re.compile(r"per\s+(?:calendar\s+)?month|a\s+month|each\s+month|every\s+month|monthly|"
@@ -299,7 +300,7 @@ PAYTERMS = (
     (re.compile(r"\bnet[\s-]*(\d{1,3})\b", re.I), lambda m: f"Net {int(m.group(1))}"),
     (re.compile(r"\bdue\s+(?:up)?on\s+receipt\b|\bpayable\s+(?:up)?on\s+receipt\b|\bupon\s+receipt\s+of\s+(?:the\s+)?"
                 r"invoice\b", re.I), lambda m: "Due on receipt"),
-    (re.compile(r"\b(annual(?:ly)?|yearly|monthly|quarterly)\s+in\s+advance\b|\bin\s+advance\s+(annually|yearly|"
+    (re.compile(r"\b(annual(?:ly)?|yearly|monthly|quarterly)\s*in\s+advance\b|\bin\s+advance\s+(annually|yearly|"
                 r"monthly|quarterly)\b", re.I),
      lambda m: {"annual": "Annual", "annually": "Annual", "yearly": "Annual", "monthly": "Monthly",
                 "quarterly": "Quarterly"}[(m.group(1) or m.group(2)).lower()] + " in advance"),
