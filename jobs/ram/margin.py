@@ -16,8 +16,8 @@ tier drop or a problem client). For each client and month it writes one row of
   took from technicians of ``ram.senior_roles`` in the ``ram.repeat_lookback_months`` months ending with
   the event's, and the monthly saving if L1 technicians had done them (mean cost rate of the seniors who
   did minus the mean rate of the L1 technicians);
-* **proactive fixes**: ticket categories with at least ``ram.repeat_category_min`` tickets of the client in
-  those months, most frequent first.
+* **proactive fixes**: the (at most three) ticket categories of the client with at least
+  ``ram.repeat_category_min`` tickets a month on average over those months, most frequent first.
 
 Its own event, ``resource.margin.recommendation``, is built for each row (:func:`to_event`). It is published
 only when the declaration lets this handler write ``events.outbox``: today the platform's run order would
@@ -78,6 +78,9 @@ def triggers(inbox: pd.DataFrame, cfg: RamSettings) -> list[dict[str, Any]]:
             t["reasons"].append(d["reason"])
         t["event_ids"].append(env["id"])
         t["day"] = min(t["day"], str(r["dt"]))
+    for t in out.values():
+        t["reasons"].sort()
+        t["event_ids"].sort()
     return [out[k] for k in sorted(out)]
 
 
@@ -131,7 +134,7 @@ def transform(found: list[dict[str, Any]], profit: pd.DataFrame, tickets: pd.Dat
         tk = tk[(created >= first) & (created <= last)] if not tk.empty else tk
         counts = tk["category"].value_counts() if not tk.empty else pd.Series(dtype=int)
         repeat = [(c, int(n)) for c, n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))
-                  if n >= cfg.repeat_category_min]
+                  if n / months >= cfg.repeat_category_min][:3]
         actions, text = [], []
         if target is not None:
             actions.append("target_hours_budget")

@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
 TABLE = "analytics.ram_routes"
 ASSIGNMENTS = "analytics.ram_assignments"
 SOLVERS = ("pyvrp", "vroom")
+#: What visiting a site is worth, in metres of driving: a visit is skipped only when it cannot fit (its time
+#: window, the technician's shift) or would cost more than this much extra driving.
+PRIZE_M = 500_000
 
 
 @dataclass
@@ -85,7 +88,7 @@ def build(day: date, visits: list[Visit], crew: list[Crew], cfg: RamSettings) ->
         if late < early:
             unroutable.append(j)
         clients.append(V.Client(v.ticket_id, len(crew) + j, 0, v.service_min, early, max(late, early),
-                                frozenset({(v.skill, v.level)}), required=False, prize=10_000_000))
+                                frozenset({(v.skill, v.level)}), required=False, prize=PRIZE_M))
     inst = V.Instance(f"routes {day}", [(c.lon, c.lat) for c in crew] + [(v.lon, v.lat) for v in visits], dist, dur,
                       vehicles, clients, scale=1000.0)
     keep = [j for j in range(len(visits)) if j not in set(unroutable)]
@@ -122,6 +125,8 @@ def solve_day(day: date, visits: list[Visit], crew: list[Crew], cfg: RamSettings
         else:
             sol = V.solve_vroom(inst, exploration=cfg.vroom_exploration, threads=1,
                                 time_limit_s=cfg.route_time_limit_s)
+        if not sol.feasible or V.check(inst, sol):
+            sol = V.repair(inst, sol)
         problems = V.check(inst, sol)
         skill = [p for p in problems if "lacks skills" in p]
         if skill:  # never publish a route that sends someone without the skill

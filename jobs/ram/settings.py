@@ -65,7 +65,7 @@ class RamSettings(Section):
     # ---- rule 1: client margin drop -> RAM ----------------------------------------------------------
     react_reasons: Annotated[tuple[str, ...], Field(min_length=1)]
     target_margin_pct: Annotated[float, Field(gt=0, lt=100)]
-    repeat_category_min: Annotated[int, Field(ge=2)]
+    repeat_category_min: Annotated[int, Field(ge=1)]
     repeat_lookback_months: Annotated[int, Field(ge=1, le=24)]
 
     @model_validator(mode="after")

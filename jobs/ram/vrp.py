@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,8 +95,7 @@ class Solution:
 
 
 # ---- PyVRP -----------------------------------------------------------------------------------------------------
-def solve_pyvrp(inst: Instance, time_limit_s: float, iterations: int | None = None, seed: int = 0,
-                fleet_limit: bool = True) -> Solution:
+def solve_pyvrp(inst: Instance, time_limit_s: float, iterations: int | None = None, seed: int = 0) -> Solution:
     """Solve with PyVRP's iterated local search: stop after ``iterations`` (deterministic) or ``time_limit_s``
     seconds, whichever comes first."""
     import pyvrp.stop as stop
@@ -151,7 +151,9 @@ def solve_pyvrp(inst: Instance, time_limit_s: float, iterations: int | None = No
     criteria = [stop.MaxRuntime(time_limit_s)]
     if iterations:
         criteria.append(stop.MaxIterations(iterations))
-    res = m.solve(stop=stop.MultipleCriteria(criteria), seed=seed, display=False)
+    with warnings.catch_warnings(record=True) as caught:  # PenaltyBoundWarning: arcs at MAX_VALUE (skills)
+        warnings.simplefilter("always")
+        res = m.solve(stop=stop.MultipleCriteria(criteria), seed=seed, display=False)
     best = res.best
     routes, used = [], dict.fromkeys(range(len(type_vehicles)), 0)
     for r in best.routes():
@@ -164,7 +166,8 @@ def solve_pyvrp(inst: Instance, time_limit_s: float, iterations: int | None = No
     served = {i for r in routes for i in r.visits}
     unassigned = [i for i in range(len(inst.clients)) if i not in served]
     sol = Solution("pyvrp", routes, unassigned, round(time.perf_counter() - t0, 3), bool(best.is_feasible()),
-                   {"iterations": res.num_iterations, "runtime": round(res.runtime, 3)})
+                   {"iterations": res.num_iterations, "runtime": round(res.runtime, 3),
+                    "warnings": sorted({type(w.message).__name__ for w in caught})})
     return sol
 
 
@@ -228,6 +231,54 @@ def solve_vroom(inst: Instance, exploration: int = 5, threads: int = 1, time_lim
 
 
 # ---- verification ------------------------------------------------------------------------------------------------
+def repair(inst: Instance, sol: Solution) -> Solution:
+    """Drop optional visits until every route keeps its time windows, shift and capacity (a heuristic may
+    return an infeasible best when no feasible one was found in time); dropped visits become unassigned.
+    Required clients are never dropped, so a solution that needs them stays flagged by :func:`check`."""
+    routes, dropped = [], list(sol.unassigned)
+    for r in sol.routes:
+        visits = list(r.visits)
+        while visits:
+            starts = _schedule(inst, inst.vehicles[r.vehicle], visits, r.start_time)
+            bad = _first_violation(inst, inst.vehicles[r.vehicle], visits, starts, r.start_time)
+            if bad is None or inst.clients[visits[bad]].required:
+                break
+            dropped.append(visits.pop(bad))
+        if visits:
+            starts = _schedule(inst, inst.vehicles[r.vehicle], visits, r.start_time)
+            path = [inst.vehicles[r.vehicle].start] + [inst.clients[i].location for i in visits] + [
+                inst.vehicles[r.vehicle].end]
+            dist = int(sum(inst.distance[a, b] for a, b in itertools.pairwise(path)))
+            routes.append(Route(r.vehicle, visits, starts, dist, r.duration, r.start_time, r.end_time))
+    return Solution(sol.solver, routes, sorted(dropped), sol.seconds, True, dict(sol.info))
+
+
+def _schedule(inst: Instance, v: Vehicle, visits: list[int], start_time: int) -> list[int]:
+    t, prev, out = max(v.tw_early, start_time), v.start, []
+    for i in visits:
+        c = inst.clients[i]
+        t = max(t + int(inst.duration[prev, c.location]), c.tw_early)
+        out.append(t)
+        t += c.service
+        prev = c.location
+    return out
+
+
+def _first_violation(inst: Instance, v: Vehicle, visits: list[int], starts: list[int], start_time: int) -> int | None:
+    load = 0
+    for n, (i, t) in enumerate(zip(visits, starts, strict=True)):
+        c = inst.clients[i]
+        load += c.demand
+        if t > c.tw_late or (v.capacity and load > v.capacity):
+            return n
+    back = starts[-1] + inst.clients[visits[-1]].service + int(inst.duration[inst.clients[visits[-1]].location, v.end])
+    depart = max(v.tw_early, start_time)
+    if back > v.tw_late or (v.shift < INF and back - depart > v.shift):
+        return len(visits) - 1
+    return None
+
+
+
 def check(inst: Instance, sol: Solution) -> list[str]:
     """Every violation in a solution: skills, time windows, shift length, capacity, double visits."""
     problems: list[str] = []
