@@ -66,7 +66,7 @@ def snapshots_to_compute(calendar: Sequence[str], touched: list[str] | None, end
     cal = sorted(d for d in set(calendar) if d <= end)
     if touched is None:
         return cal
-    starts = [d for d in touched] + list(direct)
+    starts = list(touched) + list(direct)
     if not starts:
         return []
     first = min(starts)

@@ -106,8 +106,8 @@ def positions(skus: ibis.Table, entitlements: ibis.Table, additions: ibis.Table,
         entitlement_ids=ent.entitlement_id.group_concat(",", order_by=ent.entitlement_id),
         annual_seats=ibis.ifelse(ent.term_months >= 12, ent.seats, 0).sum().cast("int32"),
         monthly_seats=ibis.ifelse(ent.term_months < 12, ent.seats, 0).sum().cast("int32"))
-    e = materialize(e.mutate(_price_c=ibis.ifelse(e.entitlement_seats > 0,
-                                                  (e._weighted / e.entitlement_seats).round(0).cast("int64"), e._max_c)))
+    mean_c = (e._weighted / e.entitlement_seats).round(0).cast("int64")
+    e = materialize(e.mutate(_price_c=ibis.ifelse(e.entitlement_seats > 0, mean_c, e._max_c)))
     ad = versions_as_of(additions, ["addition_id"], days)
     ad = ad.filter((ad.effective_date <= ad.as_of) & (ad.cancelled_date.isnull() | (ad.cancelled_date >= ad.as_of)))
     codes = _mem(cat.psa_code_table(), "sli_psa_codes")
@@ -167,7 +167,8 @@ def positions(skus: ibis.Table, entitlements: ibis.Table, additions: ibis.Table,
         "reclaimable_unassigned", "assignment_rate", "entitlement_seats", "annual_seats", "monthly_seats",
         "entitlement_ids", "unit_price", "price_source", "true_up_exposure", "unassigned_cost", "psa_quantity",
         "billing_drift",
-        shortfall_episode_opened=out.shortfall_opened, shortfall_episode_snapshots=out.shortfall_snapshots.cast("int32"),
+        shortfall_episode_opened=out.shortfall_opened,
+        shortfall_episode_snapshots=out.shortfall_snapshots.cast("int32"),
         shortfall_episode_max=out.shortfall_max.cast("int32"), shortfall_state=out.shortfall_state,
         drift_episode_opened=out.drift_opened, drift_episode_snapshots=out.drift_snapshots.cast("int32"),
         drift_episode_max=out.drift_max.cast("int32"), drift_state=out.drift_state,
@@ -241,7 +242,8 @@ def installs(inventory: ibis.Table, entitlements: ibis.Table, clients: ibis.Tabl
     j = episodes(j, key, "_short", "_n", "install", seed=s)
     return j.select("snapshot_date", "client_id", "client_name", "install_key", "install_name", "installs",
                     "licence_skus", "licensed_seats", "install_capacity", "unlicensed_installs", "has_entitlement",
-                    install_episode_opened=j.install_opened, install_episode_snapshots=j.install_snapshots.cast("int32"),
+                    install_episode_opened=j.install_opened,
+                    install_episode_snapshots=j.install_snapshots.cast("int32"),
                     install_episode_max=j.install_max.cast("int32"), install_state=j.install_state,
                     dt=j.snapshot_date.cast("string"))
 

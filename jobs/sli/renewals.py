@@ -34,6 +34,7 @@ the entitlements as they stood and the latest position, utilisation and install 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -193,7 +194,7 @@ def added_seats(history: Sequence[Mapping[str, Any]], now: datetime, hours: int)
     """Seats bought mid-term (a version with more seats in the same term) whose own window is open at ``now``."""
     added, closes = 0, None
     rows = sorted(history, key=lambda r: (r["updated_at"], r["dt"]))
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         if after["start_date"] == before["start_date"] and int(after["seats"]) > int(before["seats"]):
             bought = after["updated_at"].astimezone(UTC)
             end = bought + timedelta(hours=hours)
@@ -359,6 +360,7 @@ def run(ctx: RunContext) -> None:
     history = entitlement_history(ctx, day)
     rows = plan(standing(history, day), history, read_facts(ctx, day, day, cat), midnight(day), cat, cfg,
                 client_name_map(ctx, day))
-    ctx.count(RENEWALS).notes.append(f"{len(rows)} entitlement(s), {sum(r['alert'] for r in rows)} renewing within "
-                                     f"{cfg.renewal_alert_days} d, {sum(r['window_open'] for r in rows)} window(s) open")
+    due, open_ = sum(r["alert"] for r in rows), sum(r["window_open"] for r in rows)
+    ctx.count(RENEWALS).notes.append(f"{len(rows)} entitlement(s), {due} renewing within {cfg.renewal_alert_days} d, "
+                                     f"{open_} window(s) open")
     ctx.write(RENEWALS, to_table(rows), replace=[{"dt": day.isoformat()}])

@@ -216,9 +216,10 @@ def utilisation(activity: ibis.Table, position: ibis.Table, report_snapshots: ib
                  licensed_users=a.licensed_users.fill_null(0), active_users=a.active_users.fill_null(0),
                  idle_seats=a.idle_seats.fill_null(0), deleted_licensed=a.deleted_licensed.fill_null(0)).view()
     price_c = _cents(j.unit_price)
+    null_f = ibis.null().cast("float64")
     j = j.mutate(
-        assignment_rate=ibis.ifelse(j.entitled > 0, j.assigned.cast("float64") / j.entitled, ibis.null().cast("float64")),
-        active_rate=ibis.ifelse(j.assigned > 0, j.active_users.cast("float64") / j.assigned, ibis.null().cast("float64")),
+        assignment_rate=ibis.ifelse(j.entitled > 0, j.assigned.cast("float64") / j.entitled, null_f),
+        active_rate=ibis.ifelse(j.assigned > 0, j.active_users.cast("float64") / j.assigned, null_f),
         waste_amount=_money(ibis.greatest(j.entitled - j.active_users, 0).cast("int64") * price_c),
         idle_cost=_money(j.idle_seats.cast("int64") * price_c),
         _has_idle=j.idle_seats > 0, _idle=j.idle_seats.cast("int64"))
