@@ -198,10 +198,19 @@ def transform(focus: ibis.Table | None, expenses: ibis.Table | None, entitlement
         parts.append(expense_lines(expenses))
     if entitlements is not None and days:
         parts.append(licence_lines(entitlements, billing_days(days), cfg.licence_department))
+    parts = [conform(p) for p in parts]
     out = parts[0]
     for p in parts[1:]:
         out = out.union(p)
-    return out.select(*COLUMNS)
+    return out
+
+
+def conform(expr: ibis.Table) -> ibis.Table:
+    """Columns in the cost table's order and declared types (nullable, UTC timestamps), so the parts union."""
+    import schemas
+
+    declared = schemas.get(COSTS).ibis_schema()
+    return expr.select(**{c: expr[c].cast(declared[c].copy(nullable=True)) for c in COLUMNS})
 
 
 def leaf_key(costs: ibis.Table, tag_keys: Sequence[str]) -> dict[str, ibis.Value]:

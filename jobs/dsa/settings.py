@@ -64,6 +64,7 @@ class DsaSettings(Section):
     frequency_window_days: Annotated[int, Field(ge=14, le=730)]
     # episodes and alerts (models/dsa/episodes.py)
     close_after_days: Annotated[int, Field(ge=1, le=60)]
+    close_after_shift_days: Annotated[int, Field(ge=1, le=180)]
     min_impact: Annotated[float, Field(ge=0)]
     min_impact_pct: Pct
     concentration: Annotated[float, Field(gt=0, le=1)]
@@ -109,7 +110,8 @@ class DsaSettings(Section):
     def episodes(self):
         from models.dsa.episodes import EpisodeParams
 
-        return EpisodeParams(close_after=self.close_after_days, min_impact=self.min_impact,
+        return EpisodeParams(close_after=self.close_after_days, close_after_shift=self.close_after_shift_days,
+                             min_impact=self.min_impact,
                              min_impact_pct=self.min_impact_pct, new_service_quiet_days=self.new_service_quiet_days,
                              new_service_min=self.new_service_min, new_service_days=self.new_service_days,
                              spike_max_days=self.spike_max_days, major_pct=self.major_pct,

@@ -63,6 +63,7 @@ class DetectorParams:
     min_log_scale: float = 0.05      #: model: floor of the log-scale (5 %)
     min_spend_days: int = 8          #: model: days with spend in the history before a day is judged
     loc_days: int = 56               #: model: recent days the level (median log spend) comes from
+    weekparts: bool = True           #: model: working days and weekends apart (daily series on a calendar)
     min_history: int = 56            #: days of history (from the first spend) before a day is judged
 
     def lookback(self) -> int:
@@ -87,6 +88,9 @@ class Scores:
     start: np.ndarray
     #: excess over the expectation that the flag is about (the day's, or the window's)
     excess: np.ndarray
+    #: which rule flagged: 0 none, 1 the daily interval, 2 a window, 3 the purchase-frequency CUSUM
+    rule: np.ndarray | None = None
+    variance: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -218,6 +222,8 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     # vendor that buys twice a month is noise)
     wd = ((cols + first_weekday) % 7 >= 5).astype(np.int64)      # class of each history day
     wd_t = ((t + first_weekday) % 7 >= 5).astype(np.int64)
+    if not p.weekparts:  # a series without a calendar (hourly, or observations): one class
+        wd, wd_t = np.zeros_like(wd), np.zeros_like(wd_t)
     m_all = _nan_median(L, axis=2)                              # (S, targets)
     same = wd == wd_t[:, None]                                  # (targets, H)
     Ls = np.where(same[None, :, :], L, np.nan)
@@ -454,6 +460,7 @@ def count_cusum(N: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekday: 
     for j in range(W):
         S = np.maximum(0.0, S + Nw[:, :, j] - kw[:, :, j])
         last_zero = np.where(S <= 0, wcols[:, j][None, :], last_zero)
+    # the change point: the day after the CUSUM was last 0 (Page's estimate)
     start = np.where(last_zero >= 0, last_zero + 1, wcols[:, 0][None, :])
     flag = enough & (lam[0] > 0) & (S > p.count_h)
     return {"flag": flag, "S": S, "start": start, "rate": lam[0]}
@@ -462,10 +469,11 @@ def count_cusum(N: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekday: 
 # ---- both layers --------------------------------------------------------------------------------------------
 def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday: int = 0,
            cache: dict | None = None, known: dict[str, np.ndarray] | None = None,
-           counts: np.ndarray | None = None) -> Scores:
+           counts: np.ndarray | None = None, first: np.ndarray | None = None) -> Scores:
     """Score target days (indices into the columns of ``Y``, one row per series) causally.
 
-    NaN in ``Y`` means "not observed"; 0 means no spend. ``known`` holds the daily ``expected`` and
+    NaN in ``Y`` means "not observed"; 0 means no spend; ``first`` is each series' first day with spend (by
+    default found in ``Y``; a daily run passes it from the whole history). ``known`` holds the daily ``expected`` and
     ``upper`` already decided for earlier days (the state a daily run reads back instead of recomputing;
     NaN where not known): the level-shift layer needs them for the days its windows look back over."""
     Y = np.asarray(Y, dtype=float)
@@ -487,7 +495,7 @@ def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday:
         todo = np.union1d(need[~have], t)
     else:
         todo = need
-    started = _first_observed(Y)
+    started = _first_observed(Y) if first is None else np.asarray(first, dtype=np.int64)
     Yd = Y.copy()
     Yd[np.arange(Y.shape[1])[None, :] < started[:, None]] = np.nan  # a series begins with its first spend
     part = _daily(Yd, todo, p, first_weekday, cache)
@@ -510,6 +518,7 @@ def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday:
     else:
         dflag = judged & ((y > hi) | (y < lo))
     flag = dflag.copy()
+    rule = np.where(dflag, 1, 0)
     window = np.where(dflag, 1, 0)
     start = np.where(dflag, t[None, :], -1)
     excess = np.where(dflag, y - exp, 0.0)
@@ -524,6 +533,7 @@ def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday:
         for w in sorted(p.windows):
             f = layer[w]["flag"] & judged & ~dflag
             window = np.where(f, w, window)
+            rule = np.where(f & (rule == 0), 2, rule)
             start = np.where(f & ((start < 0) | (layer[w]["start"] < start)), layer[w]["start"], start)
             excess = np.where(f, np.maximum(excess, layer[w]["excess"]), excess)
             flag |= f
@@ -532,13 +542,14 @@ def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday:
         cc = count_cusum(np.asarray(counts, dtype=float), t, p, first_weekday)
         f = cc["flag"] & judged & ~flag
         window = np.where(f, p.count_window, window)
+        rule = np.where(f, 3, rule)
         start = np.where(f, cc["start"], start)
         excess = np.where(f, np.maximum(excess, 0.0), excess)
         flag |= f
         score = np.where(f, np.maximum(np.nan_to_num(score), 1.0 - np.exp(-cc["S"] / max(p.count_h, 1e-9))), score)
     score = np.where(judged, np.clip(np.nan_to_num(score), 0.0, 1.0), np.nan)
     return Scores(expected=exp, lower=lo, upper=hi, score=score, flag=flag, window=window, start=start,
-                  excess=excess)
+                  excess=excess, rule=rule, variance=daily["var"][:, sel])
 
 
 def _daily(Y, need, p, first_weekday, cache):

@@ -32,6 +32,9 @@ import numpy as np
 @dataclass(frozen=True)
 class EpisodeParams:
     close_after: int = 3
+    #: a level shift found by a window or the frequency rule ends after this many quiet days (its evidence
+    #: dips under the threshold now and then while it lasts)
+    close_after_shift: int = 28
     min_impact: float = 100.0
     min_impact_pct: float = 20.0
     new_service_quiet_days: int = 90
@@ -89,9 +92,11 @@ def segment_key(source: str, dimension: str, segment: str) -> str:
     return f"{source}|{dimension}={segment}"
 
 
-def anomaly_id(source: str, dimension: str, segment: str, start: date) -> str:
-    """Deterministic id of an anomaly: its monitor (source and dimension), segment and start day."""
-    return hashlib.sha256(f"anomaly|{source}|{dimension}|{segment}|{start.isoformat()}".encode()).hexdigest()[:32]
+def anomaly_id(source: str, dimension: str, segment: str, start: date, new_service: bool = False) -> str:
+    """Deterministic id of an anomaly: its monitor (source and dimension), segment, start day, and whether the
+    new-service rule opened it (a segment has one anomaly of each family at a time, starting after the last)."""
+    family = "new_service" if new_service else "anomaly"
+    return hashlib.sha256(f"{family}|{source}|{dimension}|{segment}|{start.isoformat()}".encode()).hexdigest()[:32]
 
 
 def severity(pct: float | None, p: EpisodeParams) -> str:
@@ -111,13 +116,17 @@ def _add_spend(e: Episode, y: np.ndarray, expected: np.ndarray, upto: int) -> No
     e.through = max(e.through, upto)
 
 
+RULES = {1: "interval", 2: "window", 3: "frequency"}
+
+
 def step(open_: dict[str, Episode], seg_index: dict[str, int], day: int, Y: np.ndarray, E: np.ndarray,
          flag: np.ndarray, score: np.ndarray, start: np.ndarray, window: np.ndarray, new: np.ndarray,
-         keys: list[tuple[str, str, str]], p: EpisodeParams) -> tuple[list[Episode], list[Episode]]:
+         keys: list[tuple[str, str, str]], p: EpisodeParams, rule: np.ndarray | None = None,
+         last_end: dict[str, int] | None = None) -> tuple[list[Episode], list[Episode]]:
     """Advance every segment by one day.
 
-    ``Y`` and ``E`` are (series, days) actual and expected spend; ``flag``, ``score``, ``start`` and ``window``
-    the detector's output for ``day`` (one value per series); ``new`` whether the new-service rule fires.
+    ``Y`` and ``E`` are (series, days) actual and expected spend; ``flag``, ``score``, ``start``, ``window``
+    and ``rule`` (:data:`RULES` codes) the detector's output for ``day`` (one value per series); ``new`` whether the new-service rule fires.
     ``open_`` maps a segment key to its open episode and is updated in place. Returns (episodes that changed
     on this day, episodes closed on it)."""
     touched: list[Episode] = []
@@ -149,14 +158,18 @@ def step(open_: dict[str, Episode], seg_index: dict[str, int], day: int, Y: np.n
         if flag[i]:
             if e is None:
                 s = int(start[i]) if start[i] >= 0 else day
-                e = Episode(src, dim, seg, start=min(s, day), last_detected=day,
-                            rule="interval" if window[i] <= 1 else "window", window=int(window[i]))
+                code = int(rule[i]) if rule is not None else (1 if window[i] <= 1 else 2)
+                if last_end is not None and key in last_end:
+                    s = max(s, last_end[key] + 1)
+                e = Episode(src, dim, seg, start=min(s, day), last_detected=day, rule=RULES.get(code, "interval"),
+                            window=int(window[i]))
                 open_[key] = e
             else:
                 e.last_detected = day
                 e.quiet = 0
-                if window[i] > 1 and e.rule == "interval":
-                    e.rule, e.window = "window", int(window[i])
+                code = int(rule[i]) if rule is not None else (1 if window[i] <= 1 else 2)
+                if code > 1 and e.rule == "interval":
+                    e.rule, e.window = RULES[code], int(window[i])
             e.current_score = float(np.nan_to_num(score[i]))
             e.max_score = max(e.max_score, e.current_score)
             _add_spend(e, Y[i], E[i], day)
@@ -164,11 +177,13 @@ def step(open_: dict[str, Episode], seg_index: dict[str, int], day: int, Y: np.n
         elif e is not None:
             e.quiet += 1
             e.current_score = float(np.nan_to_num(score[i]))
-            if e.quiet >= p.close_after:
+            if e.quiet >= (p.close_after if e.rule == "interval" else p.close_after_shift):
                 e.end, e.closed_on = e.last_detected, day
                 closed.append(e)
                 del open_[key]
                 touched.append(e)
+                if last_end is not None:
+                    last_end[key] = e.end
     return touched, closed
 
 
@@ -190,6 +205,7 @@ def root_causes(leaves: np.ndarray, leaf_expected: np.ndarray, members: np.ndarr
     contributions (AWS's ``RootCause.Impact.Contribution``)."""
     if not len(members):
         return []
+    start = max(int(start), 0)
     act = np.nansum(leaves[members, start:end + 1], axis=1)
     exp = np.nansum(np.nan_to_num(leaf_expected[members, start:end + 1]), axis=1)
     contrib = act - exp
