@@ -237,8 +237,32 @@ def run(ctx: RunContext) -> None:
         ctx.count(REGISTER).notes.append(f"{(register['status'] == 'needs_review').sum()} contract(s) need review; "
                                          f"{register['vendor_id'].isna().sum()} not linked to a vendor")
     ctx.write(REGISTER, register if len(register) else _empty(REGISTER))
-    ctx.write(VERSIONS, versions if len(versions) else _empty(VERSIONS))
-    ctx.write(WORKFLOW, workflow if len(workflow) else _empty(WORKFLOW))
+    for name, rows in ((VERSIONS, versions), (WORKFLOW, workflow)):
+        if same_rows(ctx, name, rows):  # most days change no version and no case: no audit, no commit
+            ctx.count(name).notes.append("unchanged: not rewritten")
+            continue
+        ctx.write(name, rows if len(rows) else _empty(name))
+
+
+def same_rows(ctx: RunContext, name: str, rows: pd.DataFrame) -> bool:
+    """Whether a small unpartitioned table already holds these rows (``as_of`` aside)."""
+    import schemas
+
+    ds = schemas.get(name)
+    current = ctx.read_arrow(name)
+    staged = ctx.to_arrow(rows, ds) if len(rows) else ds.arrow_schema().empty_table()
+    if current.num_rows != staged.num_rows:
+        return False
+    cols = [c for c in current.column_names if c != "as_of"]
+    try:
+        staged = staged.select(cols).cast(current.select(cols).schema)
+    except Exception:  # noqa: BLE001 - types differ: not the same rows
+        return False
+
+    def canon(t):
+        return sorted(map(tuple, t.to_pandas().astype(str).itertuples(index=False, name=None)))
+
+    return canon(current.select(cols)) == canon(staged)
 
 
 def _empty(name: str):

@@ -275,8 +275,45 @@ class LearnedExtractor:
         if pt is not None:
             fields["payment_terms"] = pt
         fields["liability_cap"] = liability(doc)
+        self._layer_rules(doc, fields, probs)
+        self._canonical_names(fields, known_vendors)
         issues = finish(fields)
         return Extraction(fields, self.version, issues)
+
+    def _layer_rules(self, doc: Document, fields: dict[str, FieldValue], probs) -> None:
+        """Where the classifier found nothing (or next to nothing), the rule that did fills in, trusted less;
+        renewal wording too garbled to read is decided by whether a renewal term was found."""
+        rules: dict[str, FieldValue] = {}
+        for part in (date_roles(doc), duration_roles(doc), amount_role(doc), law_role(doc)):
+            rules.update(part)
+        for name, f in rules.items():
+            mine = fields.get(name)
+            if mine is None or mine.value is None or mine.confidence < 0.4:
+                fields[name] = FieldValue(name, f.value, f.confidence * 0.8, f.start, f.end, f.text,
+                                          f"rules fallback ({f.method})", f.page)
+        renew = fields.get("auto_renew")
+        if renew is not None and renew.value is False and renew.confidence < 0.6:
+            best = max((p.get("renewal_term_months", 0.0) for _, p in probs["months"]), default=0.0)
+            if best >= 0.5 or "renewal_term_months" in rules:
+                fields["auto_renew"] = FieldValue("auto_renew", True, 0.6, method="model:renewal term found")
+                if "renewal_term_months" in rules and fields.get("renewal_term_months") is None:
+                    fields["renewal_term_months"] = rules["renewal_term_months"]
+                if "notice_period_days" in rules and fields.get("notice_period_days") is None:
+                    fields["notice_period_days"] = rules["notice_period_days"]
+
+    def _canonical_names(self, fields: dict[str, FieldValue], known_vendors: Sequence[str]) -> None:
+        """Our own name as configured, and a vendor as the vendor master spells it, when the text's spelling
+        is close (OCR drops a space or reads 'e' as 'c')."""
+        from models.vcm.rules import similar
+
+        for name, known, floor in (("msp_party", self.msp_names, 0.8), ("vendor_name", known_vendors, 0.85)):
+            f = fields.get(name)
+            if f is None or not f.value or not known:
+                continue
+            score, best = max((similar(f.value, k), k) for k in known)
+            if score >= floor and best != f.value:
+                f.notes.append(f"read as {f.value!r}")
+                f.value, f.method = best, f"{f.method}; canonical name ({score:.2f})"
 
 
 def train(docs: list[tuple[list[str], dict]], msp_names: Sequence[str], date_order: str = "MDY",
