@@ -157,16 +157,10 @@ def validate(ctx: RunContext, ds: Dataset, table: pa.Table, config: dict[str, An
     result = AuditResult(ds.qualified_name, table.num_rows, checkpoint=config["name"])
     if not config["expectations"]:
         return result
-    table = with_derived(table, (config.get("meta") or {}).get("derived_columns") or [])
-    needed = {c for e in config["expectations"] for c in _columns(e["kwargs"])}
-    missing = sorted(needed - set(table.column_names))
-    if missing:
-        raise AuditFailed(f"{ds.qualified_name}: the staged batch lacks column(s) {missing} that its expectations "
-                          "read; nothing was committed")
+    frame = gx_frame(table, config, ds.qualified_name)
     cfg = ctx.settings.model("quality")
     gx_project = project(ctx.lake, data_docs=cfg.data_docs == "on")
-    # only the columns the rules read: GX's pandas row conditions cost time in proportion to the frame's width
-    validation = gx_project.run(config["name"], config, comparable(table.select(sorted(needed))), ctx.run_id)
+    validation = gx_project.run(config["name"], config, frame, ctx.run_id)
     result.success = bool(validation.success)
     result.result_key = [str(p) for p in validation.meta.get("msp_result_key", ())]
     by_rule = {e["meta"]["rule"]: e for e in config["expectations"]}
@@ -182,6 +176,19 @@ def validate(ctx: RunContext, ds: Dataset, table: pa.Table, config: dict[str, An
         (result.failed if by_rule[rule].get("severity") == "critical" else result.warned)[rule] = text
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def gx_frame(table: pa.Table, config: dict[str, Any], name: str = "") -> pd.DataFrame:
+    """The pandas frame a Checkpoint validates: the staged batch with its suite's ``expr`` derived columns,
+    only the columns the rules read (GX's pandas row conditions cost time in proportion to the frame's
+    width), decimals and dates as the compiled predicates compare them."""
+    table = with_derived(table, (config.get("meta") or {}).get("derived_columns") or [])
+    needed = {c for e in config["expectations"] for c in _columns(e["kwargs"])}
+    missing = sorted(needed - set(table.column_names))
+    if missing:
+        raise AuditFailed(f"{name or config['name']}: the staged batch lacks column(s) {missing} that its "
+                          "expectations read; nothing was committed")
+    return comparable(table.select(sorted(needed)))
 
 
 def _columns(kwargs: dict[str, Any]) -> list[str]:

@@ -85,7 +85,7 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
                 contract.insert(0, "required")
             table.add_row(c.name, c.type, "yes" if c.nullable else "no", "; ".join(contract), c.description)
         console.print(table)
-        database = ds.glue_database(settings.glue_database_prefix)
+        database = ds.glue_database(settings.platform.glue_database_prefix)
         console.print("[bold]Glue / Athena DDL[/]")
         console.print(ds.glue_ddl(database, ds.location(lake.root)), markup=False, highlight=False)
         if others:

@@ -317,6 +317,33 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     _remember(ctx, ds, state, key, signature, processed, quarantine, result)
 
 
+def staged_batch(settings, name: str, days: list[str]):
+    """The batch the Checkpoint ``processed.<name>`` validates for some days, recomputed from the current raw
+    snapshot and parents: the rows the gate publishes with the columns they were decided from, as GX sees
+    them. For a GX user who re-runs the Checkpoint::
+
+        context.checkpoints.get("processed.tickets").run(
+            batch_parameters={"dataframe": staged_batch(settings, "tickets", ["2024-03-01"])})
+    """
+    from lakehouse.context import RunContext
+    from lakehouse.quality.audit import gx_frame
+    from lakehouse.quality.suite import load_suite
+
+    suite = load_suite(schemas.get(f"raw.{name}"))
+    ctx = RunContext.create(settings, [date.fromisoformat(d) for d in days])
+    parents = Parents(ctx)
+    try:
+        snap = ctx.lake.snapshot_id(suite.dataset)
+        raw = ctx.engine.files(suite.dataset, ctx.lake.files(suite.dataset, {"dt": days}, snap) if snap else [])
+        frame = ctx.engine.to_arrow(tagged_frame(raw.filter(raw.dt.isin(days)), suite, parents.table))
+        good, _ = _outputs(frame, suite)
+        processed = output_datasets(suite.dataset)[0]
+        return gx_frame(good, {**suite.gx_config(), "name": processed.qualified_name})
+    finally:
+        parents.release()
+        ctx.close()
+
+
 # ---- skipping a rerun that has nothing new to decide ---------------------------------------------------------
 #: What the gate's decisions are made of besides the data: a change to any of these re-gates every day.
 CODE = (*sorted(Path(__file__).parent.glob("*.py")), Path(schemas.__file__))
@@ -744,4 +771,4 @@ def _reconcile_output(per_day: dict[str, dict[str, Any]], written: dict[str, int
 
 
 __all__ = ["LINEAGE", "QualityGateError", "ReconciliationError", "gate", "gate_dataset", "input_signature",
-           "output_datasets", "run"]
+           "output_datasets", "run", "staged_batch"]

@@ -329,28 +329,30 @@ class GxProject:
         return self.index
 
     def prune(self, keep: int = KEEP_RESULTS) -> int:
-        """Keep the last ``keep`` validation results of each suite (and their pages); returns how many went."""
+        """Keep the last ``keep`` validation results of each suite (and their pages); returns how many went.
+
+        GX stores a result as ``validations/<suite name split on dots>/<run name>/<run time>/<batch>.json``."""
         base = self.gx_dir / "uncommitted" / "validations"
-        removed = 0
         if not base.is_dir():
             return 0
-        for suite_dir in base.iterdir():
-            results = sorted(suite_dir.rglob("*.json"), key=lambda p: p.relative_to(suite_dir).parts[1:])
-            for old in results[:-keep] if keep else results:
-                rel = old.relative_to(base)
-                old.unlink()
-                page = self.docs / "validations" / rel.with_suffix(".html")
+        by_suite: dict[tuple[str, ...], list[Path]] = {}
+        for path in base.rglob("*.json"):
+            rel = path.relative_to(base)
+            if len(rel.parts) >= 4:
+                by_suite.setdefault(rel.parts[:-3], []).append(rel)
+        removed = 0
+        for results in by_suite.values():
+            results.sort(key=lambda rel: (rel.parts[-2], rel.parts[-3]))  # run time, then run name
+            for rel in results[:-keep] if keep else results:
+                (base / rel).unlink()
                 with contextlib.suppress(FileNotFoundError):
-                    page.unlink()
+                    (self.docs / "validations" / rel.with_suffix(".html")).unlink()
                 removed += 1
-            for d in sorted((p for p in suite_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-        pages = self.docs / "validations"
-        if pages.is_dir():
-            for d in sorted((p for p in pages.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+        for top in (base, self.docs / "validations"):
+            if top.is_dir():
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
         return removed
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 import schemas
-from lakehouse.quality.compile import strptime_to_spark
+from lakehouse.quality.compile import strptime_format
 from lakehouse.quality.suite import EXPECTATIONS_DIR, SuiteError, load_all, load_suite
 from schemas import LINEAGE_COLUMNS, QUARANTINE_COLUMNS, Column, Dataset, SchemaError, athena_type, duckdb_type
 
@@ -105,10 +105,13 @@ def test_declarations_refuse_contracts_the_gate_could_not_enforce(tmp_path):
         parse({"name": "a", "type": "int", "max": "ten"})
 
 
-def test_strptime_formats_become_spark_patterns():
-    assert strptime_to_spark("%Y-%m-%d %H:%M:%S") == "yyyy-MM-dd HH:mm:ss"
-    assert strptime_to_spark("%d/%m/%Y") == "dd/MM/yyyy"
-    assert strptime_to_spark("%Y-%m-%dT%H:%M:%S.%fZ") == "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
+def test_strptime_formats_become_portable_whole_text_patterns():
+    fmt = strptime_format("%d/%m/%Y %H:%M")
+    assert fmt.regex == ("(?i)^(3[01]|[12][0-9]|0[1-9]|[1-9]| [1-9])/(1[0-2]|0[1-9]|[1-9])/([0-9]{4})\\s+"
+                         "(2[0-3]|[01][0-9]|[0-9]):([0-5][0-9]|[0-9])$")
+    assert fmt.fields == ("day", "month", "year", "hour", "minute")
+    assert strptime_format("%Y-%m-%dT%H:%M:%S.%fZ").fields == ("year", "month", "day", "hour", "minute", "second",
+                                                              "fraction")
 
 
 def test_every_raw_dataset_has_a_suite_and_great_expectations_accepts_all_of_them():
@@ -121,7 +124,7 @@ def test_every_raw_dataset_has_a_suite_and_great_expectations_accepts_all_of_the
     assert files <= declared, f"suites that name no declared dataset: {sorted(files - declared)}"
     for suite in load_all():
         assert suite.path is not None
-        gx_suite = expectation_suite(suite)  # raises if GX drops any expectation
+        gx_suite = expectation_suite(suite.gx_config())  # raises if GX drops any expectation
         assert len(gx_suite.expectations) == len(suite.rules)
         assert {e.severity.value for e in gx_suite.expectations} <= {"critical", "warning", "info"}
         for lookup in suite.lookups:
@@ -141,6 +144,8 @@ def test_every_raw_dataset_has_a_suite_and_great_expectations_accepts_all_of_the
                                                                   "operator": "!=", "parameter": "x"}}},
      "treat nulls differently"),
     ({"kwargs": {"column": "nope", "min_value": 0}}, "unknown column"),
+    ({"kwargs": {"column": "id", "regex": "(?P<x>a)"}, "type": "expect_column_values_to_match_regex"},
+     "named groups"),
 ])
 def test_suite_files_are_checked_when_loaded(tmp_path, change, message):
     ds = Dataset(name="s", zone="raw", owner="platform", description="d", source="x", format="csv",
@@ -165,11 +170,35 @@ def test_sources_can_be_gated_one_at_a_time_in_dependency_order():
         done |= ready
 
 
+@pytest.mark.parametrize(("derived", "message"), [
+    ({"name": "_span", "expr": "(unix_timestamp(b) - unix_timestamp(a)) / 3600"}, "write unix_seconds"),
+    ({"name": "_span", "expr": "sum(a"}, "not a Spark SQL expression"),
+])
+def test_derived_sql_that_engines_would_read_differently_is_refused_when_loaded(tmp_path, derived, message):
+    ds = Dataset(name="s", zone="raw", owner="platform", description="d", source="x", format="csv",
+                 columns=(Column("a", "timestamp"), Column("b", "timestamp")))
+    (tmp_path / "s.json").write_text(json.dumps({"name": "s", "meta": {"derived_columns": [derived]},
+                                                 "expectations": []}))
+    with pytest.raises(SuiteError, match=message):
+        load_suite(ds, directory=tmp_path)
+
+
+def test_a_declared_format_the_gate_cannot_read_portably_is_refused_when_loaded():
+    ds = Dataset(name="f", zone="raw", owner="platform", description="d", source="x", format="csv",
+                 columns=(Column("on", "date", formats=("%Y-%j",)),))
+    with pytest.raises(SuiteError, match="column on: strptime directive %j"):
+        load_suite(ds)
+
+
 def test_every_quality_setting_reaches_the_gate(settings):
-    import dataclasses
+    """Each [quality] setting is read by the gate or its audit (no dead settings)."""
+    from pathlib import Path
 
-    from lakehouse.quality.gate import GateOptions
+    import lakehouse.quality as package
+    from lakehouse.config import QualitySettings
 
-    assert set(settings.section("quality")) == {f.name for f in dataclasses.fields(GateOptions)}
-    options = GateOptions.from_settings(settings)
-    assert (options.row_count_drop_max, options.null_share_jump_max, options.gx_engine) == (0.5, 0.2, "pandas")
+    source = "".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py"))
+    for name in QualitySettings.model_fields:
+        assert f".{name}" in source, name
+    cfg = settings.model("quality")
+    assert (cfg.row_count_drop_max, cfg.null_share_jump_max, cfg.checkpoint, cfg.data_docs) == (0.5, 0.2, "on", "on")

@@ -27,14 +27,14 @@ def gate_cloud(settings, *days: str):
                         params={"sources": ["cloud"]}, refresh_catalog=False)
 
 
-def test_the_focus_sample_passes_its_gate(settings, spark):
+def test_the_focus_sample_passes_its_gate(settings):
     text = SAMPLE.read_text(encoding="utf-8")
     land(settings, "2024-09-30", text)
     summary = gate_cloud(settings, "2024-09-30")
     assert summary.ok, [s.error for s in summary.stages]
     counts = summary.counts["processed.focus_costs"]
     assert (counts["rows_in"], counts["rows_out"], counts["quarantined"], counts["duplicates"]) == (200, 200, 0, 0)
-    rows = Lake(settings.lake_root).read_arrow(schemas.get("processed.focus_costs")).to_pylist()
+    rows = Lake.from_settings(settings).read_arrow(schemas.get("processed.focus_costs")).to_pylist()
     source = list(csv.DictReader(io.StringIO(text)))
     assert sum(r["billed_cost"] for r in rows) == sum(Decimal(r["BilledCost"]) for r in source)
     assert all(r["charge_period_end"] > r["charge_period_start"] for r in rows)
@@ -42,7 +42,7 @@ def test_the_focus_sample_passes_its_gate(settings, spark):
         r["CommitmentDiscountId"] in ("NULL", "") for r in source)
 
 
-def test_a_focus_file_with_a_text_billed_cost_or_a_renamed_column_is_refused_by_name(settings, spark):
+def test_a_focus_file_with_a_text_billed_cost_or_a_renamed_column_is_refused_by_name(settings):
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     header, body = lines[0], lines[1:41]
     out = io.StringIO()
@@ -61,8 +61,8 @@ def test_a_focus_file_with_a_text_billed_cost_or_a_renamed_column_is_refused_by_
            in quality.error
     from lakehouse.quality import report
 
-    result = next(r for r in report.latest(Lake(settings.lake_root)) if r["dataset"] == "focus_costs")
+    result = next(r for r in report.latest(Lake.from_settings(settings)) if r["dataset"] == "focus_costs")
     assert result["status"] == "failed"
     assert ("schema drift in cloud/focus_costs/focus_costs_2024-09-29.csv: column billed_cost: 40 of 40 values do "
             "not read as decimal(38,11) (e.g. 'USD 0.00000000000'); re-typed upstream?") in result["errors"]
-    assert Lake(settings.lake_root).read_arrow(schemas.get("processed.focus_costs")).num_rows == 0
+    assert Lake.from_settings(settings).read_arrow(schemas.get("processed.focus_costs")).num_rows == 0

@@ -19,7 +19,7 @@ GATED = ("clients", "contacts", "technicians", "agreements", "tickets", "time_en
          "payments")
 
 
-def test_the_gate_refuses_exactly_the_rows_the_generator_dirtied(settings, spark):
+def test_the_gate_refuses_exactly_the_rows_the_generator_dirtied(settings):
     synth = pytest.importorskip("lakehouse.synth")
     synth.generate(scale="tiny", seed=7, landing_root=settings.home / "landing", truth_root=settings.home / "truth",
                    start=START, days=DAYS, dirty_rate=0.05)
@@ -31,7 +31,7 @@ def test_the_gate_refuses_exactly_the_rows_the_generator_dirtied(settings, spark
     with open(settings.home / "truth" / "dirty_rows.csv", newline="") as fh:
         planted = [r for r in csv.DictReader(fh) if r["dataset"] in GATED]
     assert planted, "the generator planted no dirty rows in the window"
-    lake = Lake(settings.lake_root)
+    lake = Lake.from_settings(settings)
     refused = {(r["_source_file"], r["_row_number"]): r["_rules_broken"]
                for name in GATED for r in lake.read_arrow(schemas.get(f"quarantine.{name}")).to_pylist()}
     defects = {(r["file"], int(r["row_number"])): r for r in planted if r["kind"] != "duplicate"}

@@ -1,4 +1,5 @@
-"""What people read: the result JSON and HTML pages in the lake, `msp quality` and `msp schemas`."""
+"""What people read: the result JSON in the lake, `msp quality` (which says where the Data Docs are) and
+`msp schemas`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ DAY = "2024-03-01"
 
 
 @pytest.fixture
-def cli(settings, monkeypatch, capsys):
-    monkeypatch.setenv("MSP_HOME", str(settings.home))
+def cli(lakehouse, monkeypatch, capsys):
+    monkeypatch.setenv("MSP_HOME", str(lakehouse.home))
     monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.chdir(settings.home.parent)
+    monkeypatch.chdir(lakehouse.home.parent)
 
     def run(*argv):
         code = main(list(argv))
@@ -25,37 +26,45 @@ def cli(settings, monkeypatch, capsys):
     return run
 
 
-def test_results_are_kept_as_json_and_html_and_printed_by_msp_quality(lakehouse, cli, settings):
+def test_results_are_kept_as_json_and_printed_by_msp_quality_with_the_data_docs_path(lakehouse, cli):
+    lakehouse.configure(MSP_QUALITY__DATA_DOCS="on")
     lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,Acme,gold\n")
     lakehouse.land(TICKETS, DAY, HEADER + "\nT1,C1,low,1,2024-03-01 09:00:00,,\nT2,C7,low,1,2024-03-01 09:00:00,,\n"
                    "T3,C1,low,-5,2024-03-01 09:00:00,,\n")
     ctx, _ = lakehouse.run(DAY)
-    base = settings.home / "lake" / "_meta" / "quality" / "q_tickets"
-    saved = json.loads((base / "runs" / f"{ctx.run_id}.json").read_text())
-    assert saved == json.loads((base / "latest.json").read_text())
+    base = lakehouse.home / "lake" / "_meta" / "quality"
+    saved = json.loads((base / "runs" / ctx.run_id / "q_tickets.json").read_text())
+    assert saved == json.loads((base / "latest" / "q_tickets.json").read_text())
     assert saved["counts"] == {"raw": 3, "processed": 1, "quarantined": 2, "duplicates": 0, "reconciled": True}
-    assert saved["published"] is True
+    assert saved["published"] is True and saved["status"] == "warned" and saved["engine"] == "duckdb"
     rules = {r["id"]: r for r in saved["rules"]}
     assert rules["fk:client_id"]["failed_rows"] == 1
     assert rules["fk:client_id"]["samples"] == [{"dt": DAY, "_source_file": "psa/q_tickets/q_tickets_2024-03-01.csv",
                                                  "_row_number": 2, "ticket_id": "T2", "_client_known": None,
                                                  "client_id": "C7"}]
-    assert rules["fk:client_id"]["gx"]["unexpected_count"] == 1 and rules["fk:client_id"]["agreement"] == "rows"
-    page = (base / "runs" / f"{ctx.run_id}.html").read_text()
-    for rule_id in rules:  # every rule is listed with its result
-        assert f"<code>{rule_id}</code>" in page
-    assert "C7" in page and "-5" in page and "raw = processed + quarantined + duplicates" in page
-    index = (settings.home / "lake" / "_meta" / "quality" / "index.html").read_text()
-    assert f"q_tickets/runs/{ctx.run_id}.html" in index
+    assert rules["range:hours"]["samples"][0]["hours"] == "-5"
+    assert saved["audit"] == {"checkpoint": "processed.q_tickets", "rows": 1, "success": True, "failed": {},
+                              "warned": {}, "result_key": saved["audit"]["result_key"],
+                              "seconds": saved["audit"]["seconds"]}
 
     code, out = cli("quality")
     assert code == 0
     assert "q_tickets" in out and "warned" in out and "fk:client_id (1)" in out and "range:hours (1)" in out
+    assert f"Great Expectations Data Docs: {base / 'data_docs' / 'index.html'}" in out
+    assert (base / "data_docs" / "index.html").is_file()
     code, out = cli("quality", "show", "q_tickets")
     assert "3 raw = 1 processed + 2 quarantined + 0 duplicates (reconciled)" in out
     assert "q_tickets_2024-03-01.csv row 3" in out and "hours=-5" in out
+    assert "audit: Great Expectations Checkpoint processed.q_tickets on the 1 published rows: passed" in out
     code, out = cli("quality", "--json")
     assert {r["dataset"] for r in json.loads(out)} == {"q_clients", "q_tickets"}
+
+
+def test_msp_quality_exits_1_when_a_dataset_failed(lakehouse, cli):
+    lakehouse.land(CLIENTS, DAY, "client_id,name\nC1,Acme\n")  # a declared column is missing: drift
+    lakehouse.run(DAY, datasets=(CLIENTS,))
+    code, out = cli("quality")
+    assert code == 1 and "failed" in out and "schema drift" in out
 
 
 def test_msp_schemas_lists_every_dataset_and_shows_one_with_its_ddl(cli):
