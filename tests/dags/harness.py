@@ -38,18 +38,36 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---- a throwaway agent -----------------------------------------------------------------------------------
 def write_agent_package(root: Path, name: str = "zz", reads: Sequence[str] = ("processed.tickets",),
-                        fail: str | None = None, handler: bool = False, noop: bool = False) -> dict[str, str]:
+                        fail: str | None = None, handler: bool = False, noop: bool = False,
+                        table: bool = False, bad_rows: bool = False) -> dict[str, str]:
     """Write agent ``name`` as an installed third-party package under ``root``; returns what it declares.
 
     Its stage ``<name>.count`` (kind transform) reads ``reads`` and emits ``<name>.tickets.counted`` for every
     run day with at least ``min_tickets`` rows in the first table it reads (deterministic ids: a rerun emits
     nothing new). ``fail``: the stage raises ``RuntimeError(fail)`` instead; ``noop``: it only notes that it
-ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``handler``: the agent also
+ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``table``: the agent also declares its own table
+``analytics.<name>_counts`` (through the ``msp.datasets`` entry point; ``rows`` is ``long``, ``min: 0``) and
+writes one row per run day into it, audited by its Checkpoint like every write; ``bad_rows``: those rows are
+negative, so the audit's blocking expectation fails the stage. ``handler``: the agent also
     consumes its own event type with a handler stage ``<name>.on_counted`` reading its inbox."""
     package = f"msp_agent_{name}"
     event_type = f"{name}.tickets.counted"
     folder = root / package
     (folder / "events").mkdir(parents=True, exist_ok=True)
+    counts = f"analytics.{name}_counts"
+    writes = ("events.outbox", counts) if table else ("events.outbox",)
+    if table:
+        (folder / "datasets" / "analytics").mkdir(parents=True, exist_ok=True)
+        (folder / "datasets" / "analytics" / f"{name}_counts.yaml").write_text(textwrap.dedent(f"""\
+            name: {name}_counts
+            zone: analytics/daily-summaries
+            owner: {name}
+            description: Rows of the table the throwaway agent reads, per run day.
+            primary_key: [source_table]
+            columns:
+              - {{name: source_table, type: string, nullable: false}}
+              - {{name: rows, type: long, nullable: false, min: 0}}
+            """))
     handler_stage = (f'Stage("{name}.on_counted", "{package}.stages:on_counted", kind="handler", '
                      f'reads=("events.inbox",), description="Reads the events routed to {name}."),'
                      if handler else "")
@@ -63,7 +81,7 @@ ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``handler``: the agen
             settings=Settings, defaults="settings.toml",
             stages=(
                 Stage("{name}.count", "{package}.stages:count", kind="transform", reads={tuple(reads)!r},
-                      writes=("events.outbox",), description="Counts the run days' rows; emits an event per busy day."),
+                      writes={writes!r}, description="Counts the run days' rows; emits an event per busy day."),
                 {handler_stage}
             ),
             emits=("{event_type}",),
@@ -103,6 +121,13 @@ ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``handler``: the agen
                  for d, n in sorted(per_day.items()) if n >= ctx.config.min_tickets]
         ctx.emit("{event_type}", found)
         '''), "    ")
+        if table:
+            value = "-1 - per_day.get(d, 0)" if bad_rows else "per_day.get(d, 0)"
+            body += textwrap.indent(textwrap.dedent(f'''\
+                import pyarrow as pa
+                rows = [{{"source_table": "{first}", "rows": {value}, "dt": d}} for d in ctx.days]
+                ctx.write("{counts}", pa.Table.from_pylist(rows), replace=ctx.date_partitions())
+                '''), "    ")
     (folder / "stages.py").write_text(
         "def count(ctx):\n" + body + "\n\n"
         "def on_counted(ctx):\n"
@@ -111,7 +136,8 @@ ran (no table I/O at all, e.g. on a lake moto's S3 holds). ``handler``: the agen
     dist = root / f"{package}-0.1.dist-info"
     dist.mkdir(exist_ok=True)
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[msp.agents]\n{name} = {package}:AGENT\n")
+    (dist / "entry_points.txt").write_text(f"[msp.agents]\n{name} = {package}:AGENT\n" + (
+        f"\n[msp.datasets]\n{name} = {package}:datasets\n" if table else ""))
     return {"name": name, "package": package, "event_type": event_type, "stage": f"{name}.count",
             "dag_id": f"msp_{name}", "root": str(root)}
 

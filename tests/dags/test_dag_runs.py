@@ -140,15 +140,79 @@ def test_the_runs_give_exactly_the_partitions_and_rows_of_msp_run(agent_scenario
     print(f"{len(compared)} tables hold the same partitions and rows")
 
 
-def test_a_stage_that_raises_fails_its_task_and_its_dag_run(airflow_db, tmp_path):
+def test_a_failing_blocking_expectation_fails_the_stage_its_task_and_the_dag_run(airflow_db, tmp_path):
+    """A throwaway agent writes negative counts into its own table, whose declaration says ``min: 0``: the
+    write's audit (the table's Great Expectations Checkpoint on the staged batch) fails a critical expectation,
+    so nothing is committed, the stage fails, its task fails (no retry here) and so does the DAG run."""
     site = tmp_path / "site"
-    harness.write_agent_package(site, "zz", fail="blocking expectation failed")
+    info = harness.write_agent_package(site, "zz", reads=("raw.tickets",), table=True, bad_rows=True)
     runner = DagRunner(airflow_db, tmp_path)
     out = runner.run("failing", [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-01"}}],
                      tmp_path / "home", extra_path=[str(site)])
     (run,) = out["runs"]
     # the catalog teardown runs all the same, and does not turn the run green
     assert run["state"] == "failed" and run["tasks"] == {"zz_count": "failed", "refresh_catalog": "success"}
-    assert "StageFailed: stage zz.count failed for 2024-01-01: zz.count: RuntimeError: blocking expectation " \
-           "failed" in out["log"]
+    assert "StageFailed: stage zz.count failed for 2024-01-01: zz.count: AuditFailed: analytics.zz_counts: " \
+           "1 critical expectation(s) failed in the Checkpoint" in out["log"]
     assert not [e for e in out["asset_events"] if e["source_dag_id"] == "msp_zz"]  # a failed task emits nothing
+    with harness.agent_on_path(site, info["package"]):
+        assert not lake_of(tmp_path / "home", []).partitions(schemas.get("analytics.zz_counts"))
+
+
+# ---- the full daily chain: ingestion → quality gate → every agent → events → handlers ---------------------
+def daily_order(pipe: orch.Pipeline) -> list[str]:
+    """The DAG runs after ingestion, as the asset events chain them: every agent DAG in the run order of its
+    first stage, the event DAG, then again the agent DAGs with handler stages (started by their inbox)."""
+    agents: list[str] = []
+    for s in pipe.stages:
+        dag_id = pipe.dag_of(s)
+        if dag_id.startswith("msp_") and dag_id not in (*orch.KIND_DAGS.values(),) and dag_id not in agents:
+            agents.append(dag_id)
+    return [*agents, orch.EVENTS_DAG, *[d for d in agents if pipe.handles_events(d)]]
+
+
+@pytest.fixture(scope="module")
+def daily_scenario(airflow_db, tmp_path_factory):
+    from lakehouse.synth import generate
+
+    work = tmp_path_factory.mktemp("dag-runs-daily")
+    af_home, cli_home = work / "airflow-lake", work / "cli-lake"
+    generate(scale="tiny", seed=11, landing_root=af_home / "landing", truth_root=work / "truth", start=DAYS[0],
+             days=len(DAYS))
+    shutil.copytree(af_home / "landing", cli_home / "landing")
+    pipe = orch.Pipeline()
+    runs = [{"dag_id": orch.INGEST_DAG, "logical_date": backfill_logical_date(d)} for d in DAYS]
+    runs += [{"dag_id": dag_id, "conf": SPAN} for dag_id in daily_order(pipe)]
+    runner = DagRunner(airflow_db, work)
+    handle = runner.start("daily", runs, af_home)
+    msp = Path(sys.executable).with_name("msp")
+    cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"]], env=subprocess_env(cli_home),
+                         cwd=work, capture_output=True, text=True, timeout=900, check=False)
+    result = runner.wait(handle, timeout=900)
+    assert cli.returncode == 0, f"msp run failed:\n{cli.stdout[-4000:]}{cli.stderr[-2000:]}"
+    return {"result": result, "pipe": pipe, "af": lake_of(af_home, []), "cli": lake_of(cli_home, []), "runs": runs}
+
+
+def test_a_backfill_of_the_daily_dags_equals_msp_run(daily_scenario):
+    """Every DAG run succeeds; every table holds the same partitions with the same rows as after `msp run`
+    (all columns but those naming the run); the ingestion's asset events carry each day's rows."""
+    runs, log = daily_scenario["result"]["runs"], daily_scenario["result"]["log"]
+    for run in runs:
+        failed = {t: s for t, s in run["tasks"].items() if s != "success"}
+        assert run["state"] == "success" and not failed, f"{run['dag_id']}: {failed}\n{log[-5000:]}"
+    print({f"{r['dag_id']}#{i}": r["seconds"] for i, r in enumerate(runs)})
+    af, cli = daily_scenario["af"], daily_scenario["cli"]
+    compared = []
+    for ds in schemas.catalog().values():
+        a, c = af.partitions(ds), cli.partitions(ds)
+        assert a == c, ds.qualified_name
+        if a:
+            assert content_digest(af, ds) == content_digest(cli, ds), ds.qualified_name
+            compared.append(ds.qualified_name)
+    assert {"processed.tickets", "processed.client_profitability_monthly", "analytics.client_margin_report"} <= set(
+        compared)
+    print(f"{len(compared)} tables hold the same partitions and rows")
+    events = [e for e in daily_scenario["result"]["asset_events"] if e["asset"] == "processed.tickets"]
+    assert [e["extra"]["dates"] for e in events] == [[d.isoformat()] for d in DAYS]
+    rows = af.read_arrow(schemas.get("processed.tickets")).column("dt").to_pylist()
+    assert [e["extra"]["rows"] for e in events] == [rows.count(d.isoformat()) for d in DAYS]
