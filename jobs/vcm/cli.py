@@ -49,9 +49,16 @@ def _print_table(df: pd.DataFrame, columns: list[str], title: str) -> None:
     for c in columns:
         t.add_column(c)
     for r in df[columns].itertuples(index=False):
-        t.add_row(*["" if v is None or (isinstance(v, float) and v != v) or str(v) in ("<NA>", "NaT", "nan")
-                    else str(v) for v in r])
+        t.add_row(*[_cell(v) for v in r])
     console.print(t)
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v) or str(v) in ("<NA>", "NaT", "nan", "None"):
+        return ""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e12:
+        return str(int(v))
+    return str(v)
 
 
 # ---- extract ---------------------------------------------------------------------------------------------------
