@@ -259,6 +259,10 @@ def call(method, path, body=None, token=None):
             if exc.code != 503 or attempt == 4:
                 raise
             time.sleep(2 + 2 * attempt)
+        except (TimeoutError, urllib.error.URLError):  # one API worker, busy: retry
+            if attempt == 4:
+                raise
+            time.sleep(2 + 2 * attempt)
 
 
 password = json.load(open(password_file))["admin"]

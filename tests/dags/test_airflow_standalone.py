@@ -57,7 +57,7 @@ class Api:
                                auth=False)["access_token"]
 
     def call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
-        """One API call; a 503 (SQLite busy on a loaded machine) is retried a few times."""
+        """One API call; a 503 (SQLite busy) or a timeout (one API worker on a loaded machine) is retried."""
         for attempt in range(5):
             req = urllib.request.Request(self.base + path, method=method,
                                          data=json.dumps(body).encode() if body is not None else None)
@@ -69,6 +69,10 @@ class Api:
                     return json.loads(resp.read() or b"{}")
             except urllib.error.HTTPError as exc:
                 if exc.code != 503 or attempt == 4:
+                    raise
+                time.sleep(2 + 2 * attempt)
+            except (TimeoutError, urllib.error.URLError):
+                if attempt == 4:
                     raise
                 time.sleep(2 + 2 * attempt)
         raise AssertionError("unreachable")
@@ -132,10 +136,10 @@ def test_trigger_ingestion_over_rest_and_the_agent_dags_follow_from_asset_events
     home, airflow_home = tmp_path / "msp", tmp_path / "airflow"
     generate(scale="tiny", seed=5, landing_root=home / "landing", truth_root=tmp_path / "truth", start=DAY, days=1)
     port = free_port()
-    env = subprocess_env(home, airflow_home, MSP_AIRFLOW_PORT=str(port), MSP_AIRFLOW_START_TIMEOUT="150",
+    env = subprocess_env(home, airflow_home, MSP_AIRFLOW_PORT=str(port), MSP_AIRFLOW_START_TIMEOUT="300",
                          MSP_AIRFLOW_STOP_TIMEOUT="20", PYTHONPATH=f"{site}:{REPO}")
     t0 = time.monotonic()
-    started = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=200,
+    started = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=360,
                              check=False)
     pidfile, instance_file = airflow_home / "standalone.pids", airflow_home / "standalone.instance"
     parent = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
