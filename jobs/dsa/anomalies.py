@@ -110,38 +110,50 @@ def _known(scores: pd.DataFrame, cube, watched: np.ndarray, first: date) -> tupl
     return known, leaf_known
 
 
+SCORE_COLUMNS = ["method", "source", "dimension", "segment", "actual", "expected", "lower", "upper", "variance",
+                 "score", "flagged", "rule", "start_estimate", "excess", "dt"]
+
+
 def score_rows(cube, res, method: str) -> pd.DataFrame:
     """The scores table's rows of the target days: watched segments, then the cost lines' expectations."""
     sc, t, watched = res.scores, res.targets, res.watched
-    rows = []
-    for j, day in enumerate(t):
-        d = cube.day(int(day))
-        dt = d.isoformat()
-        for k, i in enumerate(watched):
-            src, dim, seg = cube.keys[i]
-            exp = sc.expected[k, j]
-            st = int(sc.start[k, j])
-            rows.append({"method": method, "source": src, "dimension": dim, "segment": seg,
-                         "actual": round(float(cube.usage[i, day]), 6),
-                         "expected": None if not np.isfinite(exp) else round(float(exp), 6),
-                         "lower": _num(sc.lower[k, j]), "upper": _num(sc.upper[k, j]),
-                         "variance": _num(sc.variance[k, j]) if sc.variance is not None else None,
-                         "score": _num(sc.score[k, j]), "flagged": bool(sc.flag[k, j]),
-                         "rule": RULE_NAMES.get(int(sc.rule[k, j])) if sc.rule is not None else None,
-                         "start_estimate": cube.day(st) if sc.flag[k, j] and st >= 0 else None,
-                         "excess": _num(sc.excess[k, j]) if sc.flag[k, j] else None, "dt": dt})
-        for li, r in enumerate(cube.leaves.to_dict("records")):
-            if r["recurring"]:
-                continue
-            exp = res.leaf_expected[li, j]
-            rows.append({"method": method, "source": r["source"], "dimension": "leaf", "segment": leaf_name(r),
-                         "actual": round(float(cube.L[li, day]), 6),
-                         "expected": None if not np.isfinite(exp) else round(float(exp), 6),
-                         "lower": None, "upper": None, "variance": None, "score": None, "flagged": False,
-                         "rule": None, "start_estimate": None, "excess": None, "dt": dt})
-    return pd.DataFrame(rows, columns=["method", "source", "dimension", "segment", "actual", "expected", "lower",
-                                       "upper", "variance", "score", "flagged", "rule", "start_estimate", "excess",
-                                       "dt"])
+    n, S = len(t), len(watched)
+    if not n:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    days = np.asarray([cube.day(int(d)).isoformat() for d in t], dtype=object)
+    keys = np.asarray([cube.keys[i] for i in watched], dtype=object).reshape(S, 3)
+
+    def fin(a):
+        a = np.round(np.asarray(a, dtype=float), 6)
+        return np.where(np.isfinite(a), a, np.nan)
+
+    flag = sc.flag.astype(bool)
+    starts = np.where(flag & (sc.start >= 0), sc.start, -1)
+    start_day = np.asarray([None if s < 0 else cube.day(int(s)) for s in starts.T.ravel()], dtype=object)
+    rule = sc.rule if sc.rule is not None else np.zeros_like(sc.window)
+    seg = pd.DataFrame({
+        "method": method, "source": np.repeat(keys[:, 0][None, :], n, 0).ravel(),
+        "dimension": np.repeat(keys[:, 1][None, :], n, 0).ravel(),
+        "segment": np.repeat(keys[:, 2][None, :], n, 0).ravel(),
+        "actual": fin(cube.usage[watched][:, t]).T.ravel(), "expected": fin(sc.expected).T.ravel(),
+        "lower": fin(sc.lower).T.ravel(), "upper": fin(sc.upper).T.ravel(),
+        "variance": fin(sc.variance).T.ravel() if sc.variance is not None else np.nan,
+        "score": fin(sc.score).T.ravel(), "flagged": flag.T.ravel(),
+        "rule": np.asarray([RULE_NAMES.get(int(r)) for r in rule.T.ravel()], dtype=object),
+        "start_estimate": start_day, "excess": np.where(flag, fin(sc.excess), np.nan).T.ravel(),
+        "dt": np.repeat(days, S)})
+    leaves = cube.leaves.to_dict("records")
+    usage = [i for i, r in enumerate(leaves) if not r["recurring"]]
+    L = len(usage)
+    names = np.asarray([leaf_name(leaves[i]) for i in usage], dtype=object)
+    srcs = np.asarray([leaves[i]["source"] for i in usage], dtype=object)
+    lf = pd.DataFrame({
+        "method": method, "source": np.tile(srcs, n), "dimension": "leaf", "segment": np.tile(names, n),
+        "actual": fin(cube.L[usage][:, t]).T.ravel(), "expected": fin(res.leaf_expected[usage]).T.ravel(),
+        "lower": np.nan, "upper": np.nan, "variance": np.nan, "score": np.nan, "flagged": False, "rule": None,
+        "start_estimate": None, "excess": np.nan, "dt": np.repeat(days, L)})
+    out = pd.concat([seg, lf], ignore_index=True) if L else seg
+    return out[SCORE_COLUMNS]
 
 
 def _num(v) -> float | None:

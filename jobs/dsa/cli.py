@@ -211,7 +211,7 @@ def detect_series(frame: pd.DataFrame, time_col: str, value_col: str, method: st
         used = "baseline"
     p = cfg.detector(used)
     p = replace(p, direction=direction, season=max(season, 1), weekparts=bool(daily), count_h=0.0,
-                level=level or p.level, min_history=min(p.min_history, max(8, len(y) // 10)))
+                level=level or p.level, min_history=min(p.min_history, max(28, len(y) // 10)))
     if used == "baseline" and season == 1:
         p = replace(p, weeks=min(p.weeks, 8))
     first_weekday = int(ts.iloc[0].weekday()) if daily else 0

@@ -234,12 +234,7 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     seen = np.sum(np.isfinite(Vs), axis=2)
     spent = np.sum(Vs > 0, axis=2)
     prob = np.where(seen > 0, spent / np.maximum(seen, 1), 0.0)
-    # the level: the median of the recent loc_days (a growing series' year-long median lags behind it)
     recent = (np.arange(1, H + 1) <= p.loc_days)[None, None, :]
-    Lr = np.where(recent, L, np.nan)
-    m_recent = _nan_median(Lr, axis=2)
-    n_recent = np.sum(np.isfinite(Lr), axis=2)
-    m_all_level = np.where(n_recent >= 5, m_recent, m_all)
     # residuals of every history day against its own weekday's location
     off_all = np.zeros_like(L)
     for c in range(2):
@@ -250,9 +245,12 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     R = L - m_all[:, :, None] - off_all
     scale = winsorized_scale(R, axis=2)
     scale = np.maximum(np.nan_to_num(scale, nan=p.min_log_scale), p.min_log_scale)
-    # the recent level is a mix of both classes: take out the classes' offsets to get the base level
-    off_recent = _nan_mean(np.where(recent, off_all, np.nan) + 0 * Lr, axis=2)
-    loc = m_all_level - np.nan_to_num(off_recent) + offset
+    # the level now: the long-run location moved by the median residual of the recent loc_days (a growing
+    # series' year-long median lags behind it); residuals are class-adjusted, so weekends do not bias it
+    Rr = np.where(recent, R, np.nan)
+    n_recent = np.sum(np.isfinite(Rr), axis=2)
+    drift = np.where(n_recent >= 5, np.nan_to_num(_nan_median(Rr, axis=2)), 0.0)
+    loc = m_all + offset + drift
     nz = np.sum(np.isfinite(L), axis=2)
     ok = nz >= p.min_spend_days
     # P(spend on this kind of day), smoothed so that a first purchase on a weekend never seen is rare, not
@@ -281,8 +279,8 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     expected = prob * np.exp(loc + scale ** 2 / 2)
     with np.errstate(over="ignore"):
         upper = np.where(alpha < prob_s, np.exp(np.minimum(loc + zb * scale, 700.0)), 0.0)
-    z = float(ndtri(p.level / 100.0))
-    lower = np.where(prob >= 0.5, np.exp(loc - z * scale), 0.0)
+    zl = widen * stdtrit(df, np.full(df.shape, p.level / 100.0))
+    lower = np.where(prob >= 0.5, np.exp(loc - zl * scale), 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
         var = prob * np.exp(2 * loc + 2 * scale ** 2) - expected ** 2
     nan = np.full((S, n), np.nan)
