@@ -23,7 +23,7 @@ def _overall(results):
 @pytest.fixture(scope="module")
 def held_out():
     """Trained on styles 0-2 (with one pool of trap clauses), tested on styles 3-4 (traps worded otherwise)."""
-    model = train(corpus(240, 11, styles=(0, 1, 2)), _MSPS)
+    model = train(corpus(150, 11, styles=(0, 1, 2)), _MSPS)
     test = corpus(120, 12, styles=(3, 4), distractors="test")
     return model, test
 
@@ -70,7 +70,7 @@ UNSEEN = [
 
 @pytest.fixture(scope="module")
 def full_model():
-    return train(corpus(300, 21), _MSPS)
+    return train(corpus(150, 21), _MSPS)
 
 
 @pytest.mark.parametrize(("text", "want"), UNSEEN, ids=["reseller-terms", "maintenance-contract"])
