@@ -16,7 +16,8 @@ closing event can name it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -206,3 +207,17 @@ def next_renewal(renewal_date: date, term_months: int, day: date) -> date:
     k = behind // term
     first = add_months(renewal_date, k * term)
     return add_months(renewal_date, (k + 1) * term) if first < day else first
+
+
+@contextlib.contextmanager
+def docs_once(ctx: RunContext) -> Iterator[None]:
+    """Within the block, the audits of the stage's writes render their Great Expectations Data Docs once, at
+    its end, instead of once per write (the platform's deferred docs, as the quality gate uses them)."""
+    q = ctx.settings.model("quality")
+    if q.checkpoint != "on" or q.data_docs != "on" or not getattr(ctx.lake, "local", False):
+        yield
+        return
+    from lakehouse.quality.gx import project
+
+    with project(ctx.lake, data_docs=True).deferred_docs():
+        yield

@@ -37,6 +37,7 @@ from jobs.sli import catalogue as catalogue_mod
 from jobs.sli.common import (
     calendar_table,
     days_table,
+    docs_once,
     episodes,
     materialize,
     previous,
@@ -283,5 +284,6 @@ def run(ctx: RunContext) -> None:
     why = "rebuild (settings or code changed)" if touched is None else "snapshots the run's days touch"
     ctx.count(POSITION).notes.append(f"snapshots {snaps[0]}..{snaps[-1]} ({len(snaps)}): {why}")
     replace = [{"dt": s} for s in snaps]
-    ctx.write(POSITION, pos, replace=replace)
-    ctx.write(INSTALLS, inst, replace=replace)
+    with docs_once(ctx):
+        ctx.write(POSITION, pos, replace=replace)
+        ctx.write(INSTALLS, inst, replace=replace)

@@ -37,6 +37,7 @@ from jobs.sli.activity import ACTIVITY
 from jobs.sli.common import (
     calendar_table,
     days_table,
+    docs_once,
     episodes,
     materialize,
     next_renewal_expr,
@@ -280,5 +281,6 @@ def run(ctx: RunContext) -> None:
     kpis = utilisation(activity, position, rs, calendar, cfg, seed)
     ctx.count(SAVINGS).notes.append(f"reports {reports[0]}..{reports[-1]} ({len(reports)})")
     replace = [{"dt": d} for d in reports]
-    ctx.write(SAVINGS, found, replace=replace)
-    ctx.write(UTILISATION, kpis, replace=replace)
+    with docs_once(ctx):
+        ctx.write(SAVINGS, found, replace=replace)
+        ctx.write(UTILISATION, kpis, replace=replace)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jobs.sli.alerts import _unique, drift_events, idle_events, install_events, renewal_events, shortfall_events, \
-    vanished
+from jobs.sli.alerts import (
+    _unique,
+    drift_events,
+    idle_events,
+    install_events,
+    renewal_events,
+    shortfall_events,
+    vanished,
+)
 from lakehouse.events import episode_id, validate
 from tests.sli.conftest import D, d
 

@@ -138,7 +138,7 @@ def test_seeded_recompute_equals_full_history():
     seed = full.filter(full.snapshot_date == d("2024-01-08"))
     later = [s for s in SNAPSHOTS if s[0] >= "2024-01-15"]
     part = run(later, seed=seed)
-    cols = [c for c in full.columns]
+    cols = list(full.columns)
     assert records(part, cols) == records(full.filter(full.snapshot_date >= d("2024-01-15")), cols)
 
 

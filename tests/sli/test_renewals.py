@@ -56,7 +56,8 @@ def version(seats, start, updated, dt, renewal="2026-01-23", **kw):
             "vendor": kw.get("vendor", "Microsoft"), "sku_part_number": kw.get("sku", "SPB"),
             "sku_name": kw.get("sku", "SPB"), "seats": seats, "unit_price": D(kw.get("price", "22.00")),
             "term_months": kw.get("term", 12), "billing_frequency": "monthly", "billing_model": "nce",
-            "start_date": d(start), "renewal_date": d(renewal), "auto_renew": True, "status": kw.get("status", "active"),
+            "start_date": d(start), "renewal_date": d(renewal), "auto_renew": True,
+            "status": kw.get("status", "active"),
             "updated_at": at(updated), "dt": dt}
 
 
