@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from models.vcm.fields import FIELDS, Extraction, to_text
+from models.vcm.text import name_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
@@ -51,7 +52,9 @@ def field_rows(doc: dict[str, Any], result: Extraction, baseline: Extraction | N
         baseline_value = to_text(baseline.fields[name].value) if baseline is not None else None
         conf = float(f.confidence)
         reason = None
-        if baseline is not None and baseline is not result and value != baseline_value and value is not None:
+        differs = value != baseline_value if name not in ("vendor_name", "msp_party") else \
+            name_key(value) != name_key(baseline_value)  # "Inc." read as "Inc," by OCR is no disagreement
+        if baseline is not None and baseline is not result and differs and value is not None:
             conf *= penalty
             reason = "extractors_disagree" if conf < threshold else None
         if name in inconsistent:
