@@ -256,7 +256,7 @@ def same_rows(ctx: RunContext, name: str, rows: pd.DataFrame) -> bool:
     cols = [c for c in current.column_names if c != "as_of"]
     try:
         staged = staged.select(cols).cast(current.select(cols).schema)
-    except Exception:  # noqa: BLE001 - types differ: not the same rows
+    except Exception:  # types differ: not the same rows
         return False
 
     def canon(t):

@@ -140,10 +140,10 @@ def transform(vendors: pd.DataFrame, expenses: pd.DataFrame, escalations: pd.Dat
     billed = recurring.merge(in_force, on=["vendor_id", "month"], how="left")
     billed["quarter"] = [quarter_of(date(int(m[:4]), int(m[5:7]), 1)) for m in billed["month"]]
     has_contract = set(register["vendor_id"].dropna()) if len(register) else set()
-    billed_by = {k: g for k, g in billed.groupby(["vendor_id", "quarter"])}
+    billed_by = dict(iter(billed.groupby(["vendor_id", "quarter"])))
     force_by = {k: list(dict.fromkeys(g["contract_id"])) for k, g in in_force.groupby(["vendor_id", "quarter"])}
     contract_rows = {r.contract_id: r for r in register.itertuples(index=False)} if len(register) else {}
-    esc_by = {k: g for k, g in escalations.groupby(["vendor_id", "quarter"])} \
+    esc_by = dict(iter(escalations.groupby(["vendor_id", "quarter"]))) \
         if escalations is not None and len(escalations) else {}
     active_by = {q: set(exp.loc[exp["quarter"] == q, "vendor_id"]) | {v for v, qq in force_by if qq == q}
                  for q in quarters}
