@@ -314,7 +314,11 @@ def _decide(e: Episode, day: int, cube: Cube, seg_of: dict[str, int], labels: li
                 if o is e or o.last_detected < e.start or (o.end is not None and o.end < e.start) or o.start > day:
                     continue
                 j = seg_of.get(segment_key(o.source, o.dimension, o.segment))
-                if j is None or cube.specificity[j] >= cube.specificity[i] or leaf not in set(cube.members[j].tolist()):
+                if j is None or leaf not in set(cube.members[j].tolist()):
+                    continue
+                finer = cube.specificity[j] < cube.specificity[i] or (
+                    cube.specificity[j] == cube.specificity[i] and o.dimension == home and e.dimension != home)
+                if not finer:
                     continue
                 covered = anomaly_id(o.source, o.dimension, o.segment, cube.day(o.start), o.rule == "new_service")
                 break
