@@ -83,7 +83,7 @@ def test_sql_and_demo_questions(lake):
 
 
 def test_read_only_commands(lake, capsys):
-    settings, lk = lake
+    settings, _ = lake
     import argparse
 
     parser = argparse.ArgumentParser()
