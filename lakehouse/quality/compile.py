@@ -58,6 +58,8 @@ ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 ISO_TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
                  r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?)?"
                  r"(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?$")
+#: ASCII whitespace, spelt so that RE2 (DuckDB) and Java (Spark) read it alike (``\s`` and ``\v`` differ).
+WHITESPACE = r"[ \t\n\r\f\x0B]"
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december")
 
@@ -120,7 +122,7 @@ def strptime_format(fmt: str) -> Format:
         elif ch.isspace():
             while i < len(fmt) and fmt[i].isspace():
                 i += 1
-            out.append(r"\s+")
+            out.append(WHITESPACE + "+")
         else:
             out.append(re.escape(ch) if not ch.isalnum() else ch)
             i += 1
@@ -131,11 +133,17 @@ def strptime_format(fmt: str) -> Format:
 
 
 # ---- typing ---------------------------------------------------------------------------------------
+def strip(text: ir.StringValue) -> ir.StringValue:
+    """Text without leading and trailing whitespace. Not Ibis's ``strip()``: on Spark it compiles to
+    ``TRIM(' \\t\\n\\r\\v\\f' FROM x)``, whose ``\\v`` and ``\\f`` Spark reads as the letters v and f."""
+    return text.re_replace(f"^{WHITESPACE}+|{WHITESPACE}+$", "")
+
+
 def normalized(text: ir.StringValue, null_tokens: tuple[str, ...]) -> ir.StringValue:
     """Source text with blanks and the declaration's null tokens turned into null (the text kept as is)."""
     import ibis
 
-    stripped = text.strip()
+    stripped = strip(text)
     blank = stripped == ""
     if null_tokens:
         blank = blank | stripped.isin([t.strip() for t in null_tokens])
@@ -183,7 +191,7 @@ def _from_format(groups: dict[str, ir.StringValue], matches: ir.BooleanValue, ki
         month = ibis.cases(*[(name.startswith(m[:3]), str(i + 1)) for i, m in enumerate(MONTHS)], else_="")
     else:
         month = ibis.literal("1")
-    day = groups["day"].strip() if "day" in groups else ibis.literal("1")
+    day = strip(groups["day"]) if "day" in groups else ibis.literal("1")
     if "hour" in groups:
         hour = groups["hour"]
     elif "hour12" in groups:  # Python: no %p reads as AM; 12 AM is midnight, 12 PM noon
@@ -224,7 +232,7 @@ def typed_frame(raw: ibis.Table, ds: Dataset) -> ibis.Table:
     keep = [*LINEAGE, *ds.partition_by]
     step = barrier(raw.select(*keep, **{f"_n{j}": normalized(raw[c.name], ds.null_tokens)
                                        for j, c in enumerate(cols)}))
-    step = barrier(step.mutate(**{f"_s{j}": step[f"_n{j}"].strip() for j, c in enumerate(cols)
+    step = barrier(step.mutate(**{f"_s{j}": strip(step[f"_n{j}"]) for j, c in enumerate(cols)
                                   if c.type != "string"}))
     parts: dict[str, Any] = {}
     formats: dict[int, list[tuple[Format, list[str]]]] = {}

@@ -81,7 +81,7 @@ class Lakehouse:
         self.configure(**env)
         self.landing = Path(self.settings.landing_root)
         self.suites_dir = tmp_path / "expectations"
-        self.suites_dir.mkdir(exist_ok=True)
+        self.suites_dir.mkdir(parents=True, exist_ok=True)
         self.datasets = {d.qualified_name: d for d in (CLIENTS, TICKETS)}
         self.datasets.update({d.processed_twin().qualified_name: d.processed_twin() for d in (CLIENTS, TICKETS)})
         self.write_suite(TICKETS_SUITE)
