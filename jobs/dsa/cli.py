@@ -6,6 +6,7 @@
     msp dsa forecast [--department hosting]          # monthly forecast with 80/95 % intervals
     msp dsa forecast --backtest                      # MAPE and coverage, model vs baseline
     msp dsa detect --csv FILE --time COL --value COL [--method model] [--out FILE]
+    msp dsa evaluate --truth DIR [--methods model baseline statsforecast]   # vs planted truth
     msp dsa plot ANOMALY_ID --out docs/img/dsa-anomaly.png
 
 Reads the published tables only; ``detect --csv`` runs the detector on any univariate series (a score in
@@ -246,6 +247,31 @@ def cmd_detect(args, settings: Settings) -> int:
     return 0
 
 
+# ---- evaluate --------------------------------------------------------------------------------------------
+def cmd_evaluate(args, settings: Settings) -> int:
+    from lakehouse.cli import console, err
+    from jobs.dsa.evaluation import evaluate_methods
+
+    try:
+        summary, detail = evaluate_methods(settings, args.methods, Path(args.truth or settings.truth_root),
+                                           args.tolerance)
+    except (LookupError, OSError) as exc:
+        err.print(f"[red]{exc}[/]")
+        return 1
+    _table(f"Detectors vs the planted truth (start within {args.tolerance} days; *_7d: within 7)", summary)
+    for m, r in detail.items():
+        _table(f"{m}: planted anomalies", r["per_anomaly"],
+               ["anomaly_id", "kind", "vendor_or_service", "start_date", "found", "segment", "detected_start",
+                "alerted_on", "days_to_detect", "root_cause_correct"])
+        if args.false_alerts and len(r["false_alerts"]):
+            _table(f"{m}: alerts matching no planted anomaly", r["false_alerts"].head(args.false_alerts),
+                   ["start_date", "source", "dimension", "segment", "kind", "rule", "total_impact", "top_root_cause"])
+    if args.out:
+        summary.to_csv(args.out, index=False)
+        console.print(f"wrote {args.out}")
+    return 0
+
+
 # ---- plot ------------------------------------------------------------------------------------------------
 def cmd_plot(args, settings: Settings) -> int:
     from lakehouse.cli import console, err
@@ -290,6 +316,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=float, help="interval level in %% (default: dsa.level)")
     p.add_argument("--out", help="output CSV (default: stdout)")
     p.set_defaults(func=cmd_detect)
+    p = cmds.add_parser("evaluate", help="detectors vs the planted truth of a synthetic MSP (nothing written)")
+    p.add_argument("--methods", nargs="+", default=["model", "baseline"],
+                   choices=("model", "baseline", "statsforecast"))
+    p.add_argument("--truth", help="folder of spend_anomalies.csv (default: the profile's truth root)")
+    p.add_argument("--tolerance", type=int, default=2, help="days between planted and detected start")
+    p.add_argument("--false-alerts", type=int, default=10, help="list up to N false alerts per method")
+    p.add_argument("--out", help="write the summary as CSV")
+    p.set_defaults(func=cmd_evaluate)
     p = cmds.add_parser("plot", help="PNG of one anomaly: the segment's spend, expectation and interval")
     p.add_argument("anomaly", help="anomaly id (or its prefix)")
     p.add_argument("--out", default="dsa-anomaly.png")

@@ -45,9 +45,14 @@ def plot_anomaly(settings: Settings, anomaly: str, out: Path, days: int = 120) -
     ax.plot(s["day"], s["actual"], color="#222222", lw=1.0, marker=".", ms=3, label="actual")
     f = s[s["flagged"]]
     ax.scatter(f["day"], f["actual"], color="#cb181d", s=18, zorder=5, label="flagged day")
-    seg = a["segment"] if len(a["segment"]) < 60 else "..." + a["segment"][-57:]
-    ax.set_title(f"{a['source']} {a['dimension']}={seg}: {a['kind']}, impact {a['total_impact']:,.2f} USD "
-                 f"({a['impact_pct'] or 0:,.0f} %), root cause {(a['top_root_cause'] or '')[-50:]}", fontsize=9)
+    def short(text, n=48):
+        text = str(text or "")
+        return text if len(text) <= n else "..." + text[-(n - 3):]
+
+    pct = f" ({a['impact_pct']:,.0f} %)" if pd.notna(a["impact_pct"]) else ""
+    ax.set_title(f"{a['source']} {a['dimension']} {short(a['segment'])}: {a['kind'].replace('_', ' ')} from "
+                 f"{start} to {end}\nimpact {a['total_impact']:,.2f} USD{pct}, top root cause "
+                 f"{short(a['top_root_cause'])}", fontsize=9)
     ax.set_ylabel("daily spend (USD)")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)

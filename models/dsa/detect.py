@@ -64,6 +64,7 @@ class DetectorParams:
     min_spend_days: int = 8          #: model: days with spend in the history before a day is judged
     loc_days: int = 56               #: model: recent days the level (median log spend) comes from
     weekparts: bool = True           #: model: working days and weekends apart (daily series on a calendar)
+    min_pairs: int = 30              #: model: week-apart pairs of spend days needed to take the noise from them
     min_history: int = 56            #: days of history (from the first spend) before a day is judged
 
     def lookback(self) -> int:
@@ -243,7 +244,12 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
         oc = np.where(k >= 5, _nan_median(Lc, axis=2) - m_all, 0.0)
         off_all = np.where((wd == c)[None, :, :], oc[:, :, None], off_all)
     R = L - m_all[:, :, None] - off_all
-    scale = winsorized_scale(R, axis=2)
+    # the noise: from week-apart differences of log spend where there are enough (they ignore a level shift,
+    # which would otherwise widen the interval for a year), else from the residuals around the long-run level
+    lag = 7
+    D = (L[:, :, :-lag] - L[:, :, lag:]) / np.sqrt(2.0) if H > lag else np.full(L.shape, np.nan)
+    pairs = np.sum(np.isfinite(D), axis=2)
+    scale = np.where(pairs >= p.min_pairs, winsorized_scale(D, axis=2), winsorized_scale(R, axis=2))
     scale = np.maximum(np.nan_to_num(scale, nan=p.min_log_scale), p.min_log_scale)
     # the level now: the long-run location moved by the median residual of the recent loc_days (a growing
     # series' year-long median lags behind it); residuals are class-adjusted, so weekends do not bias it
