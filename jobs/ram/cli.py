@@ -143,7 +143,7 @@ def cmd_routes(args, settings: Settings) -> int:
     for solver, g in rows.groupby("solver"):
         routes = g[g["kind"] == "start"]
         console.print(f"{solver}: {len(routes)} route(s), {routes['route_km'].sum():.1f} km, "
-                      f"{(g['kind'] == 'unrouted').sum()} unrouted, {g['solve_seconds'].max():.2f} s")
+                      f"{(g['kind'] == 'unrouted').sum()} unrouted")
     if args.map:
         from jobs.ram.plot import route_map
 

@@ -20,7 +20,7 @@ def route_map(rows: pd.DataFrame, path: str | Path, title: str = "Onsite routes"
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 7), dpi=110)
     colours = plt.get_cmap("tab10")
     routed = rows[rows["kind"] != "unrouted"]
     for n, (route, g) in enumerate(routed.sort_values(["route", "stop_seq"]).groupby("route", sort=True)):
@@ -41,13 +41,13 @@ def route_map(rows: pd.DataFrame, path: str | Path, title: str = "Onsite routes"
         ax.plot(lost["longitude"], lost["latitude"], "x", color="grey", ms=10, mew=2,
                 label=f"unrouted: {len(lost)}")
     lat = rows["latitude"].astype(float).mean() if not rows.empty else 0.0
-    ax.set_aspect(1 / max(math.cos(math.radians(lat)), 0.1))
+    ax.set_aspect(1 / max(math.cos(math.radians(lat)), 0.1), adjustable="datalim")
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     ax.set_title(title + "\nsquares: technicians' homes; circles: visits in route order (time = start of service)",
                  fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

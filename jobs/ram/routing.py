@@ -2,10 +2,11 @@
 from and back to their homes, inside the sites' opening hours, with each visit's estimated service time and
 the skills it needs (a vehicle routing problem with time windows, multiple depots and skills).
 
-* **Jobs**: the onsite tickets of the day's plan (``analytics.ram_assignments``) that have a technician;
-  a ticket's visit may start from ``ram.site_open_utc_hour`` or its creation, whichever is later, and must
-  end by ``ram.site_close_utc_hour``; service time = the plan's estimated hours. A ticket that cannot be
-  visited today (created after closing) is reported unrouted.
+* **Jobs**: the onsite tickets of the day's plan (``analytics.ram_assignments``) that have a technician,
+  and the visits the previous routed day could not make (for up to a week); a visit may start from
+  ``ram.site_open_utc_hour`` or the ticket's creation, whichever is later, and must end by
+  ``ram.site_close_utc_hour``; service time = the plan's estimated hours. A visit that cannot be made today
+  (created after closing, no time left) is reported unrouted and offered again the next working day.
 * **Vehicles**: those technicians, each from home (``home_latitude/longitude``), available from the shift
   start (``ram.workday_start_utc_hour``) for the day's available hours. The optimizer may hand a visit to
   another of them when that shortens the day's driving, never to one lacking the skill at the level the
@@ -163,7 +164,7 @@ def route_rows(day: date, visits: list[Visit], crew: list[Crew], solved: dict[st
             depart = (stops[0][1] - int(inst.duration[r.vehicle, inst.clients[r.visits[0]].location])
                       if stops else c.start_min)
             base = {"solver": solver, "route": c.technician_id, "technician_id": c.technician_id,
-                    "route_km": round(km_total, 2), "visits": len(stops), "solve_seconds": sol.seconds}
+                    "route_km": round(km_total, 2), "visits": len(stops)}
             rows.append({**base, "stop_seq": 0, "kind": "start", "ticket_id": None, "site_id": None,
                          "latitude": c.lat, "longitude": c.lon, "arrival": None,
                          "departure": t0 + timedelta(minutes=depart), "leg_km": 0.0, "service_minutes": 0,
@@ -184,7 +185,7 @@ def route_rows(day: date, visits: list[Visit], crew: list[Crew], solved: dict[st
         for seq, tid in enumerate(sorted(missing), start=1):
             v = by_id[tid]
             rows.append({"solver": solver, "route": "unrouted", "technician_id": None, "route_km": 0.0, "visits": 0,
-                         "solve_seconds": sol.seconds, "stop_seq": seq, "kind": "unrouted", "ticket_id": tid,
+                         "stop_seq": seq, "kind": "unrouted", "ticket_id": tid,
                          "site_id": v.site_id, "latitude": v.lat, "longitude": v.lon, "arrival": None,
                          "departure": None, "leg_km": 0.0, "service_minutes": v.service_min,
                          "assigned_technician_id": v.assigned_technician_id})
@@ -193,11 +194,17 @@ def route_rows(day: date, visits: list[Visit], crew: list[Crew], solved: dict[st
 
 # ---- the stage ------------------------------------------------------------------------------------------------------
 def day_inputs(plan: pd.DataFrame, techs: dict[str, data.Technician], cal: pd.DataFrame, sites: pd.DataFrame,
-               day: date, cfg: RamSettings) -> tuple[list[Visit], list[Crew]]:
-    """The visits and the crew of a day from its assignment rows."""
+               day: date, cfg: RamSettings, carried: pd.DataFrame | None = None) -> tuple[list[Visit], list[Crew]]:
+    """The visits and the crew of a day: its assignment rows' onsite tickets, and ``carried``, the assignment
+    rows of visits an earlier day could not make (created too late, no time left), by technicians at work."""
     from jobs.ram.assignment import capacity_minutes
 
+    cap = capacity_minutes(cal, day)
     rows = plan[(plan["onsite"] == True) & plan["technician_id"].notna()]  # noqa: E712
+    if carried is not None and not carried.empty:
+        back = carried[~carried["ticket_id"].isin(rows["ticket_id"])]
+        back = back[back["technician_id"].map(lambda t: cap.get(t, 0) > 0)]
+        rows = pd.concat([rows, back[rows.columns]], ignore_index=True) if not back.empty else rows
     coords = {s["site_id"]: (float(s["latitude"]), float(s["longitude"]))
               for s in data.latest_rows(sites, ["site_id"]).to_dict("records")}
     visits = []
@@ -208,7 +215,6 @@ def day_inputs(plan: pd.DataFrame, techs: dict[str, data.Technician], cal: pd.Da
         visits.append(Visit(r["ticket_id"], r["site_id"], lat, lon, max(1, round(float(r["est_hours"]) * 60)),
                             r["required_skill"], int(r["required_skill_level"]),
                             pd.Timestamp(r["created_at"]).to_pydatetime(), r["technician_id"]))
-    cap = capacity_minutes(cal, day)
     crew = []
     for tid in sorted(set(rows["technician_id"])):
         t = techs.get(tid)
@@ -218,6 +224,22 @@ def day_inputs(plan: pd.DataFrame, techs: dict[str, data.Technician], cal: pd.Da
     return visits, crew
 
 
+CARRY_DAYS = 7  # an onsite visit no day could make is offered to the next days' routes for this long
+
+
+def _unrouted(routes: pd.DataFrame, plans: pd.DataFrame) -> pd.DataFrame:
+    """Assignment rows of the visits the last routed day (PyVRP) left unrouted."""
+    if routes is None or routes.empty or plans.empty:
+        return plans.iloc[0:0]
+    last = routes[routes["solver"] == "pyvrp"]
+    if last.empty:
+        return plans.iloc[0:0]
+    last = last[last["dt"] == last["dt"].max()]
+    lost = set(last[last["kind"] == "unrouted"]["ticket_id"])
+    rows = plans[plans["ticket_id"].isin(lost) & plans["technician_id"].notna()]
+    return rows.sort_values("dt").drop_duplicates("ticket_id", keep="last")
+
+
 def run(ctx: RunContext) -> None:
     from jobs.ram.assignment import plan_days
     from lakehouse.lake import Range
@@ -225,19 +247,26 @@ def run(ctx: RunContext) -> None:
     cfg = ctx.config
     days = plan_days(ctx, cfg)
     end = days[-1].isoformat()
-    plans = ctx.read_pandas(ASSIGNMENTS, {"dt": [d.isoformat() for d in days]})
+    back = (days[0] - timedelta(days=CARRY_DAYS)).isoformat()
+    plans = ctx.read_pandas(ASSIGNMENTS, {"dt": Range(back, end)})
     techs = data.technicians(ctx.read_pandas("processed.technicians", {"dt": Range(None, end)}))
     cal = data.calendar(techs, ctx.read_pandas("processed.technician_pto", {"dt": Range(None, end)}), days[0],
                         days[-1], cfg.workdays)
     sites = ctx.read_pandas("processed.sites", {"dt": Range(None, end)})
+    before = ctx.read_pandas(TABLE, {"dt": Range(back, (days[0] - timedelta(days=1)).isoformat())})
+    carried = _unrouted(before, plans)
     rows = []
     for d in days:
         plan = plans[plans["dt"] == d.isoformat()]
-        visits, crew = day_inputs(plan, techs, cal, sites, d, cfg)
+        recent = carried[pd.to_datetime(carried["created_at"], utc=True) >= pd.Timestamp(
+            midnight(d - timedelta(days=CARRY_DAYS)))] if not carried.empty else carried
+        visits, crew = day_inputs(plan, techs, cal, sites, d, cfg, recent)
         if not visits or not crew:
             continue
         solved = solve_day(d, visits, crew, cfg)
-        rows += [{**r, "dt": d.isoformat()} for r in route_rows(d, visits, crew, solved)]
+        mine = [{**r, "dt": d.isoformat()} for r in route_rows(d, visits, crew, solved)]
+        rows += mine
+        carried = _unrouted(pd.DataFrame(mine), pd.concat([plans, recent], ignore_index=True))
     import schemas
 
     frame = pd.DataFrame(rows, columns=[c.name for c in schemas.get(TABLE).stored_columns()])

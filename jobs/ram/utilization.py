@@ -178,13 +178,12 @@ def _by_period(frame: pd.DataFrame, column: str, grain: str) -> pd.DataFrame:
     """``frame`` with a ``period`` key (ISO week ``YYYY-Www`` or month ``YYYY-MM``) of its day column."""
     out = frame.copy()
     d = np.asarray(out[column].values, dtype="datetime64[D]")
-    if grain == "month":
-        key = d.astype("datetime64[M]")
-        labels = {k: str(k) for k in np.unique(key)}
-    else:
-        key = d - ((d.astype("int64") + 3) % 7).astype("timedelta64[D]")  # the Monday (1970-01-01 was a Thursday)
-        labels = {k: week_of(k.astype(date)).period for k in np.unique(key)}
-    out["period"] = [labels[k] for k in key] if len(key) else []
+    monday = d - ((d.astype("int64") + 3) % 7).astype("timedelta64[D]")  # 1970-01-01 was a Thursday
+    key = d.astype("datetime64[M]") if grain == "month" else monday
+    uniq, inverse = np.unique(key, return_inverse=True)
+    labels = np.array([str(k) if grain == "month" else week_of(k.astype("datetime64[D]").astype(date)).period
+                       for k in uniq], dtype=object)
+    out["period"] = labels[inverse] if len(key) else []
     return out
 
 
