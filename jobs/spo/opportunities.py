@@ -103,7 +103,7 @@ def _text(v: Any) -> Any:
 
 
 def _row(finding: Mapping[str, Any], kind: str, state: str, opened: pd.Timestamp, day: pd.Timestamp,
-         names: Mapping[str, str], resolution: str | None = None, opened_summary: str | None = None) -> dict[str, Any]:
+         names: Mapping[str, str], resolution: str | None = None) -> dict[str, Any]:
     subject = finding["subject"]
     condition = finding["condition"]
     ep = episode_id(EVENT_TYPE, subject, condition, opened.date())
@@ -126,9 +126,8 @@ def _row(finding: Mapping[str, Any], kind: str, state: str, opened: pd.Timestamp
             "seats": None if num("seats") is None else int(num("seats")), "severity": _severity(kind, state),
             "suggested_action": action(kind, finding, state), "resolution": resolution,
             "summary": summary(kind, finding, state, names) if state != "closed" else
-            f"Closed: {resolution}. Opened {opened.date()}: "
-            f"{opened_summary or summary(kind, finding, 'opened', names)}",
-            "score": num("score"), "dt": day.strftime("%Y-%m-%d")}
+            f"Closed: {resolution} ({kind.replace('_', ' ')} of {subject}, opened {opened.date()})",
+            "score": num("score") if state != "closed" else None, "dt": day.strftime("%Y-%m-%d")}
 
 
 def episodes(findings: pd.DataFrame, days: Sequence, open_before: Mapping[str, dict[str, Any]], *,
@@ -149,7 +148,7 @@ def episodes(findings: pd.DataFrame, days: Sequence, open_before: Mapping[str, d
             if f is None or not f["holds"]:
                 reason = why_closed(ep, day) if why_closed else "the condition no longer holds"
                 row = _row(ep["_finding"], ep["opportunity_kind"], "closed", pd.Timestamp(ep["opened_on"]), day,
-                           names, reason, ep.get("opened_summary") or ep.get("summary"))
+                           names, reason)
                 out.append(row)
                 del open_[cond]
                 continue
@@ -158,7 +157,7 @@ def episodes(findings: pd.DataFrame, days: Sequence, open_before: Mapping[str, d
                 f = {**f, "threshold": float(critical_days)}
                 row = _row(f, "stalled_deal", "worsened", pd.Timestamp(ep["opened_on"]), day, names)
                 out.append(row)
-                open_[cond] = {**row, "_finding": f, "opened_summary": ep.get("opened_summary") or ep.get("summary")}
+                open_[cond] = {**row, "_finding": f}
         for cond in sorted(recs):
             f = recs[cond]
             if cond in open_ or not f["may_open"]:
@@ -277,12 +276,12 @@ def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ROW_COLUMNS))
     out = pd.DataFrame(rows)
     out["seats"] = pd.to_numeric(out["seats"]).astype("Int32")
-    from jobs.spo.forecast import money
+    from decimal import ROUND_HALF_UP, Decimal
 
     for c in ("expected_mrr", "expected_one_time"):
-        out[c] = [None if v is None or pd.isna(v) else v for v in out[c]]
-        mask = out[c].notna()
-        out.loc[mask, c] = money(out.loc[mask, [c]], [c])[c]
+        out[c] = pd.Series([None if v is None or pd.isna(v) else
+                            Decimal(str(round(float(v), 6))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+                            for v in out[c]], index=out.index, dtype=object)
     return out.sort_values(["dt", "event_id"], kind="mergesort").reset_index(drop=True)
 
 

@@ -130,17 +130,21 @@ def number(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.astype(object).map(read), errors="coerce").astype("float64")
 
 
-def normalise(frame: pd.DataFrame, features: Iterable[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+def normalise(frame: pd.DataFrame, features: Iterable[str] | None = None,
+              mapping: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """(the frame with the recognised columns renamed to the scorer's fields and cleaned, the mapping used).
 
-    Only ``features`` (default: every column) are mapped; the other columns are kept unchanged."""
+    Only ``features`` (default: every column) are mapped, by ``mapping`` when given (the one found when the
+    model was fitted: a frame to score may lack some columns); the other columns are kept unchanged."""
+    present = {str(c) for c in frame.columns}
     features = [str(c) for c in (features if features is not None else frame.columns)]
-    mapping = column_map(features)
-    out = frame.rename(columns=mapping).copy()
-    for field in mapping.values():
+    mapping = column_map(features) if mapping is None else dict(mapping)
+    used = {c: f for c, f in mapping.items() if c in present}
+    out = frame.rename(columns=used).copy()
+    for field in used.values():
         out[field] = category(out[field], field) if field in CATEGORICAL else number(out[field])
     for c in features:
-        if c in mapping:
+        if c in mapping or c not in present:
             continue
         s = out[c]
         if s.dtype == object or pd.api.types.is_string_dtype(s):  # placeholders in the user's own columns

@@ -481,22 +481,24 @@ class ExportScorer:
     part: str  #: "model" or "baseline"
 
     def frame(self, raw: pd.DataFrame) -> pd.DataFrame:
-        return export_features(raw, self.features)[0]
+        return export_features(raw, self.features, self.mapping)[0]
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
         p, b = self.scorer.predict(self.frame(raw))
         return p if self.part == "model" else b
 
 
-def export_features(raw: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
-    """(feature rows, the user's column → field mapping, the extra columns kept) of a user's lead export."""
+def export_features(raw: pd.DataFrame, columns: Sequence[str], mapping: Mapping[str, str] | None = None
+                    ) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """(feature rows, the user's column → field mapping, the extra columns kept) of a user's lead export;
+    ``mapping`` is the one found at fitting (columns missing from ``raw`` read as missing values)."""
     from models.spo.lead_export import normalise
 
-    norm, mapping = normalise(raw, columns)
+    norm, mapping = normalise(raw, columns, dict(mapping) if mapping is not None else None)
     f = features(norm)
     extra = [c for c in columns if c not in mapping]
     for c in extra:
-        f[f"{EXTRA}{c}"] = norm[c].to_numpy()
+        f[f"{EXTRA}{c}"] = norm[c].to_numpy() if c in norm.columns else np.nan
     return f, mapping, [f"{EXTRA}{c}" for c in extra]
 
 
