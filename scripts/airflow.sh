@@ -52,6 +52,10 @@ configure() {
   # Task processes report to the API server; its 5 s default times out when four tasks start at once on two
   # busy cores (the task is then killed before it ran, and retried a minute later).
   export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-60}"
+  # A task process parses its DAG file again; Airflow gives it 30 s, which a busy 2-core machine exceeds
+  # (the task is then rescheduled a minute later as "DAG not found").
+  export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT="${AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT:-120}"
+  export AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT="${AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT:-180}"
   # Asset-triggered runs are created by the scheduler loop: keep it responsive.
   export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="${AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC:-2}"
   export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-$URL}"
@@ -236,11 +240,33 @@ day() {
     exit 1
   fi
   "$VENV/bin/python" - "$URL" "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" \
-    "${MSP_AIRFLOW_DAY_TIMEOUT:-1800}" "$@" <<'PY'
-import json, sys, time, urllib.request
+    "${MSP_AIRFLOW_DAY_TIMEOUT:-1800}" "$parent" "$@" <<'PY'
+import json, os, sys, time, urllib.request
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-base, password_file, timeout, *days = sys.argv[1:]
+base, password_file, timeout, parent, *days = sys.argv[1:]
+
+
+def instance_cpu() -> float:
+    """CPU seconds of this Airflow instance so far: standalone and every live descendant (by parent PID: the
+    workers' process titles overwrite their environment, so the instance marker cannot be read there), with
+    the CPU of the children they reaped (finished task processes); 0 where there is no /proc."""
+    stats = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[proc.name] = (fields[1], sum(int(fields[i]) for i in (11, 12, 13, 14)))  # utime stime cutime cstime
+    tree, grew = {parent}, True
+    while grew:
+        more = {pid for pid, (ppid, _) in stats.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
 start = days[0] if days else (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 end = days[1] if len(days) > 1 else start
 date.fromisoformat(start), date.fromisoformat(end)  # refuse a typo before anything is triggered
@@ -275,6 +301,7 @@ for dag_id in chained:
     api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 ingest = api("GET", "/api/v2/dags/msp_ingest")
 # at the logical date the scheduler would pick next, so that unpausing creates no other run
+cpu0, load0 = instance_cpu(), os.getloadavg()[0]
 t0 = datetime.now(UTC)
 run = api("POST", "/api/v2/dags/msp_ingest/dagRuns",
           {"logical_date": ingest["next_dagrun_logical_date"], "conf": {"start": start, "end": end}})
@@ -305,8 +332,11 @@ else:
     sys.exit(f"error: still running after {timeout} s: {[r['dag_id'] for r in busy]}")
 last = max(stamp(r["end_date"]) for r in seen.values())
 failed = [k for k, r in seen.items() if r["state"] != "success"]
+cpu = instance_cpu() - cpu0
 print(f"a day through Airflow: {(last - t0).total_seconds():.1f} s wall from trigger to the end of the last of "
       f"{len(seen)} DAG runs" + (f"; FAILED: {failed}" if failed else ""))
+print(f"  CPU of the Airflow instance meanwhile: {cpu:.0f} s ({cpu / (os.cpu_count() or 1):.0f} s of wall on "
+      f"{os.cpu_count()} cores if it had them to itself); load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
 sys.exit(1 if failed else 0)
 PY
 }

@@ -24,7 +24,7 @@ import schemas
 from lakehouse import glue_entry
 from lakehouse import orchestration as orch
 from tests.dags import harness
-from tests.dags.conftest import REPO
+from tests.dags.conftest import REPO, DagRunner
 
 DAY = date(2024, 1, 1)
 JOB = "msp-stage-runner"
@@ -103,101 +103,98 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def moto(monkeypatch):
+@pytest.fixture(scope="module")
+def glue_scenario(airflow_db, tmp_path_factory):
+    """One harness process (Airflow's start-up is the slow part) runs three DAG runs against one moto server:
+    an agent whose stage succeeds over two days, one whose stage fails, and two sources' ingestion tasks."""
+    import boto3
     from moto.server import ThreadedMotoServer
 
+    work = tmp_path_factory.mktemp("glue")
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_EC2_METADATA_DISABLED": "true"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    yield env
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto):
-    """A bucket for the lake and the one stage-runner job infra/stack.py deploys; the aws profile's env."""
-    import boto3
-
+    client = {k.lower(): v for k, v in env.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"], **client)
+    glue = boto3.client("glue", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"], **client)
     bucket = f"msp-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=bucket)
     lake_root = f"s3://{bucket}/lake"
-    glue = boto3.client("glue", region_name="us-east-1")
-    glue.create_job(Name=JOB, Role="arn:aws:iam::123456789012:role/msp-glue", GlueVersion="5.0",
-                    Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/glue_entry.py",
-                             "PythonVersion": "3"},
-                    DefaultArguments={"--msp_profile": "aws", "--lake_root": lake_root,
-                                      "--landing_root": f"s3://{bucket}/landing"})
-    env = {**moto, "MSP_PROFILE": "aws", "MSP_LAKE_ROOT": lake_root, "MSP_LANDING_ROOT": f"s3://{bucket}/landing",
-           "MSP_GLUE_SCRIPTS_LOCATION": f"s3://{bucket}/scripts/", "MSP_AIRFLOW__GLUE_POKE_SECONDS": "5"}
-    return {"env": env, "glue": glue, "bucket": bucket, "lake_root": lake_root}
+    glue.create_job(  # what infra/stack.py deploys: one stage-runner job, the lake in its default arguments
+        Name=JOB, Role="arn:aws:iam::123456789012:role/msp-glue", GlueVersion="5.0",
+        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/glue_entry.py", "PythonVersion": "3"},
+        DefaultArguments={"--msp_profile": "aws", "--lake_root": lake_root, "--landing_root": f"s3://{bucket}/landing"})
+    site = work / "site"
+    harness.write_agent_package(site, "zz", reads=(), noop=True)
+    harness.write_agent_package(site, "zf", reads=(), fail="blocking expectation failed")
+    env |= {"MSP_PROFILE": "aws", "MSP_LAKE_ROOT": lake_root, "MSP_LANDING_ROOT": f"s3://{bucket}/landing",
+            "MSP_GLUE_SCRIPTS_LOCATION": f"s3://{bucket}/scripts/", "MSP_AIRFLOW__GLUE_POKE_SECONDS": "5"}
+    runs = [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-02"}},
+            {"dag_id": "msp_zf", "conf": {"start": "2024-01-01", "end": "2024-01-01"}},
+            {"dag_id": orch.INGEST_DAG, "tasks": r"^(crm|psa)\.ingest\.",
+             "conf": {"start": "2024-01-01", "end": "2024-01-01"}}]
+    try:
+        out = DagRunner(airflow_db, work).run("aws", runs, work / "home", play_glue=True, extra_path=[str(site)],
+                                              **env)
+        job_runs = glue.get_job_runs(JobName=JOB)["JobRuns"]
+        yield {"out": out, "runs": {r["dag_id"]: r for r in out["runs"]}, "s3": s3, "bucket": bucket,
+               "lake_root": lake_root, "job_runs": {stage: [r for r in job_runs if r["Arguments"]["--stage"] == stage]
+                                                   for stage in ("zz.count", "zf.count", "ingest")}}
+    finally:
+        server.stop()
+
+
+
 
 
 @pytest.mark.slow
-def test_each_stage_is_submitted_once_waited_for_and_recorded(aws, dag_runner, tmp_path):
-    site = tmp_path / "site"
-    harness.write_agent_package(site, "zz", reads=(), noop=True)
-    span = {"start": "2024-01-01", "end": "2024-01-02"}
-    out = dag_runner.run("aws", [{"dag_id": "msp_zz", "conf": span}], tmp_path / "home", play_glue=True,
-                         extra_path=[str(site)], **aws["env"])
-    (run,) = out["runs"]
-    assert run["state"] == "success", out["log"][-4000:]
-    assert run["tasks"] == {f"zz_count.{step}": "success" for step in ("prepare", "submit", "wait", "record")}
-
-    (job_run,) = aws["glue"].get_job_runs(JobName=JOB)["JobRuns"]  # submitted once
+def test_each_stage_is_submitted_once_waited_for_and_recorded(glue_scenario):
+    run = glue_scenario["runs"]["msp_zz"]
+    assert run["state"] == "success", glue_scenario["out"]["log"][-4000:]
+    assert run["tasks"] == {**{f"zz_count.{step}": "success" for step in ("prepare", "submit", "wait", "record")}}
+    (job_run,) = glue_scenario["job_runs"]["zz.count"]  # submitted once
     args = job_run["Arguments"]
     submitted = (args["--stage"], args["--dates"], args["--lake_root"], args["--msp_profile"], args["--params"])
-    assert submitted == ("zz.count", "2024-01-01,2024-01-02", aws["lake_root"], "aws", "{}")
+    assert submitted == ("zz.count", "2024-01-01,2024-01-02", glue_scenario["lake_root"], "aws", "{}")
     assert args["--run_id"].startswith("af-msp_zz.zz_count.prepare-")
     # the job's result on S3 is what the record step read; its asset events point at the S3 lake
-    import boto3
-
     key = f"lake/{orch.RESULTS_DIR}/{args['--run_id']}.json"
-    result = json.loads(boto3.client("s3").get_object(Bucket=aws["bucket"], Key=key)["Body"].read())
+    body = glue_scenario["s3"].get_object(Bucket=glue_scenario["bucket"], Key=key)["Body"].read()
+    result = json.loads(body)
     assert result["ok"] and result["dates"] == ["2024-01-01", "2024-01-02"] and result["stage"] == "zz.count"
-    outbox = [e for e in out["asset_events"] if e["asset"] == orch.OUTBOX]
+    outbox = [e for e in glue_scenario["out"]["asset_events"] if e["asset"] == orch.OUTBOX]
     assert [(e["uri"], e["source_task_id"], e["extra"]["dates"]) for e in outbox] == [
-        (f"{aws['lake_root']}/events/outbox", "zz_count.record", ["2024-01-01", "2024-01-02"])]
+        (f"{glue_scenario['lake_root']}/events/outbox", "zz_count.record", ["2024-01-01", "2024-01-02"])]
 
 
 @pytest.mark.slow
-def test_a_failed_glue_job_fails_the_record_task_and_nothing_is_resubmitted(aws, dag_runner, tmp_path):
-    site = tmp_path / "site"
-    harness.write_agent_package(site, "zz", reads=(), fail="blocking expectation failed")
-    out = dag_runner.run("aws-fail", [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-01"}}],
-                         tmp_path / "home", play_glue=True, extra_path=[str(site)], **aws["env"])
-    (run,) = out["runs"]
+def test_a_failed_glue_job_fails_the_record_task_and_nothing_is_resubmitted(glue_scenario):
+    run = glue_scenario["runs"]["msp_zf"]
     assert run["state"] == "failed"
-    assert run["tasks"]["zz_count.record"] == "failed" and run["tasks"]["zz_count.submit"] == "success"
-    assert "zz.count: RuntimeError: blocking expectation failed" in out["log"]
-    assert len(aws["glue"].get_job_runs(JobName=JOB)["JobRuns"]) == 1
-    assert not [e for e in out["asset_events"] if e["source_dag_id"] == "msp_zz"]
+    assert run["tasks"]["zf_count.record"] == "failed" and run["tasks"]["zf_count.submit"] == "success"
+    assert "zf.count: RuntimeError: blocking expectation failed" in glue_scenario["out"]["log"]
+    assert len(glue_scenario["job_runs"]["zf.count"]) == 1
+    assert not [e for e in glue_scenario["out"]["asset_events"] if e["source_dag_id"] == "msp_zf"]
 
 
 @pytest.mark.slow
-def test_the_ingestion_dag_submits_one_glue_run_per_landing_source(aws, dag_runner, tmp_path):
-    """The ingestion tasks of two sources on the aws profile (all eight take minutes of dag.test): each
-    source's ``ingest`` is one job run with its source, the export day and the S3 lake (the landing area is
-    empty: each job finds nothing to load, so it touches no table), and each ``record`` emits its source's raw
-    assets at their S3 locations."""
-    out = dag_runner.run("aws-ingest", [{"dag_id": orch.INGEST_DAG, "tasks": r"^(crm|psa)\.ingest\.",
-                                         "conf": {"start": "2024-01-01", "end": "2024-01-01"}}],
-                         tmp_path / "home", play_glue=True, **aws["env"])
-    (run,) = out["runs"]
+def test_the_ingestion_dag_submits_one_glue_run_per_landing_source(glue_scenario):
+    """The ingestion tasks of two sources on the aws profile: each source's ``ingest`` is one job run with its
+    source, the export day and the S3 lake (the landing area is empty: each job finds nothing to load, so it
+    touches no table), and each ``record`` emits its source's raw assets at their S3 locations."""
+    run = glue_scenario["runs"][orch.INGEST_DAG]
     sources = ["crm", "psa"]
-    assert run["state"] == "success", out["log"][-4000:]
+    assert run["state"] == "success", glue_scenario["out"]["log"][-4000:]
     assert run["tasks"] == {f"{source}.ingest.{step}": "success" for source in sources
                             for step in ("prepare", "submit", "wait", "record")}
-    runs = aws["glue"].get_job_runs(JobName=JOB)["JobRuns"]
+    runs = glue_scenario["job_runs"]["ingest"]
     assert sorted(json.loads(r["Arguments"]["--params"])["sources"][0] for r in runs) == sources  # once each
     for r in runs:
         args = r["Arguments"]
-        assert (args["--stage"], args["--dates"], args["--lake_root"]) == ("ingest", "2024-01-01", aws["lake_root"])
+        assert (args["--dates"], args["--lake_root"]) == ("2024-01-01", glue_scenario["lake_root"])
         assert args["--run_id"].startswith("af-msp_ingest.")
-    tickets = [e for e in out["asset_events"] if e["asset"] == "raw.tickets"]
+    tickets = [e for e in glue_scenario["out"]["asset_events"] if e["asset"] == "raw.tickets"]
     assert [(e["uri"], e["source_task_id"], e["extra"]["rows"]) for e in tickets] == [
-        (f"{aws['lake_root']}/raw/tickets", "psa.ingest.record", 0)]
+        (f"{glue_scenario['lake_root']}/raw/tickets", "psa.ingest.record", 0)]
