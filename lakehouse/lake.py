@@ -206,6 +206,8 @@ class Lake:
         self.on_commit = on_commit
         self._tables: dict[str, Table] = {}
         self._plans: dict[tuple[str, int, str], list[DataFile]] = {}
+        #: Small files read (relative paths): the runner learns from it which promoted models a stage used.
+        self.small_reads: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings, **kwargs: Any) -> Lake:
@@ -551,6 +553,7 @@ class Lake:
         return str(Path(self._base) / relative.lstrip("/")) if self.local else f"{self._base}/{relative.lstrip('/')}"
 
     def read_bytes(self, relative: str) -> bytes | None:
+        self.small_reads.add(relative.lstrip("/"))
         try:
             with self.fs.open_input_stream(self._small_path(relative)) as fh:
                 return fh.read()

@@ -7,7 +7,8 @@ de-duplicated per dataset; seconds per stage; warnings) is returned, written to 
 
 **Skipping what has nothing new.** Each stage leaves a small state file (``_meta/stages/<stage>.json``): for
 the days it ran, a *signature* of everything its output was decided from (the snapshot of every table it
-read, its settings section, the code of its package, the library versions) and the snapshots it committed.
+read, its settings section, the code of its package, the library versions, the promoted version of every model
+it loaded from the registry) and the snapshots it committed.
 A rerun whose signature matches, and whose outputs are still those snapshots, is ``unchanged``: nothing runs
 (``platform.skip_unchanged = false`` forces it). When only inputs changed, the stage learns which partition
 values changed since it last consumed them (:meth:`RunContext.changed`); when its settings or code changed,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -246,26 +248,40 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     signature = _hash(settings_code, inputs, key)
     previous = (state.get("runs") or {}).get(key)
     outputs_then = (previous or {}).get("outputs") or {}
+    models_then = (previous or {}).get("models") or {}
     if (skip_unchanged and st.kind not in NEVER_SKIPPED and previous
             and previous.get("signature") == signature
-            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in outputs_then.items())):
+            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in outputs_then.items())
+            and all(_file_digest(ctx, path) == digest for path, digest in models_then.items())):
         ctx.count(f"stage:{st.name}").notes.append(f"unchanged since run {previous.get('run_id')}")
         return "unchanged"
     ctx.stage = st
     ctx.rebuild = state.get("settings_code") != settings_code
     ctx.last_inputs = dict(state.get("inputs") or {})
     ctx.consumed = {}
+    ctx.lake.small_reads.clear()
     st.func(ctx)
     faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
     outputs = {d: ctx.lake.snapshot_id(schemas.get(d)) for d in sorted(reg.outputs(st))}
     runs = dict(state.get("runs") or {})
-    runs[key] = {"signature": signature, "outputs": outputs, "run_id": ctx.run_id,
+    # the promoted models it read (a newly promoted model must be applied even when no input changed)
+    models = {p: _file_digest(ctx, p) for p in sorted(ctx.lake.small_reads) if _MODEL_POINTER.match(p)}
+    runs[key] = {"signature": signature, "outputs": outputs, "models": models, "run_id": ctx.run_id,
                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_RUNS:])
     ctx.lake.write_text(_state_path(st), json.dumps({
         "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
     return "ok"
+
+
+#: The registry's pointer to a model's promoted version (lakehouse/model_registry.py).
+_MODEL_POINTER = re.compile(r"^ml-models/[^/]+/CURRENT\.json$")
+
+
+def _file_digest(ctx: RunContext, relative: str) -> str | None:
+    data = ctx.lake.read_bytes(relative)
+    return None if data is None else hashlib.sha256(data).hexdigest()[:16]
 
 
 def _depends(stage: Stage, failed: Stage, ordered: list[Stage]) -> bool:

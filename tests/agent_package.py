@@ -35,6 +35,7 @@ JOBS = '''
 def run(ctx):
     if ctx.config.busy_threshold == 99:  # a bug: reads a table its declaration does not name
         ctx.table("processed.clients")
+    ctx.lake.read_text("ml-models/tmp-model/CURRENT.json")  # the promoted model, if any
     changed = ctx.changed("processed.tickets")
     ctx.count("analytics.tmpagent_counts").notes.append(
         f"rebuild={ctx.rebuild} changed={None if changed is None else sorted(p['dt'] for p in changed)}")

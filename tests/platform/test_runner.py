@@ -123,3 +123,18 @@ def test_a_second_whole_run_refuses_while_the_first_holds_the_lake_and_a_killed_
     summary = run_pipeline(settings, [DAY], stages=["events.dispatch"], refresh_catalog=False, exclusive=True)
     assert summary.ok
     assert summary.warnings[0].startswith("took over the lake from run run-holder")
+
+
+def test_a_newly_promoted_model_runs_the_stage_that_loaded_the_old_one(home):
+    """A stage that read a model's CURRENT pointer runs again when another version is promoted, even though no
+    input changed (a newly trained model must be applied on the next day's run)."""
+    settings = make_settings(home)
+    lake = Lake.from_settings(settings)
+    tickets(lake, [("t1", "c1", "2024-01-02")])
+    assert run(settings)[0].status == "ok"  # the stage looks for the model: none promoted yet
+    assert run(settings)[0].status == "unchanged"
+    lake.write_text("ml-models/tmp-model/CURRENT.json", '{"version": "v1"}')
+    assert run(settings)[0].status == "ok"
+    assert run(settings)[0].status == "unchanged"
+    lake.write_text("ml-models/tmp-model/CURRENT.json", '{"version": "v2"}')
+    assert run(settings)[0].status == "ok"
