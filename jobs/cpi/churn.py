@@ -136,8 +136,10 @@ def predictions(scored: pd.DataFrame, cfg: CpiSettings, version: str) -> pd.Data
     out["baseline_probability"] = scored["baseline_probability"].astype(float).round(6)
     hits = scored[RULES].astype(bool)
     out["rules_hit"] = hits.sum(axis=1).astype("int32")
-    out["rules"] = [", ".join(r[len("rule_"):] for r in RULES if row[r]) or None for _, row in hits.iterrows()]
-    out["signals"] = ["; ".join(signals(row, cfg)) or None for _, row in scored.iterrows()]
+    names = [r[len("rule_"):] for r in RULES]
+    out["rules"] = [", ".join(n for n, hit in zip(names, row, strict=True) if hit) or None
+                    for row in hits.to_numpy()]
+    out["signals"] = ["; ".join(signals(row, cfg)) or None for row in scored.to_dict("records")]
     out["model_version"] = version
     out["horizon_days"] = cfg.churn_horizon_days
     out["dt"] = out.pop("snapshot_date").dt.strftime("%Y-%m-%d")

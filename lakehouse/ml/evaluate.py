@@ -5,7 +5,7 @@ An MSP's real export differs from our synthetic one: other column names, text ca
 
 * with a time column, a **time split**: the rows of the latest ``test_share`` of the distinct times are the
   test set; the model and the baseline learn on the earlier rows whose outcome was known before the first
-  test time (``embargo_days`` before it, for a label that looks ahead: churn within 90 days);
+  test time (``embargo_days`` before it, for a label that looks ahead: "leaves within 90 days");
 * without one, **stratified 5-fold cross-validation**: every row is scored once by models that did not see
   it, and the metrics are computed on those out-of-fold scores.
 

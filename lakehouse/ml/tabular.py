@@ -7,7 +7,7 @@ feature columns; it works out which columns are numeric and which categorical, c
 probabilities are calibrated by ``CalibratedClassifierCV``. The fitted :class:`TabularModel` scores any
 frame with the same columns (unknown categories and missing columns become missing values).
 
-Nothing here knows about churn: the churn model, and the other agents' models, use it as is.
+Nothing here knows about an agent: every agent's models use it as is.
 """
 
 from __future__ import annotations

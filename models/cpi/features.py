@@ -163,10 +163,10 @@ def _window_counts(events: pd.DataFrame, day_col: str, snaps: pd.DataFrame, days
     s_day = pd.to_datetime(snaps["snapshot_date"]).to_numpy()
     lo = s_day - np.timedelta64(days, "D")
     vals = np.zeros(len(snaps), dtype="int64")
-    for i, (cid, hi, low) in enumerate(zip(snaps["client_id"].to_numpy(), s_day, lo, strict=True)):
+    for cid, rows in snaps.groupby("client_id", sort=False).indices.items():
         arr = by_client.get(cid)
         if arr is not None:
-            vals[i] = np.searchsorted(arr, hi, side="right") - np.searchsorted(arr, low, side="right")
+            vals[rows] = np.searchsorted(arr, s_day[rows], side="right") - np.searchsorted(arr, lo[rows], side="right")
     return pd.Series(vals, index=snaps.index, name=name)
 
 
