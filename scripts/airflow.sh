@@ -296,7 +296,8 @@ token = call("POST", "/auth/token", {"username": "admin", "password": password})
 api = lambda method, path, body=None: call(method, path, body, token)  # noqa: E731
 stamp = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None  # noqa: E731
 dags = [d for d in api("GET", "/api/v2/dags?tags=msp&limit=100")["dags"]]
-chained = [d["dag_id"] for d in dags if "agent" in d["tags"] or d["dag_id"] == "msp_events"]
+tags = {d["dag_id"]: {t["name"] if isinstance(t, dict) else t for t in d["tags"]} for d in dags}
+chained = [dag_id for dag_id, names in tags.items() if "agent" in names or dag_id == "msp_events"]
 for dag_id in chained:
     api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 ingest = api("GET", "/api/v2/dags/msp_ingest")
