@@ -85,10 +85,13 @@ def test_a_renewal_prices_the_agreement_as_it_is_with_the_price_change(tmp_path)
     assert "with prices changed by 3.0 %" in record["summary"]
 
 
-def test_golden_proposal_markdown(cfg):
-    record, lines = P.build(NEW_LOGO, cfg)
+@pytest.mark.parametrize(("name", "facts"), [("proposal_new_logo.md", NEW_LOGO),
+                                           ("proposal_tm_to_managed.md", facts_of_every_kind()[2])])
+def test_golden_proposal_markdown(name, facts, cfg):
+    """A CRM deal's proposal and a generated opportunity's (T&M to managed), pinned word for word."""
+    record, lines = P.build(facts, cfg)
     text = P.render(record, lines, cfg, "md")
-    path = GOLDEN / "proposal_new_logo.md"
+    path = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text, encoding="utf-8")
     assert text == path.read_text(encoding="utf-8"), "the proposal text changed: rerun with UPDATE_GOLDEN=1 and review"
