@@ -1,7 +1,10 @@
-"""CDK entry point: ``cdk synth`` / ``cdk deploy`` from the infra folder (see infra/README.md).
+"""CDK entry point: ``cdk synth -c env=dev`` / ``cdk deploy -c env=prod`` from the infra folder (infra/README.md).
 
-Context values (``cdk deploy -c key=value``): ``env_name`` (default ``dev``), ``glue_database_prefix``
-(default ``msp``). Account and region come from the standard AWS chain / CDK defaults.
+Context values: ``env`` (default ``dev``): the deployment settings ``infra/environments/<env>.toml``;
+``build`` (default ``true``): build the Glue wheel and the DAG bundle first (``infra/build.py``) and upload
+them with the stack; ``false`` synthesizes without the two bucket deployments (a quick look at the template).
+Account and region come from the CDK CLI (``CDK_DEFAULT_ACCOUNT``/``CDK_DEFAULT_REGION``, from your AWS
+credentials); without them the template is environment-agnostic.
 """
 
 from __future__ import annotations
@@ -14,17 +17,28 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from infra import build, config
 from infra.stack import LakehouseStack
+
+#: Feature flags of this app (CDK's defaults otherwise): access logs are delivered under a bucket policy.
+CONTEXT = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}
+
+
+def make_stack(app: cdk.App, env_name: str, build_dir: Path | None, account: str | None = None,
+               region: str | None = None) -> LakehouseStack:
+    environment = config.load(env_name)
+    names = environment.names("x", "y")
+    return LakehouseStack(app, names.stack, environment=environment, build_dir=build_dir,
+                          env=cdk.Environment(account=account, region=region),
+                          description=f"MSP lakehouse ({env_name}): lake, Glue 6.0 jobs, Athena, EventBridge, MWAA")
 
 
 def main() -> None:
-    app = cdk.App()
-    env_name = app.node.try_get_context("env_name") or "dev"
-    prefix = app.node.try_get_context("glue_database_prefix") or "msp"
-    LakehouseStack(
-        app, f"msp-lakehouse-{env_name}", env_name=env_name, glue_database_prefix=prefix,
-        env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
-    )
+    app = cdk.App(context=CONTEXT)
+    env_name = app.node.try_get_context("env") or "dev"
+    with_build = str(app.node.try_get_context("build") or "true").lower() != "false"
+    build_dir = build.build() if with_build else None
+    make_stack(app, env_name, build_dir, os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION"))
     app.synth()
 
 

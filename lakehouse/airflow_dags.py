@@ -310,7 +310,7 @@ class GlueRunner(Runner):
 
         cfg = self.cfg
         af = cfg.model("airflow")
-        job_name = orch.glue_job_name(cfg)
+        job_name = orch.glue_job_name(cfg, stage.name)  # one job (and role) per agent or platform stage
         poke = int(af.glue_poke_seconds)
         max_pokes = max(1, int(af.glue_max_hours * 3600 // poke))
         with TaskGroup(group_id=task_id, tooltip=self.doc(stage, tables)) as group:

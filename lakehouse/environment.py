@@ -16,6 +16,7 @@ Business code asks these factories for an implementation; it never asks which pr
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -57,11 +58,21 @@ def _sqlite_catalog(uri: str, warehouse: str) -> Catalog:
     return catalog
 
 
+def s3_endpoint() -> str | None:
+    """An S3 endpoint other than AWS's, from the standard variables (a test's moto server, a MinIO): boto3
+    follows them by itself, pyiceberg's and DuckDB's S3 clients are told explicitly."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def _glue_catalog(settings: Settings) -> Catalog:
     from pyiceberg.catalog.glue import GlueCatalog
 
     prefix = settings.platform.glue_database_prefix
-    catalog = GlueCatalog("msp", **{"glue.region": settings.aws_region, "warehouse": settings.lake_root})
+    # the bucket's region is the stack's: naming it saves pyiceberg a region look-up per bucket
+    props = {"glue.region": settings.aws_region, "s3.region": settings.aws_region, "warehouse": settings.lake_root}
+    if s3_endpoint():
+        props["s3.endpoint"] = s3_endpoint()
+    catalog = GlueCatalog("msp", **props)
     # one Glue database per zone, named like the Athena databases analysts query (msp_raw, msp_processed, ...)
     catalog.msp_identifier = lambda ds: (ds.glue_database(prefix), ds.name)
     return catalog
@@ -93,7 +104,39 @@ def forget_catalogs() -> None:
 def engine(settings: Settings) -> Engine:
     from lakehouse.engine import make_engine
 
-    return make_engine(settings)
+    made = make_engine(settings)
+    if made.name == "duckdb" and str(settings.lake_root).startswith("s3://"):
+        _duckdb_s3(made.con.con, settings)  # a local DuckDB over an S3 lake (tests against moto, a laptop)
+    return made
+
+
+def _duckdb_s3(con, settings: Settings) -> None:
+    """Let a DuckDB connection read ``s3://``: the httpfs extension from its PyPI package (no download), and a
+    secret with the standard AWS chain's credentials (boto3 resolves them; settings never hold any)."""
+    from urllib.parse import urlparse
+
+    import boto3
+
+    try:
+        from duckdb_extensions import import_extension
+
+        import_extension("httpfs", con=con)
+    except ImportError:  # pragma: no cover - the extension may be installed already
+        pass
+    con.execute("LOAD httpfs")
+    creds = boto3.Session().get_credentials()
+    opts = {"REGION": settings.aws_region}
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        opts |= {"KEY_ID": frozen.access_key, "SECRET": frozen.secret_key}
+        if frozen.token:
+            opts["SESSION_TOKEN"] = frozen.token
+    endpoint = s3_endpoint()
+    if endpoint:
+        url = urlparse(endpoint)
+        opts |= {"ENDPOINT": url.netloc, "URL_STYLE": "path", "USE_SSL": str(url.scheme == "https").lower()}
+    body = ", ".join(f"{k} {v}" if k == "USE_SSL" else f"{k} '{v}'" for k, v in opts.items())
+    con.execute(f"CREATE OR REPLACE SECRET msp_lake (TYPE s3, {body})")
 
 
 def sql_catalog(settings: Settings) -> SqlCatalog:

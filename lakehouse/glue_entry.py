@@ -1,18 +1,19 @@
 """AWS Glue entry point: run one registered stage for some export days on the Glue job's Spark session.
 
-One Glue job, the stage runner (``<platform.glue_job_prefix>stage-runner``, created by ``infra/stack.py``),
-runs this script for every stage. Airflow starts it with the job-run arguments built by
+The stack (``infra/stack.py``) creates one Glue 6.0 job per *unit*, an agent or a platform stage, each under
+its own IAM role (:mod:`lakehouse.aws_names`: ``msp-dev-acme``, ``msp-dev-quality``...); every job runs this
+script. Airflow starts the stage's job with the job-run arguments built by
 :func:`lakehouse.orchestration.glue_arguments`::
 
     --stage quality  --dates 2024-03-01,2024-03-02  --run_id af-...  --params {"sources": ["psa"]}
     --lake_root s3://bucket/lake  --landing_root s3://bucket/landing  --msp_profile aws
 
-The job's default arguments (``--lake_root``, ``--landing_root``, ``--msp_profile``, ``--glue_database_prefix``)
-fill in what a run does not pass. ``awsglue`` only exists on Glue, so it is imported in :func:`main` and
-nowhere else; everything else (:func:`parse_arguments`, :func:`run_job`) runs on plain pyspark and is
-tested locally. On the ``aws`` profile each publish also points the Glue catalog partition at the new
-version (the lake's publish hook), and the stage result lands in ``<lake>/_meta/stage-results/<run id>.json``
-for the Airflow task that waits on this job.
+The job's default arguments (``--lake_root``, ``--landing_root``, ``--msp_profile``, ``--glue_database_prefix``
+and ``--msp_config``, the deployment's settings file on S3, the same one the DAGs read) fill in what a run
+does not pass. ``awsglue`` only exists on Glue, so it is imported in :func:`main` and nowhere else;
+everything else (:func:`parse_arguments`, :func:`run_job`) runs on plain pyspark and is tested locally. The
+stage's tables are committed to the Glue Data Catalog by the same Iceberg commit path as locally, and the
+stage result lands in ``<lake>/_meta/stage-results/<run id>.json`` for the Airflow task that waits on this job.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class JobArguments:
     params: dict[str, Any] = field(default_factory=dict)
     profile: str = "aws"
     glue_database_prefix: str | None = None
+    config: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> JobArguments:
@@ -58,7 +60,8 @@ class JobArguments:
         if not isinstance(params, dict):
             raise ValueError(f"--params must be a JSON object, got {values['params']!r}")
         return cls(values["stage"], dates, values["lake_root"], values["landing_root"], values["run_id"], params,
-                   values.get("msp_profile") or "aws", values.get("glue_database_prefix") or None)
+                   values.get("msp_profile") or "aws", values.get("glue_database_prefix") or None,
+                   values.get("msp_config") or None)
 
 
 def parse_arguments(argv: Sequence[str]) -> JobArguments:
@@ -89,7 +92,25 @@ def job_settings(args: JobArguments, env: Mapping[str, str] | None = None) -> Se
                         "MSP_LANDING_ROOT": args.landing_root})
     if args.glue_database_prefix:
         environment["MSP_GLUE_DATABASE_PREFIX"] = args.glue_database_prefix
-    return load_settings(env=environment)
+    config = fetch_config(args.config) if args.config else None
+    return load_settings(config, env=environment)
+
+
+def fetch_config(location: str) -> str:
+    """The settings file a job argument names: a local path as it is, an ``s3://`` object copied to a
+    temporary file first (the deployment's ``msp.toml``, written by the stack)."""
+    if not location.startswith("s3://"):
+        return location
+    import tempfile
+
+    import boto3
+
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    fd, path = tempfile.mkstemp(prefix="msp-", suffix=".toml")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body)
+    return path
 
 
 def run_job(args: JobArguments, session: SparkSession | None = None) -> dict[str, Any]:

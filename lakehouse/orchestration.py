@@ -452,10 +452,15 @@ GLUE_ARGUMENTS = ("stage", "dates", "lake_root", "landing_root", "run_id", "para
 GLUE_JOB = "stage-runner"
 
 
-def glue_job_name(settings: Settings) -> str:
-    """The one Glue job that runs every stage (infra/stack.py creates it): ``<platform.glue_job_prefix>
-    stage-runner``, e.g. ``msp-dev-stage-runner`` with ``MSP_GLUE_JOB_PREFIX=msp-dev-``."""
-    return f"{settings.platform.glue_job_prefix}{GLUE_JOB}"
+def glue_job_name(settings: Settings, stage: str | None = None) -> str:
+    """The Glue job that runs ``stage``: infra/stack.py creates one per unit, an agent or a platform stage, each
+    with its own role (:mod:`lakehouse.aws_names`): ``<platform.glue_job_prefix><unit>``, e.g. ``msp-dev-acme``
+    for ``acme.margins``. Without a stage, the former single ``<prefix>stage-runner`` job."""
+    if stage is None:
+        return f"{settings.platform.glue_job_prefix}{GLUE_JOB}"
+    from lakehouse.aws_names import glue_job
+
+    return glue_job(settings, stage)
 
 
 def glue_script_location(settings: Settings) -> str:
