@@ -78,9 +78,11 @@ def agent_scenario(airflow_db, tmp_path_factory):
     handle = runner.start("agent", runs, af_home, extra_path=[str(site)])
     msp = Path(sys.executable).with_name("msp")
     env = subprocess_env(cli_home, PYTHONPATH=f"{site}:{subprocess_env(cli_home)['PYTHONPATH']}")
-    cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"], "--stages", *stages],
-                         env=env, cwd=work, capture_output=True, text=True, timeout=600, check=False)
-    result = runner.wait(handle, timeout=600)
+    try:
+        cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"], "--stages", *stages],
+                             env=env, cwd=work, capture_output=True, text=True, timeout=1200, check=False)
+    finally:
+        result = runner.wait(handle, timeout=1200)  # also stops the scenario if msp run failed
     assert cli.returncode == 0, f"msp run failed:\n{cli.stdout[-4000:]}{cli.stderr[-2000:]}"
     with harness.agent_on_path(site, info["package"]):
         yield {"result": result, "info": info, "af": lake_of(af_home, [str(site)]),
@@ -186,9 +188,12 @@ def daily_scenario(airflow_db, tmp_path_factory):
     runner = DagRunner(airflow_db, work)
     handle = runner.start("daily", runs, af_home)
     msp = Path(sys.executable).with_name("msp")
-    cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"]], env=subprocess_env(cli_home),
-                         cwd=work, capture_output=True, text=True, timeout=900, check=False)
-    result = runner.wait(handle, timeout=900)
+    try:
+        cli = subprocess.run([str(msp), "run", "--from", SPAN["start"], "--to", SPAN["end"]],
+                             env=subprocess_env(cli_home), cwd=work, capture_output=True, text=True, timeout=1800,
+                             check=False)
+    finally:
+        result = runner.wait(handle, timeout=1800)  # also stops the scenario if msp run failed
     assert cli.returncode == 0, f"msp run failed:\n{cli.stdout[-4000:]}{cli.stderr[-2000:]}"
     return {"result": result, "pipe": pipe, "af": lake_of(af_home, []), "cli": lake_of(cli_home, []), "runs": runs}
 
