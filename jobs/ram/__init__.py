@@ -65,11 +65,10 @@ AGENT = Agent(
     cli="jobs.ram.cli:register",
     questions=(
         Question("Technicians outside the utilization band, last complete month",
-                 "SELECT technician_id, role, available_hours, billable_hours, utilization_pct, realised_rate, "
+                 "SELECT technician_id, role, band, available_hours, billable_hours, utilization_pct, realised_rate, "
                  "cost_rate, l1_share_pct, sla_adherence_pct FROM analytics.technician_utilization "
                  "WHERE grain = 'month' AND period = (SELECT max(period) FROM analytics.technician_utilization "
-                 "WHERE grain = 'month' AND complete) AND (utilization_pct < 60 OR utilization_pct > 85) "
-                 "ORDER BY utilization_pct DESC"),
+                 "WHERE grain = 'month' AND complete) AND band <> 'in' ORDER BY utilization_pct DESC"),
         Question("Dispatch plans: optimiser against the greedy baseline, last 7 planned days",
                  "SELECT dt, count(*) AS tickets, "
                  "sum(CASE WHEN sla_gate IN ('breach', 'overdue') THEN 1 ELSE 0 END) AS planned_breaches, "

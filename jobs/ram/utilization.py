@@ -151,6 +151,7 @@ def transform(techs: dict[str, data.Technician], calendar: pd.DataFrame, entries
             "holiday_hours": round(r["holiday_hours"], 2), "pto_hours": round(r["pto_hours"], 2),
             "available_hours": round(avail, 2), "worked_hours": round(r["hours"], 2), "billable_hours": round(b, 2),
             "utilization_pct": round(b / avail * 100, 2) if avail > 0 else None,
+            "band": _band(b / avail * 100 if avail > 0 else None, cfg),
             "ticket_hours": round(th, 2), "l1_hours": round(lh, 2),
             "l1_share_pct": round(lh / th * 100, 2) if th > 0 else None,
             "labour_cost": _round(r["cost"]), "cost_rate": _ratio(r["cost"], r["cost_hours"]),
@@ -185,6 +186,12 @@ def _by_period(frame: pd.DataFrame, column: str, grain: str) -> pd.DataFrame:
                        for k in uniq], dtype=object)
     out["period"] = labels[inverse] if len(key) else []
     return out
+
+
+def _band(util: float | None, cfg: RamSettings) -> str | None:
+    if util is None:
+        return None
+    return "under" if util < cfg.under_utilization_pct else "over" if util > cfg.over_utilization_pct else "in"
 
 
 def _round(v) -> float | None:
@@ -255,7 +262,7 @@ STREAK_COLUMNS = ("counted", "under_streak_weeks", "over_streak_weeks", "trailin
 OUTPUT_COLUMNS = (
     "technician_id", "grain", "period", "period_start", "period_end", "role", "senior", "hours_per_week",
     "scheduled_hours", "holiday_hours", "pto_hours", "available_hours", "worked_hours", "billable_hours",
-    "utilization_pct", "ticket_hours", "l1_hours", "l1_share_pct", "labour_cost", "cost_rate", "realised_rate",
+    "utilization_pct", "band", "ticket_hours", "l1_hours", "l1_share_pct", "labour_cost", "cost_rate", "realised_rate",
     "tickets_resolved", "tickets_resolved_in_sla", "sla_adherence_pct", "responses", "responses_in_sla",
     "response_adherence_pct", *STREAK_COLUMNS, "complete", "as_of", "month")
 

@@ -87,7 +87,7 @@ def test_month_equals_the_hand_computation(march):
     # 21 weekdays x 8 h; Good Friday 8 h; two vacation days 16 h; the Saturday sick day removes nothing
     assert (m["scheduled_hours"], m["holiday_hours"], m["pto_hours"], m["available_hours"]) == (168, 8, 16, 144)
     assert (m["worked_hours"], m["billable_hours"]) == (105, 100)
-    assert m["utilization_pct"] == pytest.approx(69.44)                  # 100 / 144
+    assert m["utilization_pct"] == pytest.approx(69.44) and m["band"] == "in"   # 100 / 144, inside 60-85 %
     assert m["realised_rate"] == pytest.approx(104.76)                   # (65 x 120 + 40 x 80) / 105
     assert m["labour_cost"] == pytest.approx(5550.0)                     # 45 h at 50 + 60 h at 55
     assert m["cost_rate"] == pytest.approx(52.86)
@@ -101,7 +101,7 @@ def test_month_equals_the_hand_computation(march):
 def test_a_technician_hired_mid_month(march):
     m = march[(march["grain"] == "month") & (march["technician_id"] == "T2")].iloc[0]
     assert (m["scheduled_hours"], m["available_hours"], m["billable_hours"]) == (64, 64, 20)   # 10 days x 6.4 h
-    assert m["utilization_pct"] == pytest.approx(31.25)
+    assert m["utilization_pct"] == pytest.approx(31.25) and m["band"] == "under"
     assert pd.isna(m["realised_rate"]) and pd.isna(m["labour_cost"])     # no EHR for C, no cost rate for T2
 
 
