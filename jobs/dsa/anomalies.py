@@ -178,13 +178,14 @@ def to_event(ev: dict[str, Any], min_impact: float | None = None) -> dict[str, A
     iso = lambda d: d.isoformat() if d is not None else None  # noqa: E731
     data = {"anomaly_id": r["anomaly_id"], "anomaly_kind": r["kind"], "state": state, "source": r["source"],
             "dimension": r["dimension"], "segment": r["segment"], "department": r.get("department"),
-            "start_date": iso(r["start_date"]), "end_date": iso(r["end_date"]), "last_detected": iso(r["last_detected"]),
+            "start_date": iso(r["start_date"]), "end_date": iso(r["end_date"]),
+            "last_detected": iso(r["last_detected"]),
             "duration_days": int(r["duration_days"]), "actual_spend": round(float(r["actual_spend"]), 2),
             "expected_spend": round(float(r["expected_spend"]), 2), "impact_amount": float(r["total_impact"]),
             "impact_pct": r["impact_pct"], "max_score": round(float(r["max_score"]), 4),
             "severity_band": r["severity"],
             "root_cause": r["top_root_cause"],
-            "root_causes": [{k: v for k, v in rc.items()} for rc in (r["root_causes"] or [])[:5]]}
+            "root_causes": [dict(rc) for rc in (r["root_causes"] or [])[:5]]}
     evidence = {"metric": "total_impact", "value": float(r["total_impact"]), "threshold": min_impact,
                 "comparison": ">=",
                 "source_rows": [{"dataset": ANOMALIES, "keys": {"anomaly_id": r["anomaly_id"], "dt": day.isoformat()}},

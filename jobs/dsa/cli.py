@@ -249,8 +249,8 @@ def cmd_detect(args, settings: Settings) -> int:
 
 # ---- evaluate --------------------------------------------------------------------------------------------
 def cmd_evaluate(args, settings: Settings) -> int:
-    from lakehouse.cli import console, err
     from jobs.dsa.evaluation import evaluate_methods
+    from lakehouse.cli import console, err
 
     try:
         summary, detail = evaluate_methods(settings, args.methods, Path(args.truth or settings.truth_root),
@@ -274,8 +274,8 @@ def cmd_evaluate(args, settings: Settings) -> int:
 
 # ---- plot ------------------------------------------------------------------------------------------------
 def cmd_plot(args, settings: Settings) -> int:
-    from lakehouse.cli import console, err
     from jobs.dsa.plot import plot_anomaly
+    from lakehouse.cli import console, err
 
     try:
         path = plot_anomaly(settings, args.anomaly, Path(args.out), args.days)

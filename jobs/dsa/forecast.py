@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from jobs.dsa.costs import LEAVES
 from jobs.dsa.budget import BUDGETS, latest_budgets
+from jobs.dsa.costs import LEAVES
 from lakehouse.transforms import month_of
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -151,10 +151,7 @@ def z_to_score(z: np.ndarray, direction: str) -> np.ndarray:
     """A robust z as a score in [0, 1]: ``2 Phi(|z|) - 1`` (0 at the expectation, -> 1 far outside); with
     ``direction='up'`` a value under its expectation scores 0."""
     zz = np.where(np.isfinite(z), z, 0.0)
-    if direction == "up":
-        zz = np.maximum(zz, 0.0)
-    else:
-        zz = np.abs(zz)
+    zz = np.maximum(zz, 0.0) if direction == "up" else np.abs(zz)
     from scipy.special import erf
 
     return erf(zz / math.sqrt(2.0))
@@ -180,7 +177,6 @@ def baseline_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams) -> dict[str,
 
     The seasonal-naive expectation of each day uses only the days before it, so it is computed once for the
     whole span the targets and their residual histories cover, then indexed."""
-    S = Y.shape[0]
     t = np.asarray(t, dtype=np.int64)
     lo = max(0, int(t.min()) - p.scale_days) if len(t) else 0
     span = np.arange(lo, int(t.max()) + 1 if len(t) else 0)
@@ -210,7 +206,6 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     1.4826 MAD of the log residuals (at least ``min_log_scale``). The upper bound is
     ``exp(location + z * scale)`` with ``z`` the one-sided normal quantile of ``level``; the expectation (for
     the impact) is ``P(spend on that weekday) * exp(location + scale^2 / 2)``, the log-normal mean."""
-    from scipy.special import ndtri
 
     S, n = Y.shape[0], len(t)
     H = p.fit_days
@@ -247,7 +242,7 @@ def lognormal_daily(Y: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekd
     # the noise: from week-apart differences of log spend where there are enough (they ignore a level shift,
     # which would otherwise widen the interval for a year), else from the residuals around the long-run level
     lag = 7
-    D = (L[:, :, :-lag] - L[:, :, lag:]) / np.sqrt(2.0) if H > lag else np.full(L.shape, np.nan)
+    D = (L[:, :, :-lag] - L[:, :, lag:]) / np.sqrt(2.0) if lag < H else np.full(L.shape, np.nan)
     pairs = np.sum(np.isfinite(D), axis=2)
     scale = np.where(pairs >= p.min_pairs, winsorized_scale(D, axis=2), winsorized_scale(R, axis=2))
     scale = np.maximum(np.nan_to_num(scale, nan=p.min_log_scale), p.min_log_scale)
@@ -375,7 +370,7 @@ def fit_week(Y: np.ndarray, origin: int, p: DetectorParams) -> dict[str, np.ndar
     shift = (lo - origin) % h
     df["ds"] = df["ds"] + pd.Timedelta(days=int(shift))
     sf = StatsForecast(models=[SeasonalExponentialSmoothingOptimized(season_length=p.season)], freq="D", n_jobs=1)
-    fc = sf.forecast(df=df, h=h, level=[lv for lv in levels], prediction_intervals=ConformalIntervals(
+    fc = sf.forecast(df=df, h=h, level=list(levels), prediction_intervals=ConformalIntervals(
         h=h, n_windows=windows, method="conformal_distribution"))
     fc = fc.sort_values(["unique_id", "ds"])
     ids = fc["unique_id"].to_numpy()
@@ -466,7 +461,7 @@ def count_cusum(N: np.ndarray, t: np.ndarray, p: DetectorParams, first_weekday: 
         last_zero = np.where(S <= 0, wcols[:, j][None, :], last_zero)
     # the change point: the day after the CUSUM was last 0 (Page's estimate)
     start = np.where(last_zero >= 0, last_zero + 1, wcols[:, 0][None, :])
-    flag = enough & (lam[0] > 0) & (S > p.count_h)
+    flag = enough & (lam[0] > 0) & (p.count_h < S)
     return {"flag": flag, "S": S, "start": start, "rate": lam[0]}
 
 
@@ -517,10 +512,7 @@ def detect(Y: np.ndarray, targets: np.ndarray, p: DetectorParams, first_weekday:
     # not enough history: no decision
     judged = (t[None, :] - started[:, None] >= p.min_history) & np.isfinite(exp)
     y = Y[:, t]
-    if p.direction == "up":
-        dflag = judged & (y > hi)
-    else:
-        dflag = judged & ((y > hi) | (y < lo))
+    dflag = judged & (y > hi) if p.direction == "up" else judged & ((y > hi) | (y < lo))
     flag = dflag.copy()
     rule = np.where(dflag, 1, 0)
     window = np.where(dflag, 1, 0)

@@ -126,7 +126,8 @@ def step(open_: dict[str, Episode], seg_index: dict[str, int], day: int, Y: np.n
     """Advance every segment by one day.
 
     ``Y`` and ``E`` are (series, days) actual and expected spend; ``flag``, ``score``, ``start``, ``window``
-    and ``rule`` (:data:`RULES` codes) the detector's output for ``day`` (one value per series); ``new`` whether the new-service rule fires.
+    and ``rule`` (:data:`RULES` codes) the detector's output for ``day`` (one value per series); ``new``
+    whether the new-service rule fires.
     ``open_`` maps a segment key to its open episode and is updated in place. Returns (episodes that changed
     on this day, episodes closed on it)."""
     touched: list[Episode] = []

@@ -41,7 +41,7 @@ def _fit_forecast(df: pd.DataFrame, h: int, levels: list[int], method: str) -> p
         except Exception:  # a series too short for the model: fall back to the naive
             sf = StatsForecast(models=[Naive()], freq="MS", n_jobs=1)
             fc = sf.forecast(df=g, h=h, level=levels)
-        col = [c for c in fc.columns if c not in ("unique_id", "ds") and "-lo-" not in c and "-hi-" not in c][0]
+        col = next(c for c in fc.columns if c not in ("unique_id", "ds") and "-lo-" not in c and "-hi-" not in c)
         tidy = pd.DataFrame({"unique_id": uid, "ds": fc["ds"], "mean": fc[col].to_numpy()})
         for lv in levels:
             tidy[f"lo-{lv}"] = fc[f"{col}-lo-{lv}"].to_numpy()

@@ -27,8 +27,16 @@ import numpy as np
 import pandas as pd
 
 from models.dsa.detect import DetectorParams, Scores, detect
-from models.dsa.episodes import (Episode, EpisodeParams, anomaly_id, new_service, root_causes, segment_key, severity,
-                                 step)
+from models.dsa.episodes import (
+    Episode,
+    EpisodeParams,
+    anomaly_id,
+    new_service,
+    root_causes,
+    segment_key,
+    severity,
+    step,
+)
 
 #: Leaf label columns (a leaf is one distinct combination of these).
 LEAF_COLUMNS = ("source", "department", "vendor", "service", "account", "resource", "recurring", "tags")

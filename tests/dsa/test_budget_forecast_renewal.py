@@ -54,8 +54,8 @@ def test_budget_vs_actual_variance_forecast_and_alerts(cfg):
 def test_roi_and_payback(cfg):
     monthly = pd.DataFrame([{"month": f"2024-{m:02d}", "vendor": "Atlas Remote Inc.", "service": "s", "cost": 2000.0}
                             for m in range(1, 7)])
-    row = [r for r in budget.roi_rows(monthly, "2024-12", cfg) if r["line"] == "Atlas Remote Inc."][0]
-    line = [b for b in cfg.benefits if b.line == "Atlas Remote Inc."][0]
+    row = next(r for r in budget.roi_rows(monthly, "2024-12", cfg) if r["line"] == "Atlas Remote Inc.")
+    line = next(b for b in cfg.benefits if b.line == "Atlas Remote Inc.")
     assert row["months_paid"] == 6 and row["cost"] == 12000.0 and row["benefit"] == 6 * line.monthly_benefit
     assert row["roi_pct"] == round((6 * line.monthly_benefit - 12000) / 12000 * 100, 2)
     assert row["payback_months"] == round(12000 / line.monthly_benefit, 2)
@@ -66,7 +66,8 @@ def test_forecast_intervals_nest_and_the_backtest_scores_both_methods(cfg):
     months = [f"{2023 + (i // 12)}-{i % 12 + 1:02d}" for i in range(24)]
     monthly = pd.DataFrame({"department": "hosting", "month": months,
                             "spend": 10000 * (1 + 0.01 * np.arange(24)) * rng.lognormal(0, 0.05, 24)})
-    from models.dsa.forecast import backtest, forecast as fc, summary
+    from models.dsa.forecast import backtest, summary
+    from models.dsa.forecast import forecast as fc
 
     out = fc(monthly, 12, [80, 95])
     assert set(out["method"]) == {"model", "baseline"} and out["horizon"].max() == 12
@@ -110,7 +111,8 @@ def test_the_renewal_packet_of_a_vendor(cfg):
     name = renewal.vendor_name(found[0]["data"], vendors)
     anomalies = pd.DataFrame([{"anomaly_id": "a1", "segment": "Atlas Remote Inc.", "top_root_cause": None,
                                "alerted": True, "start_date": date(2025, 3, 3), "total_impact": 500.0},
-                              {"anomaly_id": "a2", "segment": "service_desk", "top_root_cause": "vendor:Atlas Remote Inc.",
+                              {"anomaly_id": "a2", "segment": "service_desk",
+                               "top_root_cause": "vendor:Atlas Remote Inc.",
                                "alerted": True, "start_date": date(2023, 1, 3), "total_impact": 50.0}])
     p = renewal.packet(found[0], name, monthly, budgets, anomalies, cfg)
     total = sum(2000.0 + 100 * i for i in range(12))

@@ -56,7 +56,8 @@ def test_expenses_map_to_focus_columns():
 
 
 def _ent(**kw):
-    base = {"entitlement_id": "EN-1", "client_id": "CL-1", "vendor": "Microsoft", "sku_id": "s", "sku_part_number": "SPB",
+    base = {"entitlement_id": "EN-1", "client_id": "CL-1", "vendor": "Microsoft", "sku_id": "s",
+            "sku_part_number": "SPB",
             "sku_name": "M365 Business Premium", "seats": 10, "unit_price": "22.00", "term_months": 12,
             "billing_frequency": "monthly", "billing_model": "nce", "start_date": "2024-01-31",
             "renewal_date": "2025-01-31", "auto_renew": True, "status": "active",
@@ -71,7 +72,8 @@ def test_licences_bill_monthly_on_the_start_day_and_annually_on_the_anniversary(
         _ent(entitlement_id="EN-3", status="cancelled"),
         # a seat change exported on 2024-03-15 applies from that day on
         _ent(entitlement_id="EN-4", start_date="2024-01-20", seats=5),
-        _ent(entitlement_id="EN-4", start_date="2024-01-20", seats=7, updated_at="2024-03-15T00:00:00", dt="2024-03-15"),
+        _ent(entitlement_id="EN-4", start_date="2024-01-20", seats=7, updated_at="2024-03-15T00:00:00",
+             dt="2024-03-15"),
     ])
     days = costs.day_range(date(2024, 1, 1), date(2025, 3, 1))
     out = costs.licence_lines(ents, costs.billing_days(days), cfg.licence_department).to_pyarrow().to_pylist()

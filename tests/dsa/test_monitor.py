@@ -58,7 +58,7 @@ def _current(res):
 
 
 def test_a_resource_spike_is_alerted_once_at_the_resource_and_covers_its_aggregates(backfill):
-    cfg, _, cube, _, res = backfill
+    res = backfill[4]
     cur = _current(res)
     day = FIRST + timedelta(days=200)
     spike = cur[(cur["start_date"] == day)]

@@ -67,5 +67,6 @@ def test_the_commands_answer(pipeline_lake, capsys):
     assert cli.cmd_budget(argparse.Namespace(month=None), pipeline_lake) == 0
     assert cli.cmd_anomalies(argparse.Namespace(days=90, all=True, limit=5, anomaly=None, evaluate=False,
                                                 truth=None, tolerance=2), pipeline_lake) == 0
-    assert cli.cmd_forecast(argparse.Namespace(backtest=False, department=None, method="model"), pipeline_lake) in (0, 1)
+    forecast = argparse.Namespace(backtest=False, department=None, method="model")
+    assert cli.cmd_forecast(forecast, pipeline_lake) in (0, 1)
     assert "Budget vs actual" in capsys.readouterr().out

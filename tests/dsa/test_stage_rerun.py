@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
+
 import schemas
 from tests.dsa.conftest import arrow
 
@@ -25,6 +26,7 @@ def _inputs():
         day = FIRST + timedelta(days=d)
         ts = f"{day.isoformat()} 00:00:00"
         nxt = f"{(day + timedelta(days=1)).isoformat()} 00:00:00"
+        next_month = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
         for res, level in (("arn:aws:s3:::b1", 6.0), ("arn:aws:s3:::b2", 9.0)):
             cost = level * (0.7 if day.weekday() >= 5 else 1.0) * rng.lognormal(0, 0.08)
             if res.endswith("b1") and d == 100:
@@ -33,7 +35,7 @@ def _inputs():
             focus.append({"id": n, "billed_cost": f"{cost:.11f}", "effective_cost": f"{cost:.11f}",
                           "list_cost": f"{cost:.11f}", "billing_account_id": "1", "billing_currency": "USD",
                           "billing_period_start": f"{day.replace(day=1).isoformat()} 00:00:00",
-                          "billing_period_end": f"{(day.replace(day=28) + timedelta(days=4)).replace(day=1).isoformat()} 00:00:00",
+                          "billing_period_end": f"{next_month.isoformat()} 00:00:00",
                           "charge_category": "Usage", "charge_frequency": "Usage-Based",
                           "charge_period_start": ts, "charge_period_end": nxt, "invoice_issuer_name": "AWS",
                           "provider_name": "AWS", "publisher_name": "AWS", "service_category": "Storage",
