@@ -107,7 +107,7 @@ class LakehouseStack(cdk.Stack):
             resources=["*"], conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                                                      f"arn:aws:logs:{self.region}:{self.account}:*"}}))
         self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AlarmsToTopic", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+            sid="ServicesWritingToEncryptedTopicAndQueues", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"),
                                              iam.ServicePrincipal("events.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
 
@@ -253,7 +253,8 @@ class LakehouseStack(cdk.Stack):
 
     # ---- EventBridge ------------------------------------------------------------------------------------------
     def _queue(self, logical: str, name: str, *, retention: cdk.Duration, **extra) -> sqs.Queue:
-        return sqs.Queue(self, logical, queue_name=name, encryption=sqs.QueueEncryption.SQS_MANAGED,
+        return sqs.Queue(self, logical, queue_name=name, encryption=sqs.QueueEncryption.KMS,
+                         encryption_master_key=self.key, data_key_reuse=cdk.Duration.hours(1),
                          enforce_ssl=True, retention_period=retention, visibility_timeout=cdk.Duration.minutes(5),
                          **extra)
 
@@ -380,7 +381,6 @@ class LakehouseStack(cdk.Stack):
                 for kind in ("dag_processing_logs", "scheduler_logs", "task_logs", "webserver_logs", "worker_logs")}))
         for dep in deployments:
             env.node.add_dependency(dep)
-        env.node.add_dependency(role)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
