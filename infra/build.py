@@ -108,7 +108,7 @@ def build_wheel(out: Path) -> Path:
         old.unlink()
     work = out / ".wheel-build"
     shutil.rmtree(work, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
                     "-w", str(work), str(ROOT)], check=True)
     (built,) = work.glob(f"{DIST}-*.whl")
     if built.name != wheel_file_name():

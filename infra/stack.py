@@ -107,8 +107,8 @@ class LakehouseStack(cdk.Stack):
             resources=["*"], conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                                                      f"arn:aws:logs:{self.region}:{self.account}:*"}}))
         self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="ServicesWritingToEncryptedTopicAndQueues", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                                             iam.ServicePrincipal("events.amazonaws.com")],
+            sid="ServicesWritingToEncryptedTopicAndQueues",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
 
         # ---- S3 ------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class Engine:
         """An Arrow table (or pandas frame) as a table expression of this engine."""
         import ibis
 
-        return ibis.memtable(table, name=self._name(hint))
+        return ibis.memtable(table)  # ibis 12: memtable() takes no name
 
     def to_arrow(self, expr: ibis.Table) -> pa.Table:
         return self.con.to_pyarrow(expr)

@@ -2,8 +2,9 @@
 the day.
 
 **The day** (:class:`DayProblem`). Time is counted in minutes from the shift start of the day
-(``ram.workday_start_utc_hour``). Each technician at work has a capacity (scheduled minus PTO minutes) and a
-backlog (minutes of work already queued); each ticket has a release (its creation, 0 if earlier), an
+(``ram.workday_start_utc_hour``). Each technician at work has a capacity (scheduled minus PTO minutes, or the
+hours they really worked per day lately when more, :func:`recent_hours`) and a backlog (minutes of work
+already queued); each ticket has a release (its creation, 0 if earlier), an
 estimated effort (:func:`jobs.ram.data.effort_estimates`) and, for onsite work, the round trip from the
 technician's home (haversine × ``ram.road_factor`` at ``ram.speed_kmh``). A technician may take a ticket
 only with the required skill at the required level or above (hard). Work planned past a technician's shift
@@ -17,15 +18,18 @@ spills to the next day's shift: its wall-clock end jumps overnight, which the SL
 * skill gap: levels above the one required × estimated hours × ``ram.skill_gap_weight`` (senior time on easy
   work is a margin leak [R18]);
 * travel: km driven to onsite work × ``ram.travel_weight_per_km``;
-* load imbalance: the spread (max − min) of the technicians' planned load in % of capacity ×
-  ``ram.imbalance_weight``, and hours planned past a shift × ``ram.spill_weight_per_hour``;
+* load imbalance: the points by which each technician's planned load, in % of capacity, exceeds the team's
+  mean × ``ram.imbalance_weight`` (the spread max − min is reported too);
 * a ticket left unassigned (nobody qualified at work) costs ``ram.unassigned_weight``.
 
-**Baseline** (:func:`greedy`): earliest SLA due first, each ticket to the least-loaded qualified technician
-(load in % of capacity), worked in that order (DOMAIN.md section 3). **Optimiser** (:func:`solve`): CP-SAT
-with one optional interval per (ticket, qualified technician), no overlap per technician, release times,
-and the cost above; the greedy plan is its starting hint, so it never returns a worse plan. With one worker
-and a deterministic time limit (``ram.assign_deterministic_limit``) the same day gives the same plan.
+Both planners work in **dispatch rounds** (:func:`rounds`): the tickets waiting at the shift start, then those
+created in each ``ram.assign_window_minutes``; a round knows only its own tickets and what earlier rounds
+committed. **Baseline** (:func:`greedy`): earliest SLA due first, each ticket to the least-loaded qualified
+technician (load in % of capacity), appended to their queue (DOMAIN.md section 3). **Optimiser**
+(:func:`solve`): per round a CP-SAT model of the cost above over optional intervals per (ticket, candidate
+technician), with the technicians' unstarted queues re-sequenced; the baseline's picks are its hint. With one
+worker, a fixed seed and a deterministic time limit per round (``ram.assign_deterministic_limit``) the same
+day gives the same plan.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.quality.suite import GROUP_TYPES, PASSES_BLOCKING, Derived, Rule, Suite
-from schemas import LINEAGE_COLUMNS, Column, Dataset, raw_text_column
+from schemas import LINEAGE_COLUMNS, Dataset, raw_text_column
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis

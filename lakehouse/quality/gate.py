@@ -91,21 +91,33 @@ def output_datasets(ds: Dataset) -> tuple[Dataset, Dataset]:
 
 @dataclass
 class Parents:
-    """The lookup tables of the suites (keys of published parents), built once per parent snapshot and
-    cached by the engine: ``processed.clients`` is looked up by most datasets. A parent re-published in the
-    same run has a new snapshot, so its children see the new rows."""
+    """What the stage's datasets share: the lookup tables of the suites (keys of published parents), built
+    once per parent snapshot and cached by the engine (``processed.clients`` is looked up by most datasets),
+    and the tables' current snapshots, read from the catalog once and updated by the stage's own commits (a
+    catalog read costs 20-80 ms here, and a dataset needs a dozen). A parent re-published in the same run has
+    a new snapshot, so its children see the new rows."""
 
     ctx: RunContext
     resolve: Callable[[str], Dataset] = schemas.get
     cache: dict[tuple, Any] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    snapshots: dict[str, int | None] = field(default_factory=dict)
 
-    def snapshot(self, qualified: str) -> int | None:
-        return self.ctx.lake.snapshot_id(self.resolve(qualified))
+    def snapshot(self, ds: str | Dataset) -> int | None:
+        ds = self.resolve(ds) if isinstance(ds, str) else ds
+        if ds.qualified_name not in self.snapshots:
+            self.snapshots[ds.qualified_name] = self.ctx.lake.snapshot_id(ds)
+        return self.snapshots[ds.qualified_name]
+
+    def write(self, ds: Dataset, rows: pa.Table, **kwargs: Any):
+        """``ctx.write``, remembering the snapshot it committed."""
+        result = self.ctx.write(ds, rows, replace=self.ctx.date_partitions(), **kwargs)
+        self.snapshots[ds.qualified_name] = result.snapshot_id
+        return result
 
     def table(self, d: Derived) -> ibis.Table:
         parent = self.resolve(d.lookup)
-        snap = self.ctx.lake.snapshot_id(parent)
+        snap = self.snapshot(parent)
         end = self.ctx.days[-1]
         key = (d.lookup, tuple(d.on.values()), d.value, d.name, snap, None if d.value else end)
         if key not in self.cache:
@@ -225,14 +237,14 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
                     "gating now would quarantine good rows as orphans")
         return
 
-    snap = ctx.lake.snapshot_id(ds)
+    snap = parents.snapshot(ds)
     ctx.consumed.setdefault(ds.qualified_name, snap)
     signature = input_signature(ctx, suite, snap, {q: parents.snapshot(q) for q in suite.lookups}, rejected)
     state = _load_state(ctx, ds)
     key = _days_key(days)
     previous = (state.get("runs") or {}).get(key)
     if (ctx.settings.get("platform.skip_unchanged") and previous and previous.get("signature") == signature
-            and all(ctx.lake.snapshot_id(d) == previous.get("outputs", {}).get(d.qualified_name)
+            and all(parents.snapshot(d) == previous.get("outputs", {}).get(d.qualified_name)
                     for d in (processed, quarantine))):
         result.status = "unchanged"
         result.warnings.append(f"raw snapshot, parents, suite, settings and code unchanged since run "
@@ -245,12 +257,12 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     present = {d: n for d, n in raw_rows.items() if d in days and n}
     _file_checks(rejected, cfg, result)
     if not present:
-        if _holds_rows(ctx, processed, days) or _holds_rows(ctx, quarantine, days):
-            _publish_empty(ctx, processed, quarantine, result)  # the days' exports are gone: so are their rows
+        if _holds_rows(ctx, parents, processed, days) or _holds_rows(ctx, parents, quarantine, days):
+            _publish_empty(parents, processed, quarantine, result)  # the days' exports are gone: so are their rows
         elif result.status != "failed":
             result.status = "no_data"
             result.warnings.append("no raw rows for the run's days: nothing to gate")
-        _remember(ctx, ds, state, key, signature, processed, quarantine, result)
+        _remember(ctx, parents, ds, state, key, signature, processed, quarantine, result)
         return
     _row_count_check(suite, raw_rows, cfg, result)
 
@@ -263,7 +275,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     stats = _file_stats(frame, suite)
     per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
     _retype_check(stats, suite, cfg, result)
-    _null_share_check(ctx, suite, snap, per_day, compared, cfg, result)
+    _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, result)
     _rule_results(suite, flag_totals, result)
     samples = _samples(frame, suite, cfg.sample_failing_rows) if any(flag_totals.values()) else {}
     for rule in result.rules:
@@ -275,10 +287,10 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     del frame
 
     # ---- audit (the dataset's GX Checkpoint on the staged processed batch), then publish ----------------------
-    from lakehouse.quality.audit import AuditFailed, audit_batch
+    from lakehouse.quality.audit import AuditFailed, audit_batch, gated_suite_config
 
     t = time.perf_counter()
-    config = {**suite.gx_config(), "name": processed.qualified_name}
+    config = gated_suite_config(processed, suite)
     try:
         audit = audit_batch(ctx, processed, good, config=config)
     except AuditFailed as exc:
@@ -297,8 +309,8 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     good = good.select(names).sort_by([(c, "ascending") for c in order])
     refused = refused.sort_by([("dt", "ascending"), ("_source_file", "ascending"), ("_row_number", "ascending")])
     # quarantine first: consumers never see a new processed day whose refused rows are not recorded
-    refused_write = ctx.write(quarantine, refused, replace=ctx.date_partitions())
-    written = ctx.write(processed, good, replace=ctx.date_partitions(), audit=False)  # audited above
+    refused_write = parents.write(quarantine, refused)
+    written = parents.write(processed, good, audit=False)  # audited above
     result.seconds["publish"] = round(time.perf_counter() - t, 3)
     _reconcile_output(per_day, written.partitions, refused_write.partitions, result)
     result.published = True
@@ -314,7 +326,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     if result.status == "passed" and (any(r["failed_rows"] and r["severity"] != "critical" for r in result.rules)
                                       or result.drift or result.rejected_files or totals["quarantined"]):
         result.status = "warned"
-    _remember(ctx, ds, state, key, signature, processed, quarantine, result)
+    _remember(ctx, parents, ds, state, key, signature, processed, quarantine, result)
 
 
 def staged_batch(settings, name: str, days: list[str]):
@@ -326,7 +338,7 @@ def staged_batch(settings, name: str, days: list[str]):
             batch_parameters={"dataframe": staged_batch(settings, "tickets", ["2024-03-01"])})
     """
     from lakehouse.context import RunContext
-    from lakehouse.quality.audit import gx_frame
+    from lakehouse.quality.audit import gated_suite_config, gx_frame
     from lakehouse.quality.suite import load_suite
 
     suite = load_suite(schemas.get(f"raw.{name}"))
@@ -338,7 +350,7 @@ def staged_batch(settings, name: str, days: list[str]):
         frame = ctx.engine.to_arrow(tagged_frame(raw.filter(raw.dt.isin(days)), suite, parents.table))
         good, _ = _outputs(frame, suite)
         processed = output_datasets(suite.dataset)[0]
-        return gx_frame(good, {**suite.gx_config(), "name": processed.qualified_name})
+        return gx_frame(good, gated_suite_config(processed, suite))
     finally:
         parents.release()
         ctx.close()
@@ -395,14 +407,14 @@ def _load_state(ctx: RunContext, ds: Dataset) -> dict[str, Any]:
         return {}
 
 
-def _remember(ctx: RunContext, ds: Dataset, state: dict[str, Any], key: str, signature: str, processed: Dataset,
-              quarantine: Dataset, result: DatasetResult) -> None:
+def _remember(ctx: RunContext, parents: Parents, ds: Dataset, state: dict[str, Any], key: str, signature: str,
+              processed: Dataset, quarantine: Dataset, result: DatasetResult) -> None:
     """Record what the run's days were decided from (a failed dataset records nothing: it is gated again)."""
     if result.status == "failed":
         return
     runs = dict(state.get("runs") or {})
     runs[key] = {"signature": signature, "run_id": ctx.run_id, "status": result.status,
-                 "outputs": {d.qualified_name: ctx.lake.snapshot_id(d) for d in (processed, quarantine)},
+                 "outputs": {d.qualified_name: parents.snapshot(d) for d in (processed, quarantine)},
                  "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_SIGNATURES:])
     ctx.lake.write_text(report.state_path(ds.name), json.dumps({"dataset": ds.name, "runs": runs}, indent=1))
@@ -420,15 +432,15 @@ def _raw_rows(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) -
     return {r["dt"]: r["dt_count"] for r in dts.group_by("dt").aggregate([("dt", "count")]).to_pylist()}
 
 
-def _holds_rows(ctx: RunContext, ds: Dataset, days: list[str]) -> bool:
-    snap = ctx.lake.snapshot_id(ds)
+def _holds_rows(ctx: RunContext, parents: Parents, ds: Dataset, days: list[str]) -> bool:
+    snap = parents.snapshot(ds)
     return snap is not None and ctx.lake.read_arrow(ds, {"dt": days}, snap, columns=["dt"]).num_rows > 0
 
 
-def _publish_empty(ctx: RunContext, processed: Dataset, quarantine: Dataset, result: DatasetResult) -> None:
+def _publish_empty(parents: Parents, processed: Dataset, quarantine: Dataset, result: DatasetResult) -> None:
     """The run's days have no raw rows any more (a corrected export is empty): their published rows go too."""
-    ctx.write(quarantine, quarantine.arrow_schema().empty_table(), replace=ctx.date_partitions())
-    ctx.write(processed, processed.arrow_schema().empty_table(), replace=ctx.date_partitions(), audit=False)
+    parents.write(quarantine, quarantine.arrow_schema().empty_table())
+    parents.write(processed, processed.arrow_schema().empty_table(), audit=False)
     result.counts = {"raw": 0, "processed": 0, "quarantined": 0, "duplicates": 0, "reconciled": True}
     result.published = True
     result.warnings.append("no raw rows for the run's days any more: their processed and quarantined rows were "
@@ -625,9 +637,12 @@ def _save_day_stats(ctx: RunContext, ds: Dataset, per_day: dict[str, dict[str, A
         ctx.lake.write_text(_stats_path(ds, month), json.dumps(dict(sorted(kept.items())), sort_keys=True))
 
 
-def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) -> dict[str, dict[str, Any]]:
+def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str],
+               raw_rows: dict[str, int]) -> dict[str, dict[str, Any]]:
     """Rows (without exact duplicates) and typed nulls per column of some days outside the run: from the
-    stats the gate kept when it published them, else read from the raw table itself."""
+    stats the gate kept when it published them, else read from the raw table itself (days without raw
+    rows have nothing to compare with)."""
+    days = [d for d in days if raw_rows.get(d)]
     out: dict[str, dict[str, Any]] = {}
     for month in sorted({d[:7] for d in days}):
         text = ctx.lake.read_text(_stats_path(ds, month))
@@ -649,7 +664,7 @@ def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str]) 
 
 
 def _null_share_check(ctx: RunContext, suite: Suite, snap: int | None, per_day: dict[str, dict[str, Any]],
-                      compared: list[str], cfg, result: DatasetResult) -> None:
+                      raw_rows: dict[str, int], cfg, result: DatasetResult) -> None:
     setting = suite.checks.get("null_share_jump") or {}
     step = _compare_step(setting)
     if setting.get("off") or step is None:
@@ -659,7 +674,8 @@ def _null_share_check(ctx: RunContext, suite: Suite, snap: int | None, per_day: 
     jump_max = float(setting.get("max", cfg.null_share_jump_max))
     compare = setting.get("compare", "previous_day")
     befores = {dt: (date.fromisoformat(dt) - timedelta(days=step)).isoformat() for dt in per_day}
-    outside = _day_stats(ctx, suite.dataset, snap, sorted({b for b in befores.values() if b not in per_day}))
+    outside = _day_stats(ctx, suite.dataset, snap, sorted({b for b in befores.values() if b not in per_day}),
+                         raw_rows)
     failures, n_compared = [], 0
     for dt in sorted(per_day):
         day = per_day[dt]
@@ -736,16 +752,16 @@ def _samples(frame: pa.Table, suite: Suite, n: int) -> dict[str, list[dict[str, 
 
 
 def _outputs(frame: pa.Table, suite: Suite) -> tuple[pa.Table, pa.Table]:
-    """(processed rows with the columns their rules read, for the audit; quarantined rows as source text)."""
+    """(processed rows with the derived columns their rules read, for the audit; quarantined rows as source
+    text)."""
     import pyarrow.compute as pc
 
     dup, quarantined = frame.column(DUP), frame.column(QUARANTINED)
-    extras = [raw_text_column(c.name) for c in suite.dataset.data_columns if c.type != "string"]
-    extras += [d.name for d in suite.derived] + [PASSES_BLOCKING]
+    extras = [d.name for d in suite.derived] + [PASSES_BLOCKING]
     keep = processed_columns(suite) + [c for c in extras if c not in processed_columns(suite)]
     good = frame.filter(pc.and_(pc.invert(dup), pc.invert(quarantined))).select(keep)
     refused = frame.filter(quarantined)
-    names = {name: src for name, src in Layout(suite).text_columns()}
+    names = dict(Layout(suite).text_columns())
     rest = ["_rules_broken", "_severity", "_rules_warned", *LINEAGE, *suite.dataset.partition_by]
     refused = refused.select([*names.values(), *rest]).rename_columns([*names, *rest])
     return good, refused

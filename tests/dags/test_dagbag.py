@@ -276,7 +276,7 @@ def test_glue_runner_submits_then_waits_without_a_worker_slot_then_records(setti
                         keep=msp.of_source("psa"))
     submit, wait = dag.get_task("ingest.submit"), dag.get_task("ingest.wait")
     assert isinstance(submit, GlueJobOperator) and isinstance(wait, GlueJobSensor)
-    assert submit.job_name == "msp-stage-runner" == wait.job_name
+    assert submit.job_name == orch.glue_job_name(aws, "ingest") == wait.job_name  # the stage's own job
     assert submit.script_location == "s3://scripts/msp/glue_entry.py"
     assert submit.wait_for_completion is False and submit.deferrable is False
     # deferrable where the provider's triggers can run (aiobotocore), else rescheduled: never a busy worker

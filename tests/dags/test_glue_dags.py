@@ -122,13 +122,21 @@ def glue_scenario(airflow_db, tmp_path_factory):
     bucket = f"msp-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     lake_root = f"s3://{bucket}/lake"
-    glue.create_job(  # what infra/stack.py deploys: one stage-runner job, the lake in its default arguments
-        Name=JOB, Role="arn:aws:iam::123456789012:role/msp-glue", GlueVersion="5.0",
-        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/glue_entry.py", "PythonVersion": "3"},
-        DefaultArguments={"--msp_profile": "aws", "--lake_root": lake_root, "--landing_root": f"s3://{bucket}/landing"})
     site = work / "site"
     harness.write_agent_package(site, "zz", reads=(), noop=True)
     harness.write_agent_package(site, "zf", reads=(), fail="blocking expectation failed")
+    with harness.agent_on_path(site):
+        from tests.conftest import make_settings
+
+        cfg = make_settings(work / "names")
+        jobs = {stage: orch.glue_job_name(cfg, stage) for stage in ("zz.count", "zf.count", "ingest")}
+    for name in set(jobs.values()):  # what infra/stack.py deploys: a job per unit, the lake in its defaults
+        glue.create_job(
+            Name=name, Role="arn:aws:iam::123456789012:role/msp-glue", GlueVersion="5.0",
+            Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/glue_entry.py",
+                     "PythonVersion": "3"},
+            DefaultArguments={"--msp_profile": "aws", "--lake_root": lake_root,
+                              "--landing_root": f"s3://{bucket}/landing"})
     env |= {"MSP_PROFILE": "aws", "MSP_LAKE_ROOT": lake_root, "MSP_LANDING_ROOT": f"s3://{bucket}/landing",
             "MSP_GLUE_SCRIPTS_LOCATION": f"s3://{bucket}/scripts/", "MSP_AIRFLOW__GLUE_POKE_SECONDS": "5"}
     runs = [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-02"}},
@@ -138,10 +146,10 @@ def glue_scenario(airflow_db, tmp_path_factory):
     try:
         out = DagRunner(airflow_db, work).run("aws", runs, work / "home", play_glue=True, extra_path=[str(site)],
                                               **env)
-        job_runs = glue.get_job_runs(JobName=JOB)["JobRuns"]
+        job_runs = {stage: [r for r in glue.get_job_runs(JobName=name)["JobRuns"] if r["Arguments"]["--stage"] == stage]
+                    for stage, name in jobs.items()}
         yield {"out": out, "runs": {r["dag_id"]: r for r in out["runs"]}, "s3": s3, "bucket": bucket,
-               "lake_root": lake_root, "job_runs": {stage: [r for r in job_runs if r["Arguments"]["--stage"] == stage]
-                                                   for stage in ("zz.count", "zf.count", "ingest")}}
+               "lake_root": lake_root, "job_runs": job_runs}
     finally:
         server.stop()
 

@@ -110,7 +110,7 @@ def test_one_rule_per_declared_route_into_the_consumers_inbox_with_dead_letter_q
     rules = {p["Name"]: p for p in resources(template, "AWS::Events::Rule").values() if "EventBusName" in p}
     routes = aws_names.routes()
     assert set(rules) == {NAMES.rule(t, a) for t, a, _ in routes}
-    queues = {k: p for k, p in resources(template, "AWS::SQS::Queue").items()}
+    queues = dict(resources(template, "AWS::SQS::Queue"))
     by_name = {p["QueueName"]: k for k, p in queues.items()}
     (bus,) = resources(template, "AWS::Events::EventBus").values()
     assert bus["Name"] == NAMES.event_bus

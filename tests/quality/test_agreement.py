@@ -13,13 +13,14 @@ import warnings
 from decimal import Decimal
 
 import pyarrow as pa
+
 from lakehouse.quality.audit import comparable
 from lakehouse.quality.compile import failure
 from lakehouse.quality.gx import expectation_suite, gx_context
 from lakehouse.quality.suite import ROW_TYPES, _rule
 
 N = None
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FRAME = pa.table({
     "s": pa.array(["x", "xy", None, "z", "x", "abc", "y", None, "Z", ""], pa.string()),
     "n": pa.array([1.0, 10.0, None, -1.0, 0.0, 10.5, 5.0, 7.0, None, 3.0], pa.float64()),
@@ -84,9 +85,9 @@ RULES = [
     ("expect_column_values_to_be_between", {"column": "n", "max_value": 5, "row_condition": {
         "type": "and", "conditions": [NN, {"type": "comparison", "column": {"name": "s"}, "operator": "IN",
                                            "parameter": ["x", "xy", "abc"]}]}}),
-    ("expect_column_values_to_not_be_null", {"column": "a", "row_condition": {
-        "type": "or", "conditions": [{"type": "comparison", "column": {"name": "m"}, "operator": "<", "parameter": 3},
-                                     {"type": "comparison", "column": {"name": "m"}, "operator": "<=", "parameter": 6}]}}),
+    ("expect_column_values_to_not_be_null", {"column": "a", "row_condition": {"type": "or", "conditions": [
+        {"type": "comparison", "column": {"name": "m"}, "operator": "<", "parameter": 3},
+        {"type": "comparison", "column": {"name": "m"}, "operator": "<=", "parameter": 6}]}}),
     ("expect_column_values_to_not_be_null", {"column": "n", "row_condition": {
         "type": "comparison", "column": {"name": "ok"}, "operator": "==", "parameter": True}}),
     ("expect_column_values_to_not_be_null", {"column": "c2", "row_condition": {

@@ -11,7 +11,7 @@ import pytest
 from lakehouse.quality.compile import CompileError, strptime_format, typed_frame
 from schemas import LINEAGE_COLUMNS, Column, Dataset
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def read(columns: list[Column], rows: list[tuple], null_tokens=()) -> list[dict]:
