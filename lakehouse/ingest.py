@@ -8,27 +8,42 @@ recorded with its own, so the lake itself says which files it holds; ingesting t
 nothing, and a corrected export replaces that day.
 
 Raw rows keep every source value as text plus ``_source_file``, ``_source_hash``, ``_row_number``,
-``_row_hash``, ``_ingested_at`` and ``_run_id``. A malformed file (undecodable bytes, ragged rows, broken
-JSON, a declared column missing from the header, an unreadable PDF) is rejected whole, reported with its
-name, line and reason in ``quarantine.rejected_files``, and the other files still load. Columns that a file
-adds beyond the declaration are reported as schema drift warnings.
+``_row_hash``, ``_ingested_at`` and ``_run_id``.
 
-Each dataset's days are committed in one snapshot; the rejected files of the run in one more, first, so that
-a crash between the two makes the next run see a day whose files it does not all know and ingest it again.
+Every file of a dataset's landing folder is loaded, seen before, or rejected with a reason:
+
+* a line that cannot be read as a row (a truncated or ragged CSV line, an unbalanced quote, a broken JSON
+  line, bytes that are not UTF-8, an oversized field) goes to ``quarantine.rejected_lines`` with the file,
+  the line, the reason and its text; the file's other rows load;
+* a file that cannot be read at all (an empty file, a header that is not UTF-8, a declared column missing
+  from the header, a header that repeats a column, the wrong delimiter, an unreadable PDF) and a file whose
+  name holds no export date, or an impossible one (``2024-13-45``), or a date after today, go to
+  ``quarantine.rejected_files`` with the reason (undated files under ``dt = 'undated'``);
+* columns that a file adds beyond the declaration are reported as schema drift warnings; a gzip-compressed
+  file named ``.csv`` is decompressed (with a warning).
+
+Each dataset's days are committed in one snapshot; the rejected files and rejected lines of the run in one
+snapshot each, first, so that a crash before the raw commit makes the next run see a day whose files it does
+not all know and ingest it again (a file is known by its raw rows, its rejection, or, when none of its rows
+loaded, its rejected lines).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 import schemas
@@ -40,7 +55,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DATE_IN_PATH = re.compile(r"(\d{4}-\d{2}-\d{2})")
 REJECTED = "quarantine.rejected_files"
+REJECTED_LINES = "quarantine.rejected_lines"
+#: ``dt`` of the rejected files whose name holds no (valid) export date.
+UNDATED = "undated"
 SEP = "\x1f"
+#: Characters of a rejected line's text that are kept.
+LINE_TEXT_MAX = 4096
+#: Delimiters a CSV export may have been written with instead of a comma.
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 class MalformedFile(ValueError):
@@ -51,10 +73,27 @@ class MalformedFile(ValueError):
         self.column = column
 
 
+@dataclass(frozen=True)
+class BadLine:
+    """A line of a file that was not read as a row."""
+
+    line: int  # physical line where the record starts (1 = the header of a CSV)
+    record: int  # its position among the file's data records (1 = the first)
+    reason: str
+    text: str
+
+
 @dataclass
 class Parsed:
     rows: list[list[str | None]] = field(default_factory=list)  # data columns in declared order
     warnings: list[str] = field(default_factory=list)
+    #: the data record number of each row (1 = the first record of the file, rejected ones counted)
+    numbers: list[int] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+
+    def add(self, row: list[str | None], number: int) -> None:
+        self.rows.append(row)
+        self.numbers.append(number)
 
 
 @dataclass(frozen=True)
@@ -80,22 +119,37 @@ class Landing:
             self._base = str(Path(self.root).resolve())
 
     def files(self, ds: Dataset) -> list[LandingFile]:
+        """The files of a dataset's folder whose name holds a valid export date."""
+        return self.listing(ds)[0]
+
+    def listing(self, ds: Dataset) -> tuple[list[LandingFile], list[tuple[str, str]]]:
+        """(files with a valid export date, (file, reason) of those without one). Hidden files (partial
+        uploads, editor files) are not part of the landing area."""
         folder = f"{self._base}/{ds.source}/{ds.name}"
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
         except FileNotFoundError:
-            return []
-        out = []
+            return [], []
+        out, undated = [], []
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
             below = info.path[len(folder) + 1:]
             if below.startswith(".") or "/." in below:
                 continue  # partial uploads and editor files
+            relative = info.path[len(self._base) + 1:]
             m = DATE_IN_PATH.search(below)
-            if m:
-                out.append(LandingFile(ds.name, info.path[len(self._base) + 1:], m.group(1)))
-        return sorted(out, key=lambda f: (f.dt, f.relative))
+            if not m:
+                undated.append((relative, f"no export date (YYYY-MM-DD) in the file name {below!r}; the export "
+                                          "day of a file is the first date in its name"))
+                continue
+            try:
+                date.fromisoformat(m.group(1))
+            except ValueError:
+                undated.append((relative, f"impossible export date {m.group(1)!r} in the file name {below!r}"))
+                continue
+            out.append(LandingFile(ds.name, relative, m.group(1)))
+        return sorted(out, key=lambda f: (f.dt, f.relative)), sorted(undated)
 
     def read(self, relative: str) -> bytes:
         with self.fs.open_input_stream(f"{self._base}/{relative}") as fh:
@@ -108,9 +162,57 @@ def _decode(data: bytes) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise MalformedFile(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                                  "re-export the file as UTF-8") from None
+        raise MalformedFile(line, _not_utf8(data, exc.start)) from None
     return text.removeprefix("\ufeff")
+
+
+def _not_utf8(data: bytes, offset: int) -> str:
+    what = ("a UTF-16 file" if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else f"byte 0x{data[offset]:02x} at offset {offset}")
+    return f"not valid UTF-8 ({what}); re-export the file as UTF-8"
+
+
+def _decode_lenient(data: bytes) -> str:
+    """The text of a file; bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``), so that
+    only the lines holding them are refused. A file that is not UTF-8 from its first bytes (UTF-16) is
+    refused whole."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff") or exc.start == 0:
+            raise MalformedFile(1, _not_utf8(data, exc.start)) from None
+        return data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _bad_bytes(text: str) -> str | None:
+    """The reason a text holding undecodable bytes is refused, or None."""
+    m = _SURROGATE.search(text)
+    if not m:
+        return None
+    return f"not valid UTF-8 (byte 0x{ord(m.group()) - 0xDC00:02x}); re-export the file as UTF-8"
+
+
+def _shown(text: str) -> str:
+    """A line's text as it can be stored: undecodable bytes as ``\\xNN``, at most ``LINE_TEXT_MAX`` chars."""
+    text = text.rstrip("\r\n")
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if len(text) <= LINE_TEXT_MAX else text[:LINE_TEXT_MAX] + f"... ({len(text):,} characters)"
+
+
+def _unzipped(data: bytes, warnings: list[str]) -> bytes:
+    """The bytes of a file; a gzip-compressed export named like a plain one is decompressed."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        out = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise MalformedFile(None, f"gzip-compressed but unreadable ({exc}); re-export the file") from None
+    warnings.append("the file is gzip-compressed although its name does not say so; decompressed and loaded")
+    return out
 
 
 def _header_columns(ds: Dataset, header: list[str], warnings: list[str]) -> list[int | None]:
@@ -122,32 +224,110 @@ def _header_columns(ds: Dataset, header: list[str], warnings: list[str]) -> list
     declared = [c.name for c in ds.data_columns]
     missing = [c for c in declared if c not in names]
     if missing:
+        wrong = _other_delimiter(ds, header)
+        if wrong:
+            raise MalformedFile(1, wrong)
+        keys = [c for c in missing if c in ds.primary_key]
+        missing = keys + [c for c in missing if c not in keys]  # the key column first: it decides fail_on_drift
         raise MalformedFile(1, f"schema drift: declared column(s) {', '.join(missing)} missing from the header "
-                               "(removed or renamed upstream)", missing[0])
+                               f"(removed or renamed upstream)" + (f"; key column {keys[0]}" if keys else ""),
+                            missing[0])
     added = [n for n in names if n not in declared]
     if added:
         warnings.append(f"schema drift: column(s) {', '.join(added)} not declared; accepted and ignored")
     return [names.index(c) for c in declared]
 
 
+def _other_delimiter(ds: Dataset, header: list[str]) -> str | None:
+    """Why a header that lacks declared columns looks written with another delimiter than a comma."""
+    line = ",".join(header)
+    declared = {c.name for c in ds.data_columns}
+    best, found = None, 0
+    for delimiter in OTHER_DELIMITERS:
+        names = {ds.renames.get(h.strip(), h.strip()) for h in line.split(delimiter)}
+        hits = len(names & declared)
+        if line.count(delimiter) and hits > found:
+            best, found = delimiter, hits
+    if best is None or found < 2:
+        return None
+    return (f"wrong delimiter: the header is separated by {best!r} ({OTHER_DELIMITERS[best]}), not ','; "
+            f"{found} of {len(declared)} declared columns read with {best!r}; re-export the file comma-separated")
+
+
+def _physical_lines(text: str) -> list[str]:
+    """Lines with their ending (only ``\\n`` ends a line: ``str.splitlines`` would also split at form feeds
+    and other control characters that may sit inside a field)."""
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
 def parse_csv(ds: Dataset, data: bytes) -> Parsed:
-    text = _decode(data)
+    out = Parsed()
+    text = _decode_lenient(_unzipped(data, out.warnings))
     if not text.strip():
         raise MalformedFile(1, "empty file: no header row")
-    out = Parsed()
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
-        positions = _header_columns(ds, header, out.warnings)
-        width = len(header)
-        for row in reader:
-            if len(row) != width:
-                if not row:
-                    continue  # a blank line
-                raise MalformedFile(reader.line_num, f"expected {width} fields, found {len(row)}")
-            out.rows.append([row[i] for i in positions])
     except csv.Error as exc:
-        raise MalformedFile(reader.line_num, f"CSV syntax error: {exc}") from None
+        raise MalformedFile(1, f"CSV syntax error in the header: {exc}") from None
+    if _bad_bytes(",".join(header)):
+        raise MalformedFile(1, f"header {_bad_bytes(','.join(header))}")
+    positions = _header_columns(ds, header, out.warnings)
+    width = len(header)
+    header_lines = reader.line_num
+    try:  # the fast path: every record reads as a row of the header's width
+        for row in reader:
+            if not row:
+                continue  # a blank line
+            if len(row) != width or _bad_bytes(SEP.join(row)):
+                break
+            out.add([row[i] for i in positions], len(out.rows) + 1)
+        else:
+            return out
+    except csv.Error:
+        pass
+    return _parse_csv_lines(text, header_lines, width, positions, out)
+
+
+def _parse_csv_lines(text: str, header_lines: int, width: int, positions: list[int | None], out: Parsed) -> Parsed:
+    """Record by record: a record that does not read as a row of ``width`` fields is refused alone. A record
+    whose quote stays open over several lines and does not read is refused as its first line only, and
+    reading goes on at the next line (an unbalanced quote would otherwise swallow the rest of the file)."""
+    out.rows, out.numbers = [], []
+    lines = _physical_lines(text)
+    i, record = header_lines, 0
+    while i < len(lines):
+        if lines[i] in ("\n", "\r\n"):
+            i += 1
+            continue
+        j, buf = i, lines[i]
+        while buf.count('"') % 2 and j + 1 < len(lines):
+            j += 1
+            buf += lines[j]
+        record += 1
+        reason = None
+        try:
+            rows = list(csv.reader(io.StringIO(buf, newline=""), strict=True))
+        except csv.Error as exc:
+            rows, reason = [], f"CSV syntax error: {exc}"
+        if reason is None and (len(rows) != 1 or len(rows[0]) != width):
+            found = len(rows[0]) if len(rows) == 1 else sum(len(r) for r in rows)
+            reason = f"expected {width} fields, found {found}" + (" (truncated line?)" if found < width else "")
+        if reason is None:
+            reason = _bad_bytes(SEP.join(rows[0]))
+        if reason is None:
+            out.add([rows[0][k] for k in positions], record)
+            i = j + 1
+        elif j > i or buf.count('"') % 2:  # an open quote: refuse its line, read on from the next one
+            out.bad.append(BadLine(i + 1, record, f"unbalanced quote ({reason})", _shown(lines[i])))
+            i += 1
+        else:
+            out.bad.append(BadLine(i + 1, record, reason, _shown(buf)))
+            i = j + 1
     return out
 
 
@@ -164,22 +344,32 @@ def _jsonl_value(value: Any) -> str | None:
 
 
 def parse_jsonl(ds: Dataset, data: bytes) -> Parsed:
-    text = _decode(data)
     out = Parsed()
+    text = _decode_lenient(_unzipped(data, out.warnings))
+    if not text.strip():
+        raise MalformedFile(1, "empty file: no JSON lines")
     declared = [c.name for c in ds.data_columns]
     extra: set[str] = set()
-    for n, line in enumerate(text.splitlines(), start=1):
+    record = 0
+    for n, line in enumerate(_physical_lines(text), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MalformedFile(n, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-        if not isinstance(obj, dict):
-            raise MalformedFile(n, f"expected a JSON object per line, found {type(obj).__name__}")
+        record += 1
+        reason = _bad_bytes(line)
+        obj: Any = None
+        if reason is None:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+        if reason is None and not isinstance(obj, dict):
+            reason = f"expected a JSON object per line, found {type(obj).__name__}"
+        if reason is not None:
+            out.bad.append(BadLine(n, record, reason, _shown(line)))
+            continue
         obj = {ds.renames.get(k, k): v for k, v in obj.items()}
         extra.update(k for k in obj if k not in declared)
-        out.rows.append([_jsonl_value(obj.get(c)) for c in declared])
+        out.add([_jsonl_value(obj.get(c)) for c in declared], record)
     if extra:
         out.warnings.append(f"schema drift: key(s) {', '.join(sorted(extra))} not declared; accepted and ignored")
     return out
@@ -210,7 +400,7 @@ def parse_document(ds: Dataset, data: bytes, relative: str) -> Parsed:
         "text": text if extraction != "needs_ocr" else "", "extraction": extraction,
     }
     declared = [c.name for c in ds.data_columns]
-    return Parsed(rows=[[values.get(c) for c in declared]])
+    return Parsed(rows=[[values.get(c) for c in declared]], numbers=[1])
 
 
 def parse(ds: Dataset, data: bytes, relative: str) -> Parsed:
@@ -232,7 +422,7 @@ def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, inges
     columns: list[list[Any]] = [[] for _ in names]
     sources, file_hashes, numbers, hashes = [], [], [], []
     for relative, digest, p in parsed:
-        for i, row in enumerate(p.rows, start=1):
+        for i, row in zip(p.numbers, p.rows, strict=True):
             for col, value in zip(columns, row, strict=True):
                 col.append(value)
             sources.append(relative)
@@ -252,37 +442,62 @@ def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, inges
 
 
 def known_files(ctx: RunContext, ds: Dataset, days: list[str]) -> dict[str, set[tuple[str, str]]]:
-    """Per export day, the (file, SHA-256) pairs the lake holds already: loaded rows and rejected files."""
+    """Per export day, the (file, SHA-256) pairs the lake holds already: loaded rows, rejected files, and the
+    rejected lines of files none of whose rows loaded (a file with loaded rows is known by them: its lines
+    are committed before its rows, so a crash between the two makes the file unknown, and read again)."""
     out: dict[str, set[tuple[str, str]]] = {d: set() for d in days}
     raw = ctx.read_arrow(ds, {"dt": days}).select(["dt", "_source_file", "_source_hash"])
     for r in raw.group_by(["dt", "_source_file", "_source_hash"]).aggregate([]).to_pylist():
         out[r["dt"]].add((r["_source_file"], r["_source_hash"]))
     rejected = ctx.read_arrow(REJECTED, {"dataset": ds.name, "dt": days}).select(["dt", "source_file", "sha256"])
     for r in rejected.to_pylist():
+        out.setdefault(r["dt"], set()).add((r["source_file"], r["sha256"]))
+    lines = ctx.read_arrow(REJECTED_LINES, {"dataset": ds.name, "dt": days})
+    for r in lines.filter(pc.equal(lines.column("rows_loaded"), 0)).select(["dt", "source_file", "sha256"]
+                                                                        ).to_pylist():
         out[r["dt"]].add((r["source_file"], r["sha256"]))
     return out
 
 
 @dataclass
 class DatasetIngest:
-    """What ingesting one dataset for the run's days produced (committed by :func:`run`)."""
+    """What ingesting one dataset for the run's days produced (committed by :func:`ingest`)."""
 
     table: pa.Table | None
     days: list[str]
     rejected: list[dict[str, Any]]
     stats: dict[str, int]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    #: the rejected files without a valid export date, when they changed (replace the ``undated`` partition)
+    undated: list[dict[str, Any]] | None = None
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
 
 
 def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool = False) -> DatasetIngest:
-    """Parse the run's export days of one raw dataset that have files the lake does not hold yet."""
+    """Parse the run's export days of one raw dataset that have files the lake does not hold yet, and report
+    the files of its folder that hold no valid export date."""
     wanted = {d.isoformat() for d in ctx.dates}
     by_day: dict[str, list[LandingFile]] = {}
-    for f in landing.files(ds):
+    dated, undated_files = landing.listing(ds)
+    stats = {"files": 0, "skipped": 0, "rejected": 0, "rows": 0, "lines_rejected": 0, "other_days": 0}
+    for f in dated:
         if f.dt in wanted:
             by_day.setdefault(f.dt, []).append(f)
-    stats = {"files": 0, "skipped": 0, "rejected": 0, "rows": 0}
+        else:
+            stats["other_days"] += 1
     known = known_files(ctx, ds, sorted(by_day)) if by_day and not force else {}
-    tables, days, rejected_rows = [], [], []
+    tables, days, rejected_rows, line_rows = [], [], [], []
+    today = _today()
+
+    def reject(rel: str, dt: str, digest: str, line: int | None, reason: str, column: str | None = None) -> None:
+        rejected_rows.append({"dataset": ds.name, "source_file": rel, "line": line, "column": column,
+                              "reason": reason, "sha256": digest, "run_id": ctx.run_id, "dt": dt})
+        ctx.warn(f"{ds.name}: rejected {rel}" + (f" line {line}" if line else "") + f": {reason}")
+        stats["rejected"] += 1
+
     for dt, files in sorted(by_day.items()):
         blobs = {f.relative: landing.read(f.relative) for f in files}
         hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in blobs.items()}
@@ -292,41 +507,87 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
             continue
         good: list[tuple[str, str, Parsed]] = []
         for rel, data in blobs.items():
+            if dt > today:
+                reject(rel, dt, hashes[rel], None, f"export date {dt} is in the future (today is {today}, UTC)")
+                continue
             try:
                 p = parse(ds, data, rel)
             except MalformedFile as exc:
-                rejected_rows.append({"dataset": ds.name, "source_file": rel, "line": exc.line, "column": exc.column,
-                                      "reason": exc.reason, "sha256": hashes[rel], "run_id": ctx.run_id, "dt": dt})
-                ctx.warn(f"{ds.name}: rejected {rel}" + (f" line {exc.line}" if exc.line else "") + f": {exc.reason}")
-                stats["rejected"] += 1
+                reject(rel, dt, hashes[rel], exc.line, exc.reason, exc.column)
                 continue
             good.append((rel, hashes[rel], p))
             for w in p.warnings:
                 ctx.warn(f"{ds.name}: {rel}: {w}")
+            if p.bad:
+                stats["lines_rejected"] += len(p.bad)
+                first = p.bad[0]
+                ctx.warn(f"{ds.name}: {rel}: {len(p.bad)} line(s) not read as rows, {len(p.rows)} row(s) loaded "
+                         f"(line {first.line}: {first.reason}; all in {REJECTED_LINES})")
+                line_rows += [{"dataset": ds.name, "source_file": rel, "line": b.line, "record": b.record,
+                               "reason": b.reason, "text": b.text, "rows_loaded": len(p.rows), "sha256": hashes[rel],
+                               "run_id": ctx.run_id, "dt": dt} for b in p.bad]
         table = raw_table(ds, good, dt, ctx.started_at, ctx.run_id)
         stats["rows"] += table.num_rows
         tables.append(table)
         days.append(dt)
     table = pa.concat_tables(tables) if tables else None
-    return DatasetIngest(table, days, rejected_rows, stats)
+    result = DatasetIngest(table, days, rejected_rows, stats, line_rows)
+    _undated(ctx, ds, landing, undated_files, result, force)
+    return result
+
+
+def _undated(ctx: RunContext, ds: Dataset, landing: Landing, files: list[tuple[str, str]], result: DatasetIngest,
+             force: bool) -> None:
+    """Files of the dataset's folder without a valid export date: rejected under ``dt = 'undated'``, each
+    reported once (the partition is rewritten when the set of such files changes)."""
+    known = ctx.read_arrow(REJECTED, {"dataset": ds.name, "dt": [UNDATED]}).to_pylist()
+    if not files and not known:
+        return
+    by_file = {(r["source_file"], r["sha256"]): r for r in known}
+    rows, new = [], 0
+    for rel, reason in files:
+        digest = hashlib.sha256(landing.read(rel)).hexdigest()
+        row = by_file.get((rel, digest))
+        if row is None or force:
+            new += 1
+            row = {"dataset": ds.name, "source_file": rel, "line": None, "column": None, "reason": reason,
+                   "sha256": digest, "run_id": ctx.run_id, "dt": UNDATED}
+            ctx.warn(f"{ds.name}: rejected {rel}: {reason}")
+        rows.append(row)
+    result.stats["files"] += len(files)
+    result.stats["rejected"] += new
+    result.stats["skipped"] += len(files) - new
+    if new or len(rows) != len(known):
+        result.undated = rows
 
 
 def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[str, dict[str, int]]:
     """Ingest the run's export days of some raw datasets: parse what is new, commit the rejected files (one
-    snapshot), then each dataset's days (one snapshot each). Returns file and row statistics per dataset."""
+    snapshot) and the rejected lines (one snapshot), then each dataset's days (one snapshot each). Returns
+    file, row and line statistics per dataset."""
     results: dict[str, DatasetIngest] = {}
     for i, ds in enumerate(datasets):
         ctx.progress(f"ingest {ds.name}", i, len(datasets))
         results[ds.name] = ingest_dataset(ctx, ds, landing)
     ctx.progress("ingest", len(datasets), len(datasets))
     faults.point("ingest.parsed")
-    # the rejected files first: a crash before the raw commits leaves days the next run ingests again
+    # the audit records first: a crash before the raw commits leaves days the next run ingests again
     rejected = [r for res in results.values() for r in res.rejected]
     replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
+    for name, res in results.items():
+        if res.undated is not None:
+            rejected += res.undated
+            replace.append({"dataset": name, "dt": UNDATED})
     if replace:
         ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
                   replace=replace)
         faults.point("ingest.rejected")
+    day_replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
+    lines = [r for res in results.values() for r in res.lines]
+    if day_replace and (lines or _holds_lines(ctx, results)):
+        ctx.write(REJECTED_LINES, pa.Table.from_pylist(lines, schema=schemas.get(REJECTED_LINES).arrow_schema()),
+                  replace=day_replace)
+    totals = dict.fromkeys(("files", "loaded", "skipped", "rejected", "lines_rejected", "other_days"), 0)
     for ds in datasets:
         res = results[ds.name]
         count = ctx.count(ds.qualified_name)
@@ -335,8 +596,28 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
             ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
         loaded = res.stats["files"] - res.stats["skipped"] - res.stats["rejected"]
         count.notes.append(f"files: {loaded} loaded, {res.stats['skipped']} seen before, "
-                           f"{res.stats['rejected']} rejected")
+                           f"{res.stats['rejected']} rejected" +
+                           (f"; {res.stats['lines_rejected']} line(s) rejected" if res.stats["lines_rejected"] else ""))
+        totals["loaded"] += loaded
+        for k in ("files", "skipped", "rejected", "lines_rejected", "other_days"):
+            totals[k] += res.stats[k]
+    if datasets:
+        ctx.count("stage:ingest").notes.append(
+            f"landing: {totals['files'] + totals['other_days']} file(s): {totals['loaded']} loaded, "
+            f"{totals['skipped']} seen before, {totals['rejected']} rejected, {totals['other_days']} for other "
+            f"days; {totals['lines_rejected']} line(s) rejected")
     return {name: res.stats for name, res in results.items()}
+
+
+def _holds_lines(ctx: RunContext, results: dict[str, DatasetIngest]) -> bool:
+    """Whether rejected lines are recorded for days ingested again (a corrected file replaces them)."""
+    snap = ctx.lake.snapshot_id(schemas.get(REJECTED_LINES))
+    if snap is None:
+        return False
+    for name, res in results.items():
+        if res.days and ctx.read_arrow(REJECTED_LINES, {"dataset": name, "dt": res.days}).num_rows:
+            return True
+    return False
 
 
 def run(ctx: RunContext) -> None:

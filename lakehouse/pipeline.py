@@ -4,7 +4,8 @@
 stage                  kind         what it does
 =====================  ===========  =========================================================================
 ``ingest``             ingest       landing files → ``raw.*`` with lineage; malformed files to
-                                    ``quarantine.rejected_files``
+                                    ``quarantine.rejected_files``, unreadable lines to
+                                    ``quarantine.rejected_lines``
 ``quality``            gate         ``raw.*`` → ``processed.*`` through the quality gate; refused rows to
                                     ``quarantine.*`` with the rules they broke
 ``events.dispatch``    dispatch     new ``events.outbox`` rows → ``events.inbox``, one row per consuming agent
@@ -23,8 +24,10 @@ PLATFORM_STAGES = Agent(
     package=__name__,
     summary="ingestion, the quality gate, event dispatch and table maintenance",
     stages=(
-        Stage("ingest", "lakehouse.ingest:run", kind="ingest", writes=("raw.*", "quarantine.rejected_files"),
-              description="Landing files → raw tables with lineage; malformed files reported, good files loaded."),
+        Stage("ingest", "lakehouse.ingest:run", kind="ingest",
+              writes=("raw.*", "quarantine.rejected_files", "quarantine.rejected_lines"),
+              description="Landing files → raw tables with lineage; malformed files and lines reported, good rows "
+                          "loaded."),
         Stage("quality", "lakehouse.quality.gate:run", kind="gate", reads=("raw.*",),
               writes=("processed.*", "quarantine.*"),
               description="Raw → processed through the quality gate; refused rows to quarantine with the rules "

@@ -178,7 +178,7 @@ def test_ingestion_has_a_task_group_per_landing_source(bag, pipeline):
             assert earlier in dag.get_task(later).upstream_task_ids
         ingest = dag.get_task(f"{source}.ingest")
         assert ingest.op_kwargs["stage_params"] == {"sources": [source]}
-        raw = {o.name for o in ingest.outlets} - {"quarantine.rejected_files"}
+        raw = {o.name for o in ingest.outlets} - {"quarantine.rejected_files", "quarantine.rejected_lines"}
         assert raw == {d.qualified_name for d in schemas.raw_sources()[source]}
         gate = {o.name for o in dag.get_task(f"{source}.quality").outlets}
         assert gate == {f"{z}.{d.name}" for d in schemas.raw_sources()[source] for z in ("processed", "quarantine")}

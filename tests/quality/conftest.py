@@ -7,12 +7,12 @@ import json
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 import schemas
 from lakehouse.context import RunContext
-from lakehouse.ingest import REJECTED, Landing, ingest_dataset
+from lakehouse.ingest import Landing
+from lakehouse.ingest import ingest as ingest_datasets
 from lakehouse.lake import Lake
 from lakehouse.quality.gate import gate
 from lakehouse.quality.suite import load_suite
@@ -54,18 +54,9 @@ HEADER = "ticket_id,client_id,priority,hours,created_at,resolved_at,due_date"
 
 
 def ingest(ctx: RunContext, datasets, landing: Landing) -> None:
-    """Ingest test datasets the way ``lakehouse.ingest.run`` ingests the declared ones (rejected files in
-    one commit, then each dataset's days in one commit)."""
-    results = {ds.name: ingest_dataset(ctx, ds, landing) for ds in datasets}
-    rejected = [r for res in results.values() for r in res.rejected]
-    replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
-    if replace:
-        ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
-                  replace=replace)
-    for ds in datasets:
-        res = results[ds.name]
-        if res.table is not None:
-            ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
+    """Ingest test datasets the way ``lakehouse.ingest.run`` ingests the declared ones (rejected files and
+    rejected lines first, then each dataset's days in one commit)."""
+    ingest_datasets(ctx, list(datasets), landing)
 
 
 #: The tests of the gate's decisions audit every batch with its Checkpoint but build no Data Docs (2-3 s a
