@@ -81,6 +81,12 @@ def _resolve(ref: str, what: str) -> Any:
     return obj
 
 
+def _next_round(a: Stage, b: Stage) -> bool:
+    """Whether ``a`` (a dispatch stage) leaves what ``b`` (a handler) writes to the next dispatch round: handlers
+    read what dispatch writes, so dispatch waiting for them too would be a cycle (see lakehouse/runner.py)."""
+    return a.kind == "dispatch" and b.kind == "handler"
+
+
 def _match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(pattern, name)
 
@@ -112,9 +118,12 @@ class Stage:
         return self.kind in DAILY_KINDS
 
     def depends_on(self, other: Stage) -> bool:
-        """Whether this stage runs after ``other``: it names it in ``after``, or reads what it writes."""
+        """Whether this stage runs after ``other``: it names it in ``after``, or reads what it writes (a
+        dispatch stage never waits for handlers: their events are dispatched in the run's next round)."""
         if other.name in self.after:
             return True
+        if _next_round(self, other):
+            return False
         reg = registry()
         if self.name in reg.stages and other.name in reg.stages:
             return bool(reg.inputs(self) & reg.outputs(other))
@@ -175,6 +184,78 @@ class Model:
         return _resolve(self.spec, f"model {self.name}")
 
 
+#: Where an agent's rule may look in an event for a condition besides its type.
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An event rule: events of ``event`` that meet the conditions go to ``handler`` (a handler stage of the
+    agent declaring the rule). From this one declaration come the local router (:func:`lakehouse.events.
+    dispatch`), the EventBridge rule and target of the infra stack (:meth:`event_pattern`) and the Airflow
+    triggering (the agent's DAG runs on its inbox asset).
+
+    ``severity`` keeps events of those severities; ``when`` keeps events whose payload (``data``) field holds
+    one of the listed values (``{"reason": ("tier_down", "problem_client")}``), all fields must match.
+    ``trace_column`` is the column of the handler's output tables that holds the id(s) of the events a row
+    answers (``msp events trace`` follows it; a comma-separated list of ids is allowed)."""
+
+    event: str
+    handler: str
+    severity: tuple[str, ...] = ()
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    trace_column: str = "event_id"
+    description: str = ""
+    agent: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", tuple(self.severity))
+        object.__setattr__(self, "when", {k: tuple(v) if isinstance(v, list | tuple | set | frozenset) else (v,)
+                                          for k, v in sorted(dict(self.when).items())})
+
+    def matches(self, envelope: Mapping[str, Any]) -> bool:
+        """Whether an event (its envelope) meets the rule: the type, then every condition."""
+        if envelope.get("type") != self.event:
+            return False
+        if self.severity and envelope.get("severity") not in self.severity:
+            return False
+        data = envelope.get("data") or {}
+        return all(data.get(k) in values for k, values in self.when.items())
+
+    def event_pattern(self) -> dict[str, Any] | None:
+        """The conditions as an EventBridge content filter on the envelope (the rule's ``detail``), or None."""
+        detail: dict[str, Any] = {}
+        if self.severity:
+            detail["severity"] = sorted(self.severity)
+        if self.when:
+            detail["data"] = {k: list(v) for k, v in self.when.items()}
+        return detail or None
+
+    def describe(self) -> str:
+        parts = []
+        if self.severity:
+            parts.append(f"severity in {list(self.severity)}")
+        parts += [f"data.{k} in {list(v)}" for k, v in self.when.items()]
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """How an agent votes on consensus proposals (:mod:`lakehouse.consensus`): ``call`` is
+    ``"module:function"``, ``f(proposal, reader, config) -> dict`` (decision approve/veto/abstain, metric, value,
+    threshold, source rows). ``veto`` names the veto rule; its mode (enforce, warn, dry_run) is the setting
+    ``<agent>.<veto>_mode``."""
+
+    actions: tuple[str, ...]
+    call: str
+    veto: str
+    description: str = ""
+
+    @property
+    def func(self) -> Callable[..., dict[str, Any]]:
+        return _resolve(self.call, f"vote {self.veto}")
+
+
 @dataclass(frozen=True)
 class Agent:
     name: str
@@ -186,6 +267,9 @@ class Agent:
     stages: tuple[Stage, ...] = ()
     emits: tuple[str, ...] = ()
     consumes: Mapping[str, str] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    votes: tuple[Vote, ...] = ()
+    proposes: tuple[str, ...] = ()
     cli: str | None = None
     questions: tuple[Question, ...] = ()
     panels: tuple[Panel, ...] = ()
@@ -197,6 +281,10 @@ class Agent:
         object.__setattr__(self, "stages", tuple(
             s if s.agent == self.name else Stage(**{**s.__dict__, "agent": self.name}) for s in self.stages))
         object.__setattr__(self, "consumes", dict(self.consumes))
+        # ``consumes`` is shorthand for rules without conditions; rules carry their agent's name too
+        rules = [*self.rules, *(Rule(t, h) for t, h in sorted(self.consumes.items()))]
+        object.__setattr__(self, "rules", tuple(
+            r if r.agent == self.name else Rule(**{**r.__dict__, "agent": self.name}) for r in rules))
 
     @property
     def root(self) -> Path:
@@ -209,6 +297,10 @@ class Agent:
         return self.root / self.defaults if self.defaults else None
 
     def event_schema(self, event_type: str) -> Path:
+        if self.name == PLATFORM:  # the platform's own event types live beside the envelope
+            import schemas
+
+            return schemas.EVENTS_DIR / f"{event_type}.json"
         return self.root / "events" / f"{event_type}.json"
 
     def register_cli(self, subparsers) -> None:
@@ -239,13 +331,26 @@ class Registry:
         return {t: EventType(t, a.name, a.event_schema(t)) for a in self.all.values() for t in a.emits}
 
     @cached_property
+    def rules(self) -> list[Rule]:
+        """Every declared event rule (an agent's ``rules``, and its ``consumes`` as rules without conditions)."""
+        return sorted((r for a in self.agents.values() for r in a.rules), key=lambda r: (r.event, r.agent, r.handler))
+
+    @cached_property
     def routes(self) -> dict[str, list[tuple[str, str]]]:
-        """Event type → [(consuming agent, handler stage)], from the agents' ``consumes``."""
+        """Event type → [(consuming agent, handler stage)], from the agents' rules (conditions aside)."""
         out: dict[str, list[tuple[str, str]]] = {t: [] for t in self.events}
-        for a in self.agents.values():
-            for event_type, handler in sorted(a.consumes.items()):
-                out.setdefault(event_type, []).append((a.name, handler))
+        for r in self.rules:
+            if (r.agent, r.handler) not in out.setdefault(r.event, []):
+                out[r.event].append((r.agent, r.handler))
         return out
+
+    @cached_property
+    def proposals(self) -> dict[str, str]:
+        """Event types that are consensus proposals → the proposing agent."""
+        return {t: a.name for a in self.agents.values() for t in a.proposes}
+
+    def votes(self) -> list[tuple[Agent, Vote]]:
+        return [(a, v) for a in self.agents.values() for v in a.votes]
 
     def outputs(self, stage: Stage) -> frozenset[str]:
         """The declared datasets a stage writes: those it names, and those its wildcards match that its own
@@ -333,6 +438,8 @@ def order(stages: Iterable[Stage], reg: Registry | None = None) -> list[Stage]:
     def depends(a: Stage, b: Stage) -> bool:
         if b.name in a.after:
             return True
+        if _next_round(a, b):
+            return False
         if reg is not None:
             return bool(reg.inputs(a) & reg.outputs(b))
         return any(_match(r, w) for r in a.reads for w in b.writes)
@@ -457,6 +564,19 @@ def validate(reg: Registry) -> None:
             if handler not in {s.name for s in a.stages if s.kind == "handler"}:
                 raise DeclarationError(f"{where}: consumes {t} with {handler!r}, which is not one of its handler "
                                        "stages")
+        pairs = [(r.event, r.handler) for r in a.rules]
+        for r in a.rules:
+            rw = f"{where}, rule {r.event} -> {r.handler}"
+            if pairs.count((r.event, r.handler)) > 1:
+                raise DeclarationError(f"{rw}: declared twice (in rules and consumes?)")
+            if r.handler not in {s.name for s in a.stages if s.kind == "handler"}:
+                raise DeclarationError(f"{rw}: {r.handler!r} is not one of its handler stages")
+            bad = sorted(set(r.severity) - set(SEVERITIES))
+            if bad:
+                raise DeclarationError(f"{rw}: severity {bad} is not one of {', '.join(SEVERITIES)}")
+        for t in a.proposes:
+            if t not in a.emits:
+                raise DeclarationError(f"{where}: proposes {t}, which it does not emit")
     emitted = [t for a in reg.all.values() for t in a.emits]
     dupes = sorted({t for t in emitted if emitted.count(t) > 1})
     if dupes:
@@ -465,6 +585,17 @@ def validate(reg: Registry) -> None:
         for t in a.consumes:
             if t not in reg.events:
                 raise DeclarationError(f"agent {a.name}: consumes {t}, which no agent emits")
+        for r in a.rules:
+            if r.event not in reg.events:
+                raise DeclarationError(f"agent {a.name}: rule on {r.event}, which no agent emits")
+            props = reg.events[r.event].schema.get("properties", {})
+            unknown = sorted(set(r.when) - set(props))
+            if unknown:
+                raise DeclarationError(f"agent {a.name}: rule on {r.event} names data field(s) {unknown} its "
+                                       f"schema does not declare")
+        if len({r.event for r in a.rules}) != len({(r.event, r.handler) for r in a.rules}):
+            raise DeclarationError(f"agent {a.name}: one rule per event type (the EventBridge rule is named by "
+                                   "event type and agent)")
     owners = set(reg.all)
     for ds in declared.values():
         if ds.owner not in owners:

@@ -356,10 +356,10 @@ def zone_roots() -> list[str]:
 
 
 def routes(reg: Registry | None = None) -> list[tuple[str, str, dict[str, Any] | None]]:
-    """(event type, consuming agent, extra event-pattern detail or None) for every declared route."""
+    """(event type, consuming agent, extra event-pattern detail or None) for every declared rule: the rule's
+    conditions (:meth:`lakehouse.agents.Rule.event_pattern`) become the EventBridge rule's ``detail`` filter."""
     reg = _registry(reg)
-    return sorted({(t, agent, None) for t, targets in reg.routes.items() for agent, _handler in targets},
-                  key=lambda r: (r[0], r[1]))
+    return sorted(((r.event, r.agent, r.event_pattern()) for r in reg.rules), key=lambda r: (r[0], r[1]))
 
 
 def consumers(reg: Registry | None = None) -> list[str]:

@@ -8,8 +8,11 @@ stage                  kind         what it does
                                     ``quarantine.rejected_lines``
 ``quality``            gate         ``raw.*`` → ``processed.*`` through the quality gate; refused rows to
                                     ``quarantine.*`` with the rules they broke
-``events.dispatch``    dispatch     new ``events.outbox`` rows → ``events.inbox``, one row per consuming agent
+``events.dispatch``    dispatch     new ``events.outbox`` rows → ``events.inbox``, one row per rule they meet
                                     (and EventBridge on AWS)
+``consensus.decide``   dispatch     proposals (types agents declare in ``proposes``) → every agent's votes →
+                                    ``events.consensus_decisions`` and ``consensus.decided`` events
+``events.digest``      dispatch     the day's top items across agents, ranked by impact → ``events.digest``
 ``lake.maintain``      maintenance  expire old snapshots, compact small files, remove orphan files (weekly)
 =====================  ===========  =========================================================================
 """
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 from lakehouse.agents import Agent, Stage
 
+#: The platform's own event type (schema beside the envelope, schemas/events/consensus.decided.json).
+DECIDED = "consensus.decided"
+
 PLATFORM_STAGES = Agent(
     name="platform",
     title="Platform",
     package=__name__,
-    summary="ingestion, the quality gate, event dispatch and table maintenance",
+    summary="ingestion, the quality gate, event dispatch, consensus and table maintenance",
     stages=(
         Stage("ingest", "lakehouse.ingest:run", kind="ingest",
               writes=("raw.*", "quarantine.rejected_files", "quarantine.rejected_lines"),
@@ -34,8 +40,17 @@ PLATFORM_STAGES = Agent(
                           "they broke."),
         Stage("events.dispatch", "lakehouse.events:dispatch", kind="dispatch", reads=("events.outbox",),
               writes=("events.inbox",),
-              description="Route new outbox events to the agents that consume them (EventBridge on AWS)."),
+              description="Route new outbox events to the agents whose rules they meet (EventBridge on AWS)."),
+        Stage("consensus.decide", "lakehouse.consensus:run", kind="dispatch",
+              reads=("events.outbox", "processed.*", "analytics.*"),
+              writes=("events.consensus_decisions", "events.outbox"),
+              description="Rule 4: proposals touching price or headcount need two agents' approval; vetoes by "
+                          "their declared rules (enforce, warn, dry_run)."),
+        Stage("events.digest", "lakehouse.events:write_digest", kind="dispatch", reads=("events.outbox",),
+              writes=("events.digest",),
+              description="The day's top items across agents (one per episode), ranked by impact."),
         Stage("lake.maintain", "lakehouse.maintenance:run", kind="maintenance",
               description="Expire old snapshots, compact small files and remove orphan files of every table."),
     ),
+    emits=(DECIDED,),
 )

@@ -46,6 +46,9 @@ NEVER_SKIPPED = ("ingest", "maintenance")
 PLATFORM_SECTIONS = {"quality": ("quality",), "ingest": ("quality",)}
 LIBRARIES = ("ibis-framework", "duckdb", "pyiceberg", "pyarrow", "pyspark", "scikit-learn", "pandas")
 KEEP_RUNS = 60
+#: Dispatch rounds after the first: handlers' events are dispatched (and handled) by the next round, until a
+#: round delivers nothing new (the inbox is unchanged) or this many rounds ran.
+EVENT_ROUNDS = 4
 
 
 @dataclass
@@ -135,6 +138,8 @@ def code_version(stage: Stage) -> str:
 
 def settings_version(settings: Settings, stage: Stage) -> str:
     sections = PLATFORM_SECTIONS.get(stage.name, ()) if stage.agent == PLATFORM else (stage.agent,)
+    if stage.agent == PLATFORM and stage.kind == "dispatch":  # consensus reads the voting agents' settings
+        sections = tuple(sorted({a.name for a, _v in registry().votes()}))
     values = {s: settings.values.get(s) for s in sections}
     return _hash(values, settings.platform.engine)
 
@@ -195,6 +200,7 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     skip_unchanged = bool(settings.get("platform.skip_unchanged"))
     t_run = time.perf_counter()
     failed: list[Stage] = []
+    dispatched: Any = None
     try:
         for i, st in enumerate(ordered):
             report = StageReport(st.name, st.agent)
@@ -206,17 +212,11 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
                 observer.stage_finished(report)
                 continue
             observer.stage_started(st, i, len(ordered))
-            t0 = time.perf_counter()
-            try:
-                report.status = _run_stage(ctx, st, dates, skip_unchanged)
-            except Exception as exc:
-                report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-                log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
-                failed.append(st)
-            finally:
-                ctx.stage = None
-            report.seconds = round(time.perf_counter() - t0, 3)
+            _run_one(ctx, st, report, dates, skip_unchanged, failed)
+            if st.kind == "dispatch":  # what the outbox was when it was last dispatched
+                dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
             observer.stage_finished(report)
+        _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched)
         if refresh_catalog:
             from lakehouse.environment import sql_catalog
 
@@ -236,6 +236,66 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     summary.warnings = list(ctx.warnings)
     ctx.lake.write_text(f"{RUNS_DIR}/{ctx.run_id}.json", summary.to_json())
     return summary
+
+
+def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date], skip_unchanged: bool,
+             failed: list[Stage]) -> None:
+    """Run one stage into its report; a failed handler leaves the events it was given as dead letters."""
+    from lakehouse import events
+
+    t0 = time.perf_counter()
+    try:
+        report.status = _run_stage(ctx, st, dates, skip_unchanged)
+    except Exception as exc:
+        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
+        failed.append(st)
+    finally:
+        ctx.stage = None
+    if st.kind == "handler":
+        try:
+            if report.status == "failed":
+                n = events.dead_letter(ctx, st, report.error or "")
+                if n:
+                    ctx.warn(f"{st.name} failed on {n} event(s): kept in {events.DEAD_LETTERS} "
+                             "(`msp events redrive` retries)")
+            elif report.status == "ok":
+                events.resolve_dead_letters(ctx, st)
+        except Exception as exc:  # the dead-letter table must never hide the stage's own outcome
+            ctx.warn(f"dead letters of {st.name} not updated ({type(exc).__name__}: {exc})")
+    report.seconds = round(time.perf_counter() - t0, 3)
+
+
+def _event_rounds(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates: list[date],
+                  skip_unchanged: bool, failed: list[Stage], observer: StageObserver, mark: Any) -> None:
+    """Dispatch what the handlers emitted, and handle it, round after round (dispatch never waits for handlers:
+    they read what it writes). The loop ends when the outbox is as the last dispatch left it, or a dispatch
+    delivers nothing new; ids are deterministic and every writer replaces its own partitions (and leaves a
+    partition holding the same rows alone), so a further round would change nothing."""
+    from lakehouse.events import INBOX, OUTBOX
+
+    dispatchers = [s for s in ordered if s.kind == "dispatch"]
+    handlers = [s for s in ordered if s.kind == "handler"]
+    if not dispatchers or not handlers:
+        return
+    inbox, outbox = schemas.get(INBOX), schemas.get(OUTBOX)
+    for n in range(2, EVENT_ROUNDS + 2):
+        if ctx.lake.snapshot_id(outbox) == mark:
+            break
+        seen_inbox = ctx.lake.snapshot_id(inbox)
+        for group in (dispatchers, handlers):
+            if group is handlers and ctx.lake.snapshot_id(inbox) == seen_inbox:
+                return  # nothing new delivered
+            for st in group:
+                if st in failed or any(_depends(st, f, ordered) for f in failed):
+                    continue
+                report = StageReport(f"{st.name} (round {n})", st.agent)
+                summary.stages.append(report)
+                observer.stage_started(st, len(summary.stages) - 1, len(summary.stages))
+                _run_one(ctx, st, report, dates, skip_unchanged, failed)
+                observer.stage_finished(report)
+            if group is dispatchers:
+                mark = ctx.lake.snapshot_id(outbox)
 
 
 def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bool) -> str:

@@ -21,7 +21,7 @@ Each module keeps its pure transforms apart from the stage function doing I/O; t
 from __future__ import annotations
 
 from jobs.cpi.settings import CpiSettings
-from lakehouse.agents import Agent, Model, Question, Stage
+from lakehouse.agents import Agent, Model, Question, Stage, Vote
 
 PSA = ("processed.invoices", "processed.invoice_lines", "processed.agreement_additions", "processed.time_entries",
        "processed.technician_cost_rates", "processed.tickets", "processed.payments", "processed.managed_endpoints")
@@ -76,6 +76,9 @@ AGENT = Agent(
               description="A plain-language note per unprofitable or at-risk client, for the run's last day."),
     ),
     emits=("client.profitability.changed",),
+    votes=(Vote(("price_increase", "rescope"), "jobs.cpi.votes:churn_veto", veto="churn_veto",
+                description="high churn risk vetoes a price increase (threshold lowered when technicians are "
+                            "over-utilized: the utilization <-> churn tension)"),),
     cli="jobs.cpi.cli:register",
     questions=(
         Question("The MSP's KPIs, last six months",

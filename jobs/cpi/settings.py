@@ -49,6 +49,10 @@ class CpiSettings(Section):
     insights_provider: Literal["template", "bedrock"]
     bedrock_model_id: Annotated[str, Field(min_length=1)]
     bedrock_max_tokens: Annotated[int, Field(ge=1, le=4096)]
+    # consensus (lakehouse/consensus.py, jobs/cpi/votes.py): churn risk vetoes a price increase or rescope
+    churn_veto_mode: Literal["enforce", "warn", "dry_run"]
+    churn_veto_tension_utilization_pct: Annotated[float, Field(ge=0, le=200)]
+    churn_veto_tension_discount: Annotated[float, Field(ge=0, le=1)]
 
     @model_validator(mode="after")
     def _consistent(self) -> CpiSettings:

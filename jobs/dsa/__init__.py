@@ -18,7 +18,7 @@ Stages, in run order (the registry orders them by what they read and write)::
 from __future__ import annotations
 
 from jobs.dsa.settings import DsaSettings
-from lakehouse.agents import Agent, Panel, Question, Stage
+from lakehouse.agents import Agent, Panel, Question, Rule, Stage, Vote
 
 COSTS = "processed.spend_costs"
 LEAVES = "processed.spend_leaf_daily"
@@ -58,12 +58,14 @@ AGENT = Agent(
                           "seasonal-naive baseline) and its rolling-origin backtest, once per month end."),
         Stage("dsa.on_renewal", "jobs.dsa.renewal:run", kind="handler",
               reads=("events.inbox", LEAVES, "processed.budgets", "processed.vendors", ANOMALIES),
-              writes=(PACKETS,),
+              writes=(PACKETS, "events.outbox"),
               description="Rule 3: a vendor contract's renewal is due -> the vendor's spend packet (12-month spend, "
                           "trend, share of budget, anomalies, forecast if renewed)."),
     ),
     emits=("spend.anomaly.detected", "spend.renewal.packet"),
-    consumes={"contract.renewal.due": "dsa.on_renewal"},
+    rules=(Rule("contract.renewal.due", "dsa.on_renewal", description="Rule 3: renewal due -> vendor spend packet"),),
+    votes=(Vote(("new_spend", "hire"), "jobs.dsa.votes:budget_veto", veto="budget_veto",
+                description="a budget overrun vetoes new spend"),),
     cli="jobs.dsa.cli:register",
     questions=(
         Question("Departments over budget or forecast to be, this month",

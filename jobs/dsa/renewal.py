@@ -125,7 +125,7 @@ def to_event(p: dict[str, Any]) -> dict[str, Any]:
                                 {"dataset": LEAVES, "keys": {"vendor": p["vendor"],
                                                              "months": [p["first_month"], p["last_month"]]}}]}
     return make_event(EVENT_TYPE, SOURCE, f"vendor:{p['vendor']}", date.fromisoformat(p["dt"]), p["contract_id"] or "",
-                      f"packet:{p['event_id']}", data, evidence, severity="info")
+                      f"packet:{p['event_id']}", data, evidence, severity="info", caused_by=[p["event_id"]])
 
 
 COLUMNS = ["event_id", "contract_id", "vendor", "vendor_id", "counterparty", "opt_out_date", "term_end", "months",

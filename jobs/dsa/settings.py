@@ -83,6 +83,9 @@ class DsaSettings(Section):
     forecast_target_mape_pct: Pct
     # ---- rule 3: renewal packets ----
     packet_months: Annotated[int, Field(ge=3, le=36)]
+    # consensus (lakehouse/consensus.py, jobs/dsa/votes.py): a budget overrun vetoes new spend
+    budget_veto_mode: Literal["enforce", "warn", "dry_run"]
+    budget_veto_pct: Annotated[float, Field(ge=0, le=1000)]
 
     @model_validator(mode="after")
     def _consistent(self) -> DsaSettings:

@@ -18,7 +18,7 @@ route solvers on Solomon and VRPLIB benchmark files. Thresholds, cost weights an
 from __future__ import annotations
 
 from jobs.ram.settings import RamSettings
-from lakehouse.agents import Agent, Question, Stage
+from lakehouse.agents import Agent, Question, Rule, Stage, Vote
 
 UTILIZATION = "analytics.technician_utilization"
 ASSIGNMENTS = "analytics.ram_assignments"
@@ -56,12 +56,18 @@ AGENT = Agent(
         Stage("ram.on_margin_change", "jobs.ram.margin:run", kind="handler",
               reads=("events.inbox", "processed.client_profitability_monthly", "processed.tickets",
                      "processed.time_entries", "processed.technicians", "processed.technician_cost_rates"),
-              writes=(RECOMMENDATIONS,),
+              writes=(RECOMMENDATIONS, "events.outbox"),
               description="Rule 1: a client's margin fell below a tier -> target-hours budget, L1 work to move "
-                          "off seniors, repeat categories to fix proactively."),
+                          "off seniors, repeat categories to fix proactively; a rescope proposal when moving L1 "
+                          "work cannot close the gap (rule 4 decides it)."),
     ),
-    emits=("resource.utilization.alert", "resource.margin.recommendation"),
-    consumes={"client.profitability.changed": "ram.on_margin_change"},
+    emits=("resource.utilization.alert", "resource.margin.recommendation", "resource.rescope.proposed"),
+    rules=(Rule("client.profitability.changed", "ram.on_margin_change",
+                when={"reason": ("tier_down", "problem_client", "margin_drop")}, trace_column="source_event_ids",
+                description="Rule 1: margin drop -> margin recovery plan (ram.react_reasons narrows further)"),),
+    proposes=("resource.rescope.proposed",),
+    votes=(Vote(("low_margin_deal", "hire"), "jobs.ram.votes:utilization_veto", veto="utilization_veto",
+                description="utilization above ram.utilization_veto_pct vetoes a low-margin deal"),),
     cli="jobs.ram.cli:register",
     questions=(
         Question("Technicians outside the utilization band, last complete month",

@@ -44,6 +44,7 @@ TABLE = "analytics.ram_margin_recommendations"
 INBOX = "events.inbox"
 CONSUMED = "client.profitability.changed"
 EVENT_TYPE = "resource.margin.recommendation"
+PROPOSAL_TYPE = "resource.rescope.proposed"
 SOURCE = "ram.margin"
 PROFIT = "processed.client_profitability_monthly"
 
@@ -193,7 +194,33 @@ def to_event(row: dict[str, Any]) -> dict[str, Any]:
     episode = {"id": episode_id(EVENT_TYPE, subject, "margin_plan", row["period"]), "state": "opened",
                "opened": day.isoformat()}
     return make_event(EVENT_TYPE, SOURCE, subject, day, row["period"], "margin_plan", payload, evidence,
-                      severity="warning", episode=episode)
+                      severity="warning", episode=episode, caused_by=payload["source_event_ids"])
+
+
+def to_proposal(row: dict[str, Any], recommendation: dict[str, Any]) -> dict[str, Any] | None:
+    """``resource.rescope.proposed`` (a consensus proposal, rule 4) when the hours over the target budget exceed
+    the senior hours on L1 work a month (moving that work cannot close the gap): the agreement needs rescoping
+    or repricing. None otherwise."""
+    from lakehouse.events import make_event
+
+    over = _f(row.get("hours_over_budget"))
+    sl1 = float(row.get("senior_l1_hours") or 0.0) / 1.0
+    if over is None or over <= 0 or over <= sl1:
+        return None
+    avg = _f(row.get("avg_hourly_cost"))
+    subject = f"client:{row['client_id']}"
+    proposal_id = f"rescope:{row['client_id']}:{row['period']}"
+    gap = round(over * avg, 2) if avg is not None else None
+    data = {"proposal_id": proposal_id, "action": "rescope", "client_id": row["client_id"], "period": row["period"],
+            "margin_pct": _f(row.get("margin_pct")), "target_margin_pct": _f(row.get("target_margin_pct")),
+            "hours_over_budget": over, "senior_l1_hours": sl1, "monthly_gap_usd": gap,
+            "recommendation_event_id": recommendation["id"],
+            "summary": f"{over:.1f} h over the target-hours budget in {row['period']}, {sl1:.1f} h of senior L1 work "
+                       "to move: rescope or reprice the agreement"}
+    evidence = {"metric": "hours_over_budget", "value": over, "threshold": sl1, "comparison": ">",
+                "source_rows": [{"dataset": TABLE, "keys": {"client_id": row["client_id"], "period": row["period"]}}]}
+    return make_event(PROPOSAL_TYPE, SOURCE, subject, date.fromisoformat(str(row["dt"])), row["period"], "rescope",
+                      data, evidence, severity="warning", caused_by=[recommendation["id"]])
 
 
 def run(ctx: RunContext) -> None:
@@ -219,4 +246,9 @@ def run(ctx: RunContext) -> None:
         frame = transform([], pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(), cfg)
     ctx.write(TABLE, frame, replace=[{"dt": d} for d in ctx.days])
     if ctx.stage is not None and "events.outbox" in ctx.stage.writes:
-        ctx.emit(EVENT_TYPE, [to_event(r) for r in frame.to_dict("records")])
+        rows = frame.to_dict("records")
+        recommendations = [to_event(r) for r in rows]
+        ctx.emit(EVENT_TYPE, recommendations)
+        proposals = [to_proposal(r, e) for r, e in zip(rows, recommendations, strict=True)] if cfg.propose_rescope \
+            else []
+        ctx.emit(PROPOSAL_TYPE, [p for p in proposals if p is not None])

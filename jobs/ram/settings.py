@@ -67,6 +67,10 @@ class RamSettings(Section):
     target_margin_pct: Annotated[float, Field(gt=0, lt=100)]
     repeat_category_min: Annotated[int, Field(ge=1)]
     repeat_lookback_months: Annotated[int, Field(ge=1, le=24)]
+    # consensus (lakehouse/consensus.py, jobs/ram/votes.py) and the rescope proposal of rule 1
+    utilization_veto_mode: Literal["enforce", "warn", "dry_run"]
+    utilization_veto_pct: Annotated[float, Field(ge=0, le=200)]
+    propose_rescope: bool
 
     @model_validator(mode="after")
     def _consistent(self) -> RamSettings:

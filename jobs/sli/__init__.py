@@ -20,7 +20,7 @@ suites and downgrades from the catalogue (``catalogue.toml``). docs/sli.md has t
 from __future__ import annotations
 
 from jobs.sli.settings import SliSettings
-from lakehouse.agents import Agent, Panel, Question, Stage
+from lakehouse.agents import Agent, Panel, Question, Rule, Stage, Vote
 
 POSITION = "processed.licence_position"
 INSTALLS = "processed.licence_installs"
@@ -61,19 +61,18 @@ AGENT = Agent(
               reads=(POSITION, INSTALLS, UTILISATION, ENTITLEMENTS, "processed.clients"), writes=("events.outbox",),
               description="license.compliance.violation once per episode (opened, worsened, closed) and once per "
                           "renewal with seats to cut."),
-        # A handler that also published license.opportunity.checked would write events.outbox, which the
-        # dispatcher reads before writing the inbox this handler reads: a cycle the registry refuses. Add
-        # "events.outbox" to writes once the platform dispatches handlers' events on its next run.
         Stage("sli.on_opportunity", "jobs.sli.opportunity:run", kind="handler",
-              reads=("events.inbox", POSITION, UTILISATION, SAVINGS, "processed.clients"), writes=(CHECKS,),
+              reads=("events.inbox", POSITION, UTILISATION, SAVINGS, "processed.clients"),
+              writes=(CHECKS, "events.outbox"),
               description="Rule 2: on sales.opportunity.identified, check the tenant (free and idle seats, E3/E5 "
                           "fit) so the quote does not over-order annual NCE seats."),
     ),
     emits=("license.compliance.violation", "license.opportunity.checked"),
-    # SPO (the emitter of sales.opportunity.identified) is not declared yet and the registry refuses consuming a
-    # type no agent emits: uncomment when it lands.
-    # consumes={"sales.opportunity.identified": "sli.on_opportunity"},
-    consumes={},
+    # the handler's own events are dispatched by the run's next round (dispatch never waits for handlers)
+    rules=(Rule("sales.opportunity.identified", "sli.on_opportunity", when={"state": ("opened",)},
+                description="Rule 2: a new sales opportunity -> tenant licence check before the quote"),),
+    votes=(Vote(("cancel_seats",), "jobs.sli.votes:compliance_veto", veto="compliance_veto",
+                description="a licence compliance shortfall vetoes cancelling seats"),),
     cli="jobs.sli.cli:register",
     questions=(
         Question("Licence shortfalls open on the last snapshot, by true-up exposure",

@@ -140,7 +140,7 @@ def result_event(rows: Sequence[Mapping[str, Any]], day: date) -> dict[str, Any]
     evidence = {"metric": "reusable_seats", "value": float(reusable) if checked else None,
                 "threshold": first["requested_seats"], "comparison": ">=", "source_rows": sources}
     return make_event(EVENT_TYPE, SOURCE, subject, day, day.isoformat(), f"check:{first['event_id']}", data, evidence,
-                      severity="info")
+                      severity="info", caused_by=[first["event_id"]])
 
 
 def outgoing_id(rows: Sequence[Mapping[str, Any]], day: date) -> str:

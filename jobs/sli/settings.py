@@ -6,7 +6,7 @@ against comes from here, so each finding can be traced to its setting (DOMAIN.md
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,9 @@ class SliSettings(Section):
     monthly_term_premium_pct: Annotated[float, Field(ge=0, le=200)]
     lead_recheck_days: Days
     catalogue: Annotated[str, Field(min_length=1)]
+    # consensus (lakehouse/consensus.py, jobs/sli/votes.py): a compliance shortfall vetoes cancelling seats
+    compliance_veto_mode: Literal["enforce", "warn", "dry_run"]
+    compliance_veto_seats: Annotated[int, Field(ge=1, le=100_000)]
 
     @model_validator(mode="after")
     def _consistent(self) -> SliSettings:
