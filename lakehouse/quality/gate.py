@@ -10,9 +10,11 @@ once, as Ibis expressions on the run's engine (DuckDB locally, Spark on AWS Glue
    ``expectations/<name>.json``); a row that breaks a ``critical`` rule goes to ``quarantine.<name>`` with
    ``_rules_broken``, the rest to ``processed.<name>``;
 4. dataset-level checks may stop the dataset (nothing is published for it, the stage fails after the other
-   datasets are done): schema drift (a file rejected at ingestion for a missing or renamed column, a column
-   whose values in one file mostly fail to read as the declared type, a required column empty in a whole
-   file), a day's row count falling against the day compared, a column's null share jumping;
+   datasets are done): schema drift (a column whose values in one file mostly fail to read as the declared
+   type, a required column empty in a whole file), a day's row count falling against the day compared, a
+   column's null share jumping. A file rejected at ingestion for a missing or renamed column does not stop
+   the dataset (its rows never reached raw; the other files and days are published); when the column is a
+   key column the stage fails at the end naming the file (``fail_on_drift``);
 5. the audit of write-audit-publish: the dataset's Great Expectations Checkpoint validates the processed
    batch about to be published (with the columns it was decided from); a failed critical expectation means
    the gate let a bad row through, so nothing is published and the stage fails;
@@ -143,9 +145,16 @@ def run(ctx: RunContext) -> None:
     suites = gate_order(load_all(names=ctx.params.get("datasets"), sources=ctx.params.get("sources")))
     results = gate(ctx, suites)
     failed = [r for r in results if r.status == "failed"]
+    stopped = [r for r in results if r.stop and r.status != "failed"]
+    messages = []
     if failed:
-        raise QualityGateError(f"{len(failed)} dataset(s) failed the quality gate and were not published: " +
-                               "; ".join(f"{r.dataset}: {r.errors[0]}" for r in failed))
+        messages.append(f"{len(failed)} dataset(s) failed the quality gate and were not published: " +
+                        "; ".join(f"{r.dataset}: {r.errors[0]}" for r in failed))
+    if stopped:
+        messages.append(f"{len(stopped)} dataset(s) published without a file that drifted (fail_on_drift): " +
+                        "; ".join(f"{r.dataset}: {r.stop[0]}" for r in stopped))
+    if messages:
+        raise QualityGateError(" | ".join(messages))
 
 
 def gate(ctx: RunContext, suites: list[Suite], resolve: Callable[[str], Dataset] = schemas.get) -> list[DatasetResult]:
@@ -217,6 +226,10 @@ def gate_dataset(ctx: RunContext, suite: Suite, parents: Parents | None = None,
         count.notes.append("FAILED the quality gate: " + result.errors[0])
         for e in result.errors:
             ctx.warn(f"quality {ds.name}: {e}")
+    elif result.stop:
+        count.notes.append("published without a drifted file, the stage fails: " + result.stop[0])
+        for e in result.stop:
+            ctx.warn(f"quality {ds.name}: {e}")
     result.seconds["total"] = round(time.perf_counter() - t0, 3)
     result.generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     report.save(ctx.lake, result)
@@ -255,7 +268,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     compared = _compared_days(suite, days)
     raw_rows = _raw_rows(ctx, ds, snap, sorted(set(days) | set(compared)))
     present = {d: n for d, n in raw_rows.items() if d in days and n}
-    _file_checks(rejected, cfg, result)
+    _file_checks(ds, rejected, cfg, result)
     if not present:
         if _holds_rows(ctx, parents, processed, days) or _holds_rows(ctx, parents, quarantine, days):
             _publish_empty(parents, processed, quarantine, result)  # the days' exports are gone: so are their rows
@@ -409,8 +422,9 @@ def _load_state(ctx: RunContext, ds: Dataset) -> dict[str, Any]:
 
 def _remember(ctx: RunContext, parents: Parents, ds: Dataset, state: dict[str, Any], key: str, signature: str,
               processed: Dataset, quarantine: Dataset, result: DatasetResult) -> None:
-    """Record what the run's days were decided from (a failed dataset records nothing: it is gated again)."""
-    if result.status == "failed":
+    """Record what the run's days were decided from (a failed dataset records nothing: it is gated again, and
+    so is one published without a drifted file, so that the rerun fails again until the file is fixed)."""
+    if result.status == "failed" or result.stop:
         return
     runs = dict(state.get("runs") or {})
     runs[key] = {"signature": signature, "run_id": ctx.run_id, "status": result.status,
@@ -448,21 +462,26 @@ def _publish_empty(parents: Parents, processed: Dataset, quarantine: Dataset, re
 
 
 # ---- checks before the engine -------------------------------------------------------------------------------------
-def _file_checks(rejected: list[dict[str, Any]], cfg, result: DatasetResult) -> None:
-    """Files ingestion rejected for the run's days (``quarantine.rejected_files``): a missing or renamed
-    column is schema drift and fails the dataset (``fail_on_drift``); other rejections are warnings."""
+def _file_checks(ds: Dataset, rejected: list[dict[str, Any]], cfg, result: DatasetResult) -> None:
+    """Files ingestion rejected for the run's days (``quarantine.rejected_files``). A missing or renamed
+    column is schema drift: the file's rows never reached raw, the dataset's other files and days are
+    published, and when the column is a key column the stage fails once they are (``fail_on_drift``), naming
+    the file; other rejections (and drift of other columns) are warnings."""
     for r in rejected:
         drift = str(r.get("reason", "")).startswith(DRIFT_REASONS)
         result.rejected_files.append({k: r.get(k) for k in ("dt", "source_file", "line", "column", "reason",
                                                             "sha256")} | {"drift": drift})
         if drift:
+            key = r.get("column") in ds.primary_key
+            blocking = key and cfg.fail_on_drift
             result.drift.append({"dt": r["dt"], "file": r["source_file"], "column": r.get("column"),
-                                 "kind": "missing or renamed", "severity": "critical" if cfg.fail_on_drift
-                                 else "warning", "message": r.get("reason")})
-            message = (f"schema drift in {r['source_file']}: column {r.get('column')}: {r.get('reason')} "
-                       "(file rejected at ingestion)")
-            if cfg.fail_on_drift:
-                result.fail(message)
+                                 "kind": "missing or renamed", "severity": "critical" if blocking else "warning",
+                                 "message": r.get("reason")})
+            message = (f"schema drift in {r['source_file']}: {'key ' if key else ''}column {r.get('column')}: "
+                       f"{r.get('reason')} (file rejected at ingestion; the other files were gated)")
+            if blocking:
+                result.stop.append(message)
+                result.errors.append(message)
             else:
                 result.warnings.append(message)
         else:

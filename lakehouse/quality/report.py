@@ -39,6 +39,9 @@ class DatasetResult:
     drift: list[dict[str, Any]] = field(default_factory=list)
     rejected_files: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: errors that fail the stage although the dataset's other files were published (a file whose key
+    #: column was renamed upstream, with ``fail_on_drift``)
+    stop: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: the Great Expectations Checkpoint that audited the published batch
     audit: dict[str, Any] = field(default_factory=dict)

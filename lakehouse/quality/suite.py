@@ -44,6 +44,10 @@ from schemas import LINEAGE_COLUMNS, Dataset, raw_text_column
 EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SEVERITIES = ("critical", "warning", "info")
 PASSES_BLOCKING = "_passes_blocking"
+#: Control characters refused in a key (any, tab and line breaks included) and in a required text column
+#: (any but tab, line feed and carriage return), spelt so that RE2 (DuckDB), Java (Spark) and Python read it alike.
+KEY_CONTROL = r"[\x00-\x1F\x7F]"
+TEXT_CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 
 #: Expectation types the gate compiles into row predicates (kwargs the compiler understands).
 ROW_TYPES: dict[str, tuple[str, ...]] = {
@@ -222,7 +226,26 @@ def baseline_rules(ds: Dataset) -> list[Rule]:
                 strptime_format(f)
             except CompileError as exc:
                 raise SuiteError(f"{ds.path or ds.name}: column {c.name}: {exc}") from None
-    return [_rule(cfg, "schema", f"{ds.name} (declaration)") for cfg in ds.baseline_expectations()]
+    configs = ds.baseline_expectations()
+    configs += control_character_expectations(ds)
+    return [_rule(cfg, "schema", f"{ds.name} (declaration)") for cfg in configs]
+
+
+def control_character_expectations(ds: Dataset) -> list[dict[str, Any]]:
+    """``no_control:<col>``: a key column or a required text column holds no control character (a NUL byte
+    in a key would be published as is and match nothing downstream). Critical, so such rows are quarantined."""
+    out = []
+    for c in ds.data_columns:
+        if c.type != "string" or (c.nullable and c.name not in ds.primary_key):
+            continue
+        key = c.name in ds.primary_key
+        out.append({"type": "expect_column_values_to_not_match_regex",
+                    "kwargs": {"column": c.name, "regex": KEY_CONTROL if key else TEXT_CONTROL},
+                    "severity": "critical",
+                    "meta": {"rule": f"no_control:{c.name}", "source": "schema",
+                             "description": f"{c.name} holds no control character (NUL, ESC, ..." +
+                                            (", tab or line break)" if key else "; tab and line breaks allowed)")}})
+    return out
 
 
 def _rule(cfg: dict[str, Any], source: str, where: str) -> Rule:

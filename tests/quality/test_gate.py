@@ -3,6 +3,7 @@ good rows are published, and raw = processed + quarantined + duplicates."""
 
 from __future__ import annotations
 
+import schemas
 from tests.quality.conftest import CLIENTS, HEADER, TICKETS, TICKETS_SUITE
 
 DAY = "2024-03-01"
@@ -161,28 +162,38 @@ def test_bad_files_are_refused_whole_with_a_clear_error_and_the_good_files_still
     found = {f["source_file"].rsplit("/", 1)[1]: f["reason"] for f in r.rejected_files}
     assert "not valid UTF-8" in found[f"q_tickets_{DAY}_latin.csv"]
     assert "empty file" in found[f"q_tickets_{DAY}_empty.csv"]
-    assert "expected 7 fields, found 3" in found[f"q_tickets_{DAY}_ragged.csv"]
-    assert any("_ragged.csv was rejected at ingestion (line 3)" in w for w in r.warnings)
-    assert [row["ticket_id"] for row in lakehouse.processed(TICKETS)] == ["T1"]
-    assert r.counts == {"raw": 1, "processed": 1, "quarantined": 0, "duplicates": 0, "reconciled": True}
+    assert f"q_tickets_{DAY}_ragged.csv" not in found  # its good row loads, its ragged line is recorded alone
+    [line] = lakehouse.lake.read_arrow(schemas.get("quarantine.rejected_lines")).to_pylist()
+    assert (line["source_file"], line["line"], line["text"]) == (f"psa/q_tickets/q_tickets_{DAY}_ragged.csv", 3,
+                                                                 "T4,C1,low")
+    assert "expected 7 fields, found 3" in line["reason"]
+    assert sorted(row["ticket_id"] for row in lakehouse.processed(TICKETS)) == ["T1", "T3"]
+    assert r.counts == {"raw": 2, "processed": 2, "quarantined": 0, "duplicates": 0, "reconciled": True}
 
 
-def test_schema_drift_added_columns_pass_missing_or_renamed_ones_stop_the_dataset(lakehouse):
+def test_schema_drift_added_columns_pass_a_renamed_key_stops_the_stage_but_not_the_other_files(lakehouse):
     lakehouse.land(CLIENTS, DAY, "client_id,name,tier,region\nC1,Acme,gold,EU\n")
-    renamed = HEADER.replace("priority", "prio")
     lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1)]))
-    lakehouse.land(TICKETS, DAY, renamed + "\nT2,C1,low,1,2024-03-01 09:00:00,,\n", name=f"q_tickets_{DAY}_b.csv")
-    ctx, results = lakehouse.run(DAY)
+    lakehouse.land(TICKETS, DAY, HEADER.replace("priority", "prio") + "\nT2,C1,low,1,2024-03-01 09:00:00,,\n",
+                   name=f"q_tickets_{DAY}_b.csv")
+    lakehouse.land(TICKETS, DAY, HEADER.replace("ticket_id", "id") + "\nT3,C1,low,1,2024-03-01 09:00:00,,\n",
+                   name=f"q_tickets_{DAY}_c.csv")
+    lakehouse.land(TICKETS, "2024-03-02", tickets_csv([ticket(4)]))
+    ctx, results = lakehouse.run(DAY, "2024-03-02")
     clients, tickets = results["q_clients"], results["q_tickets"]
     assert clients.status == "passed"  # an added column is accepted; ingestion warned about it
     assert ("q_clients: psa/q_clients/q_clients_2024-03-01.csv: schema drift: column(s) region not declared; "
             "accepted and ignored") in ctx.warnings
     assert [row["client_id"] for row in lakehouse.processed(CLIENTS)] == ["C1"]
-    assert tickets.status == "failed"
-    assert tickets.errors == [
-        "schema drift in psa/q_tickets/q_tickets_2024-03-01_b.csv: column priority: schema drift: declared "
-        "column(s) priority missing from the header (removed or renamed upstream) (file rejected at ingestion)"]
-    assert lakehouse.processed(TICKETS) == [] and lakehouse.quarantined(TICKETS) == []
+    # the other file of the day and the other day are published; the drifted files are named
+    assert tickets.status == "warned" and tickets.published
+    assert sorted(r["ticket_id"] for r in lakehouse.processed(TICKETS)) == ["T1", "T4"]
+    assert tickets.stop == tickets.errors == [
+        "schema drift in psa/q_tickets/q_tickets_2024-03-01_c.csv: key column ticket_id: schema drift: declared "
+        "column(s) ticket_id missing from the header (removed or renamed upstream); key column ticket_id (file "
+        "rejected at ingestion; the other files were gated)"]
+    assert any("q_tickets_2024-03-01_b.csv: column priority" in w for w in tickets.warnings)
+    assert [(d["file"][-6:], d["severity"]) for d in tickets.drift] == [("_b.csv", "warning"), ("_c.csv", "critical")]
 
 
 def test_a_retyped_column_stops_the_dataset_naming_the_file_and_the_column(lakehouse):
@@ -271,7 +282,7 @@ def test_a_foreign_key_counts_from_the_day_its_parent_was_exported(lakehouse):
 
 
 def test_a_dataset_whose_parent_failed_fails_too_instead_of_quarantining_orphans(lakehouse):
-    lakehouse.land(CLIENTS, DAY, "client_id,name\nC1,Acme\n")  # tier missing: the file is rejected (drift)
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,,gold\nC2,,gold\nC3,,gold\n")  # name emptied: drift
     lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1)]))
     _, results = lakehouse.run(DAY)
     assert results["q_clients"].status == "failed"
