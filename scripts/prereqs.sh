@@ -41,3 +41,18 @@ if [ ${#missing[@]} -gt 0 ] && [ "${MSP_SKIP_SYSTEM_PACKAGES:-0}" != "1" ]; then
     echo "      Everything runs without it, except OCR: scanned contracts wait in the review queue." >&2
   fi
 fi
+
+# Chromium (headless) opens the built dashboard in its test and takes the docs' screenshots. The dashboard
+# itself builds and opens in any browser without it. Installed as root on Debian/Ubuntu, else a note.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && [ "${MSP_SKIP_SYSTEM_PACKAGES:-0}" != "1" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (Debian package) ..."
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1; then
+      echo "warning: could not install chromium; the dashboard test (headless browser) will be skipped." >&2
+    fi
+  else
+    echo "note: chromium not installed (Debian: sudo apt-get install chromium; Ubuntu: chromium-browser)." >&2
+    echo "      The dashboard builds and opens without it; only its headless-browser test is skipped." >&2
+  fi
+fi

@@ -21,7 +21,7 @@ Each module keeps its pure transforms apart from the stage function doing I/O; t
 from __future__ import annotations
 
 from jobs.cpi.settings import CpiSettings
-from lakehouse.agents import Agent, Model, Question, Stage, Vote
+from lakehouse.agents import Agent, Model, Panel, Question, Stage, Vote
 
 PSA = ("processed.invoices", "processed.invoice_lines", "processed.agreement_additions", "processed.time_entries",
        "processed.technician_cost_rates", "processed.tickets", "processed.payments", "processed.managed_endpoints")
@@ -92,6 +92,22 @@ AGENT = Agent(
         Question("Clients most likely to churn, as scored on the last day",
                  "SELECT client_id, churn_probability, risk_band, signals FROM analytics.churn "
                  "WHERE dt = (SELECT max(dt) FROM analytics.churn) ORDER BY churn_probability DESC LIMIT 8"),
+    ),
+    panels=(
+        Panel("cpi_margin_trend", "Client profitability trend: MRR and gross profit per month",
+              "SELECT month, mrr, gross_profit, gross_margin_pct, active_clients, problem_clients "
+              "FROM analytics.cpi_kpis_monthly ORDER BY month", chart="line", x="month", y=("mrr", "gross_profit"),
+              description="All clients together (analytics.cpi_kpis_monthly); the newest month may not be final."),
+        Panel("cpi_margin_tiers", "Clients per margin tier, per month",
+              "SELECT month, margin_tier AS series, count(*) AS clients FROM analytics.client_margin_report "
+              "GROUP BY ALL ORDER BY month, series", chart="bar", x="month", y=("clients",),
+              description="How many clients each month falls in each margin tier (analytics.client_margin_report)."),
+        Panel("cpi_churn_risk", "Churn risk bands on the last scored day",
+              "SELECT risk_band, count(*) AS clients, round(avg(churn_probability), 3) AS mean_probability, "
+              "round(avg(baseline_probability), 3) AS mean_baseline_probability FROM analytics.churn "
+              "WHERE dt = (SELECT max(dt) FROM analytics.churn) GROUP BY risk_band ORDER BY mean_probability DESC",
+              chart="bar", x="risk_band", y=("clients",), group="agents",
+              description="Clients per risk band as the promoted churn model scored them on the newest day."),
     ),
     models=(Model("churn", "Client churn within the horizon (calibrated gradient boosting)",
                   "models.cpi.churn:SPEC"),),

@@ -18,7 +18,7 @@ route solvers on Solomon and VRPLIB benchmark files. Thresholds, cost weights an
 from __future__ import annotations
 
 from jobs.ram.settings import RamSettings
-from lakehouse.agents import Agent, Question, Rule, Stage, Vote
+from lakehouse.agents import Agent, Panel, Question, Rule, Stage, Vote
 
 UTILIZATION = "analytics.technician_utilization"
 ASSIGNMENTS = "analytics.ram_assignments"
@@ -82,6 +82,22 @@ AGENT = Agent(
                  "round(sum(travel_km), 1) AS travel_km, "
                  "sum(CASE WHEN technician_id <> psa_technician_id THEN 1 ELSE 0 END) AS changed_vs_psa "
                  "FROM analytics.ram_assignments GROUP BY dt ORDER BY dt DESC LIMIT 7"),
+    ),
+    panels=(
+        Panel("ram_utilization", "Technician utilization per month (billable share of available hours, %)",
+              "SELECT period AS month, round(avg(utilization_pct), 1) AS mean_pct, round(min(utilization_pct), 1) "
+              "AS min_pct, round(max(utilization_pct), 1) AS max_pct, count(*) FILTER (WHERE band <> 'in') "
+              "AS outside_band FROM analytics.technician_utilization WHERE grain = 'month' GROUP BY period "
+              "ORDER BY period", chart="line", x="month", y=("mean_pct", "min_pct", "max_pct"),
+              description="Mean, lowest and highest technician utilization each month; outside_band counts "
+                          "technicians outside the target band."),
+        Panel("ram_solver_gap", "Dispatch optimiser against the greedy baseline, per planned day",
+              "SELECT dt, max(objective) AS optimiser, max(baseline_objective) AS baseline, "
+              "round(100 * (1 - max(objective) / nullif(max(baseline_objective), 0)), 1) AS gain_pct, "
+              "count(*) AS tickets FROM analytics.ram_assignments GROUP BY dt ORDER BY dt",
+              chart="bar", x="dt", y=("optimiser", "baseline"), group="agents",
+              description="The assignment solver's objective (lower is better) and the greedy baseline's on the "
+                          "same tickets (analytics.ram_assignments)."),
     ),
     docs="docs/ram.md",
 )

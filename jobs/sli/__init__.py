@@ -96,6 +96,12 @@ AGENT = Agent(
               "SELECT snapshot_date, count(*) FILTER (WHERE shortfall > 0) AS short_skus, "
               "sum(true_up_exposure) AS exposure FROM processed.licence_position GROUP BY snapshot_date "
               "ORDER BY snapshot_date", chart="line", x="snapshot_date", y=("short_skus",)),
+        Panel("sli_savings", "Licence savings found per report (monthly USD)",
+              "SELECT report_date, finding AS series, sum(monthly_saving) AS monthly_saving, count(*) AS findings "
+              "FROM analytics.licence_savings GROUP BY ALL ORDER BY report_date, series",
+              chart="line", x="report_date", y=("monthly_saving",),
+              description="Monthly savings of the licence findings (idle seats, unassigned seats, downgrades) per "
+                          "report, by kind of finding."),
     ),
     docs="docs/sli.md",
 )

@@ -83,10 +83,22 @@ AGENT = Agent(
                  "ORDER BY mrr_at_stake DESC"),
     ),
     panels=(
-        Panel("spo_forecast", "Bookings forecast (learned, MRR)",
-              "SELECT month, expected_mrr, low_mrr, high_mrr FROM analytics.pipeline_forecast "
-              "WHERE method = 'learned' AND dt = (SELECT max(dt) FROM analytics.pipeline_forecast) ORDER BY month",
-              chart="bar", x="month", y=("expected_mrr", "low_mrr", "high_mrr")),
+        Panel("spo_forecast", "Bookings forecast (MRR) made on the last day",
+              "WITH latest AS (SELECT * FROM analytics.pipeline_forecast "
+              "WHERE dt = (SELECT max(dt) FROM analytics.pipeline_forecast)) "
+              "SELECT month, method, expected_mrr, low_mrr, high_mrr FROM latest WHERE method = (SELECT method "
+              "FROM latest ORDER BY method = 'learned' DESC, method = 'stage_weighted' DESC, method LIMIT 1) "
+              "ORDER BY month", chart="bar", x="month", y=("expected_mrr", "low_mrr", "high_mrr"),
+              description="The learned forecast once its model is trained and promoted, else the stage-weighted "
+                          "one (the method column says which)."),
+        Panel("spo_funnel", "Pipeline conversion: opportunities per stage (latest state of each)",
+              "WITH o AS (SELECT opportunity_id, arg_max(stage, updated_at) AS stage, arg_max(mrr, updated_at) AS mrr "
+              "FROM processed.opportunities GROUP BY opportunity_id) SELECT stage, count(*) AS opportunities, "
+              "sum(mrr) AS mrr FROM o GROUP BY stage ORDER BY list_position(['identified', 'qualified', "
+              "'assessment', 'proposed', 'verbal', 'won', 'lost'], stage) NULLS LAST, stage",
+              chart="bar", x="stage", y=("opportunities",),
+              description="Every opportunity in the CRM export at its latest stage, open stages first, then won "
+                          "and lost."),
     ),
     models=(Model("lead_score", "Lead becomes a client within 90 days (calibrated gradient boosting)",
                   "models.spo.leads:SPEC"),),

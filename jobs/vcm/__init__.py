@@ -84,10 +84,27 @@ AGENT = Agent(
                  "AND overall_score IS NOT NULL ORDER BY overall_score LIMIT 8"),
     ),
     panels=(
-        Panel("vcm_review_queue", "Contract review queue by reason",
-              "SELECT reason, count(*) AS items, count(DISTINCT document_id) AS documents "
-              "FROM processed.contract_review_queue GROUP BY reason ORDER BY items DESC", chart="bar", x="reason",
-              y=("items",)),
+        Panel("vcm_review_queue", "Contract review queue: all items, then by reason",
+              "SELECT coalesce(reason, 'all') AS reason, count(*) AS items, count(DISTINCT document_id) AS documents "
+              "FROM processed.contract_review_queue GROUP BY ROLLUP (reason) ORDER BY reason IS NOT NULL, items DESC",
+              chart="bar", x="reason", y=("items", "documents"),
+              description="What waits for a person: the total (0 when nothing does), then per reason."),
+        Panel("vcm_confidence", "Contract extraction confidence per field", group="agents",
+              sql="SELECT field, round(avg(confidence), 3) AS mean_confidence, round(min(confidence), 3) "
+              "AS min_confidence, count(*) AS documents, count(*) FILTER (WHERE needs_review) AS needs_review "
+              "FROM processed.contract_fields GROUP BY field ORDER BY mean_confidence",
+              chart="bar", x="field", y=("mean_confidence", "min_confidence"),
+              description="Mean and lowest extraction confidence of each contract field over the documents read."),
+        Panel("vcm_renewals", "Vendor contracts by next opt-out month",
+              "SELECT strftime(next_opt_out, '%Y-%m') AS month, count(*) AS contracts, sum(annual_value) "
+              "AS annual_value FROM processed.contract_register WHERE next_opt_out IS NOT NULL GROUP BY 1 "
+              "ORDER BY 1", chart="bar", x="month", y=("contracts",),
+              description="Renewals coming up: contracts whose opt-out deadline falls in each month, with their "
+                          "annual value."),
+        Panel("vcm_scorecard", "Vendor scorecard: overall score per quarter",
+              "SELECT quarter, vendor_name AS series, overall_score FROM analytics.vendor_scorecard "
+              "ORDER BY quarter, series", chart="line", x="quarter", y=("overall_score",),
+              description="Each vendor's overall score (1-5) per quarter (analytics.vendor_scorecard)."),
     ),
     docs="docs/vcm.md",
 )
