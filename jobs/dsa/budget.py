@@ -88,8 +88,9 @@ def month_rows(daily: pd.DataFrame, budgets: pd.DataFrame, month: str, as_of: da
     for dept in depts:
         act = float(actual.get(dept, 0.0))
         r = recent[recent["department"] == dept]
-        wk = r[[not _weekend(x) for x in r["day"]]]["cost"].sum()
-        we = r[[_weekend(x) for x in r["day"]]]["cost"].sum()
+        weekend = r["day"].map(_weekend).astype(bool)  # a boolean Series: an empty list would select columns
+        wk = r.loc[~weekend, "cost"].sum()
+        we = r.loc[weekend, "cost"].sum()
         rec = float(rec_prev[rec_prev["department"] == dept]["cost"].sum()) if len(rec_prev) else 0.0
         forecast = act + (wk / w_days) * n_work + (we / e_days) * n_wkend + rec if remaining else act
         row = b[b["department"] == dept]
