@@ -67,4 +67,19 @@ def run_demo(settings: Settings, scale: str, seed: int, console: Console) -> int
             print_frame(catalog.query(q.sql), "table")
         except Exception as exc:
             console.print(f"[red]query failed:[/] {exc}")
+    show_dashboard(settings, console)
     return 0 if summary.ok and trained.ok and scored.ok else 1
+
+
+def show_dashboard(settings: Settings, console: Console) -> None:
+    """Build the monitoring dashboard from the lake the demo just filled, and print its path."""
+    from lakehouse.dashboard import build
+    from lakehouse.dashboard.cli import report
+
+    console.rule("Monitoring dashboard")
+    try:
+        report(build(settings), console)
+    except Exception as exc:  # the demo's results stand without it
+        console.print(f"[red]dashboard not built:[/] {type(exc).__name__}: {exc}")
+        return
+    console.print("  open it in a browser from the file, or serve it: msp dashboard --serve")

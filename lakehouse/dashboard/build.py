@@ -323,12 +323,14 @@ def write_plotly(out: Path) -> None:
         tmp.replace(asset)
 
 
-def build(settings: Settings, out: Path | None = None) -> Dashboard:
-    """Query every panel and write the page; returns where it is and how each panel came out."""
+def build(settings: Settings, out: Path | None = None,
+          panels: list[tuple[str, Panel]] | None = None) -> Dashboard:
+    """Query every panel (default: :func:`all_panels`; or ``(owner, panel)`` pairs) and write the page into
+    ``out`` (default: ``<home>/dashboard``); returns where it is and how each panel came out."""
     t0 = time.perf_counter()
     out = Path(out) if out is not None else default_output(settings)
     out.mkdir(parents=True, exist_ok=True)
-    panels = all_panels()
+    panels = all_panels() if panels is None else list(panels)
     problems = check_declarations(panels)
     results: list[PanelResult] = []
     sections: dict[str, list[str]] = {}
