@@ -158,7 +158,7 @@ def write_outbox(ctx: RunContext, event_type: str, events: list[Mapping[str, Any
 def _same_rows(ctx: RunContext, dataset: str, table: pa.Table, where: Mapping[str, Any], key: str) -> bool:
     """Whether the partitions ``where`` already hold exactly these rows (then a write would only make a new
     snapshot, and wake every reader of the table for nothing)."""
-    current = ctx.read_arrow(dataset, where)
+    current = ctx.lake.read_arrow(schemas.get(dataset), where)  # the current snapshot, not one pinned as read
     if current.num_rows != table.num_rows:
         return False
     cols = [c for c in table.column_names if c in current.column_names]

@@ -86,3 +86,55 @@ def test_outbox_refuses_mixed_types_and_duplicate_ids(settings):
         write_outbox(ctx, "client.profitability.changed", [margin_event()], ["2024-03-01"])
     with pytest.raises(EventError, match="unknown event type"):
         write_outbox(ctx, "no.such.type", [margin_event()], ["2024-02-29"])
+
+
+def test_a_failing_handler_leaves_dead_letters_and_a_redrive_resolves_them(throwaway_agent, settings, tmp_path):
+    """A real handler that fails (the throwaway agent's, failing while a flag file exists): its events stay in
+    events.dead_letters with the error, a second failure counts an attempt, and `msp events redrive` (the
+    handler rerun over those days) resolves them; nothing is delivered twice."""
+
+    from lakehouse.events import dead_letters
+    from lakehouse.eventscli import redrive
+    from lakehouse.lake import Lake
+    from lakehouse.runner import run_pipeline
+
+    flag = tmp_path / "fail"
+    (throwaway_agent / "tmpagent" / "jobs.py").write_text(
+        (throwaway_agent / "tmpagent" / "jobs.py").read_text().replace(
+            "def on_margin(ctx):\n    pass",
+            f"def on_margin(ctx):\n    import os\n    if os.path.exists({str(flag)!r}):\n"
+            "        raise RuntimeError('planted handler failure')"))
+    flag.write_text("")
+    day = date(2024, 2, 29)
+    ctx = RunContext.create(settings, [day])
+    write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event("C2")], [day.isoformat()])
+    stages = ["events.dispatch", "tmpagent.on_margin"]
+    for attempt in (1, 2):
+        run = run_pipeline(settings, [day], stages=stages, refresh_catalog=False)
+        assert {s.name: s.status for s in run.stages}["tmpagent.on_margin"] == "failed"
+        assert any("kept in events.dead_letters" in w for w in run.warnings)
+        dead = dead_letters(Lake.from_settings(settings))
+        assert sorted(r["subject"] for r in dead) == ["client:C1", "client:C2"]
+        assert {(r["handler"], r["attempts"], r["status"]) for r in dead} == {("tmpagent.on_margin", attempt, "dead")}
+        assert "RuntimeError: planted handler failure" in dead[0]["error"]
+    flag.unlink()
+    runs = redrive(settings)
+    assert list(runs) == ["tmpagent.on_margin"] and runs["tmpagent.on_margin"].ok
+    lake = Lake.from_settings(settings)
+    assert dead_letters(lake) == []
+    assert {r["status"] for r in dead_letters(lake, None)} == {"resolved"}
+    inbox = lake.read_arrow(schemas.get("events.inbox")).to_pylist()
+    assert len(inbox) == len({(r["event_id"], r["agent"]) for r in inbox})
+    assert redrive(settings) == {}
+
+
+def test_rule_conditions_route_only_matching_events():
+    from lakehouse.agents import Rule
+    from lakehouse.events import outbox_table, routed
+
+    rule = Rule("client.profitability.changed", "x.h", severity=("critical",), when={"reason": "tier_down"}, agent="x")
+    assert rule.event_pattern() == {"severity": ["critical"], "data": {"reason": ["tier_down"]}}
+    warn, crit = margin_event("C1"), {**margin_event("C2"), "severity": "critical"}
+    other = {**crit, "id": "f" * 32, "subject": "client:C3", "data": {**crit["data"], "reason": "margin_drop"}}
+    rows = routed(outbox_table([warn, crit, other]), [rule]).to_pylist()
+    assert [r["subject"] for r in rows] == ["client:C2"]
