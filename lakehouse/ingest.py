@@ -452,11 +452,29 @@ def known_files(ctx: RunContext, ds: Dataset, days: list[str]) -> dict[str, set[
     rejected = ctx.read_arrow(REJECTED, {"dataset": ds.name, "dt": days}).select(["dt", "source_file", "sha256"])
     for r in rejected.to_pylist():
         out.setdefault(r["dt"], set()).add((r["source_file"], r["sha256"]))
+    for dt, pairs in _empty_files(ctx, ds).items():
+        if dt in out:
+            out[dt].update((f, h) for f, h in pairs)
     lines = ctx.read_arrow(REJECTED_LINES, {"dataset": ds.name, "dt": days})
     for r in lines.filter(pc.equal(lines.column("rows_loaded"), 0)).select(["dt", "source_file", "sha256"]
                                                                         ).to_pylist():
         out[r["dt"]].add((r["source_file"], r["sha256"]))
     return out
+
+
+def _empty_path(ds: Dataset) -> str:
+    return f"_meta/ingest/empty/{ds.name}.json"
+
+
+def _empty_files(ctx: RunContext, ds: Dataset) -> dict[str, list[list[str]]]:
+    """Per export day, the (file, SHA-256) of files that hold a header and no rows: nothing of theirs is in
+    a table, so they are remembered here (written after the day's raw commit; if that is lost the day is
+    read again, which changes nothing)."""
+    text = ctx.lake.read_text(_empty_path(ds))
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
 
 
 @dataclass
@@ -470,6 +488,8 @@ class DatasetIngest:
     lines: list[dict[str, Any]] = field(default_factory=list)
     #: the rejected files without a valid export date, when they changed (replace the ``undated`` partition)
     undated: list[dict[str, Any]] | None = None
+    #: per ingested day, the files with a header and no rows
+    empty: dict[str, list[list[str]]] = field(default_factory=dict)
 
 
 def _today() -> str:
@@ -490,6 +510,7 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
             stats["other_days"] += 1
     known = known_files(ctx, ds, sorted(by_day)) if by_day and not force else {}
     tables, days, rejected_rows, line_rows = [], [], [], []
+    empty: dict[str, list[list[str]]] = {}
     today = _today()
 
     def reject(rel: str, dt: str, digest: str, line: int | None, reason: str, column: str | None = None) -> None:
@@ -516,6 +537,8 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
                 reject(rel, dt, hashes[rel], exc.line, exc.reason, exc.column)
                 continue
             good.append((rel, hashes[rel], p))
+            if not p.rows and not p.bad:
+                empty.setdefault(dt, []).append([rel, hashes[rel]])
             for w in p.warnings:
                 ctx.warn(f"{ds.name}: {rel}: {w}")
             if p.bad:
@@ -531,7 +554,8 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
         tables.append(table)
         days.append(dt)
     table = pa.concat_tables(tables) if tables else None
-    result = DatasetIngest(table, days, rejected_rows, stats, line_rows)
+    result = DatasetIngest(table, days, rejected_rows, stats, line_rows,
+                           empty={d: sorted(empty.get(d, [])) for d in days})
     _undated(ctx, ds, landing, undated_files, result, force)
     return result
 
@@ -594,6 +618,7 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
         count.rows_in += res.stats["rows"]
         if res.table is not None:
             ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
+            _remember_empty(ctx, ds, res.empty)
         loaded = res.stats["files"] - res.stats["skipped"] - res.stats["rejected"]
         count.notes.append(f"files: {loaded} loaded, {res.stats['skipped']} seen before, "
                            f"{res.stats['rejected']} rejected" +
@@ -607,6 +632,13 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
             f"{totals['skipped']} seen before, {totals['rejected']} rejected, {totals['other_days']} for other "
             f"days; {totals['lines_rejected']} line(s) rejected")
     return {name: res.stats for name, res in results.items()}
+
+
+def _remember_empty(ctx: RunContext, ds: Dataset, days: dict[str, list[list[str]]]) -> None:
+    kept = _empty_files(ctx, ds)
+    updated = {d: v for d, v in {**kept, **days}.items() if v}
+    if updated != kept:
+        ctx.lake.write_text(_empty_path(ds), json.dumps(dict(sorted(updated.items())), indent=0))
 
 
 def _holds_lines(ctx: RunContext, results: dict[str, DatasetIngest]) -> bool:
