@@ -127,13 +127,13 @@ def dead_letter_panels() -> tuple[Panel, ...]:
     by = next((c for c in ("event_type", "handler", "agent") if c in cols), None)
     counts = ("count(*) FILTER (WHERE status = 'dead') AS dead, count(*) FILTER (WHERE status <> 'dead') AS resolved"
               if "status" in cols else "count(*) AS dead")
-    y = ("dead", "resolved") if "status" in cols else ("dead",)
+    y = ("dead", "resolved") if "status" in cols else ("dead",)  # the kpi's figures
     if by is None:
         return (Panel("system_dead_letters", "Event dead letters", chart="kpi", group="system", y=y,
                       sql=f"SELECT {counts} FROM {DEAD_LETTERS}",
                       description="Events a handler failed on, waiting for `msp events redrive`."),)
-    return (Panel("system_dead_letters", "Event dead letters: all, then per " + by.replace("_", " "), chart="bar",
-                  group="system", x=by, y=y,
+    return (Panel("system_dead_letters", "Event dead letters: all, then per " + by.replace("_", " "), chart="table",
+                  group="system",
                   sql=f"SELECT 'all' AS {_q(by)}, {counts} FROM {DEAD_LETTERS} UNION ALL "
                       f"(SELECT CAST({_q(by)} AS VARCHAR), {counts} FROM {DEAD_LETTERS} GROUP BY 1 ORDER BY 2 DESC)",
                   description="Deliveries a handler failed on: dead ones wait for `msp events redrive`, resolved ones "
