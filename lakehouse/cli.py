@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+        logging.basicConfig(level=logging.INFO if args.verbose or args.debug else logging.WARNING,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
         settings = load_settings(args.config)

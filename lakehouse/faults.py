@@ -4,7 +4,8 @@
 when the code reaches that point: no ``finally``, no atexit, exactly as a power cut or the OOM killer would.
 The tests run a pipeline in a subprocess with each point set, then check that every reader sees a whole
 snapshot and that a rerun converges to the tables of an uninterrupted run (``tests/platform/test_crash.py``).
-Points are cheap no-ops when the variable is not set.
+Points are cheap no-ops when the variable is not set. ``MSP_FAIL_AT=<point>`` (or ``<point>:<n>``) raises
+``OSError(ENOSPC)`` there instead, as a full disk would (``tests/platform/test_cli.py``).
 
 =========================  =================================================================================
 point                      where
@@ -23,21 +24,28 @@ point                      where
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
 ENV = "MSP_CRASH_AT"
+FAIL_ENV = "MSP_FAIL_AT"
 _seen: dict[str, int] = {}
 
 
 def point(name: str) -> None:
-    """Die here if ``MSP_CRASH_AT`` names this point (and this is the n-th time it is reached)."""
-    wanted = os.environ.get(ENV)
-    if not wanted:
-        return
-    target, _, nth = wanted.partition(":")
-    if target != name:
-        return
-    _seen[name] = _seen.get(name, 0) + 1
-    if _seen[name] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Die here if ``MSP_CRASH_AT`` names this point (and this is the n-th time it is reached); raise a full
+    disk's ``OSError`` if ``MSP_FAIL_AT`` does."""
+    for env in (ENV, FAIL_ENV):
+        wanted = os.environ.get(env)
+        if not wanted:
+            continue
+        target, _, nth = wanted.partition(":")
+        if target != name:
+            continue
+        key = f"{env}:{name}"
+        _seen[key] = _seen.get(key, 0) + 1
+        if _seen[key] >= int(nth or 1):
+            if env == ENV:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -603,21 +603,20 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
             rejected += res.undated
             replace.append({"dataset": name, "dt": UNDATED})
     if replace:
-        ctx.write(REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()),
-                  replace=replace)
+        _write(ctx, REJECTED, pa.Table.from_pylist(rejected, schema=schemas.get(REJECTED).arrow_schema()), replace)
         faults.point("ingest.rejected")
     day_replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
     lines = [r for res in results.values() for r in res.lines]
     if day_replace and (lines or _holds_lines(ctx, results)):
-        ctx.write(REJECTED_LINES, pa.Table.from_pylist(lines, schema=schemas.get(REJECTED_LINES).arrow_schema()),
-                  replace=day_replace)
+        _write(ctx, REJECTED_LINES, pa.Table.from_pylist(lines, schema=schemas.get(REJECTED_LINES).arrow_schema()),
+               day_replace)
     totals = dict.fromkeys(("files", "loaded", "skipped", "rejected", "lines_rejected", "other_days"), 0)
     for ds in datasets:
         res = results[ds.name]
         count = ctx.count(ds.qualified_name)
         count.rows_in += res.stats["rows"]
         if res.table is not None:
-            ctx.write(ds, res.table, replace=[{"dt": d} for d in res.days])
+            _write(ctx, ds, res.table, [{"dt": d} for d in res.days])
             _remember_empty(ctx, ds, res.empty)
         loaded = res.stats["files"] - res.stats["skipped"] - res.stats["rejected"]
         count.notes.append(f"files: {loaded} loaded, {res.stats['skipped']} seen before, "
@@ -632,6 +631,19 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
             f"{totals['skipped']} seen before, {totals['rejected']} rejected, {totals['other_days']} for other "
             f"days; {totals['lines_rejected']} line(s) rejected")
     return {name: res.stats for name, res in results.items()}
+
+
+def _write(ctx: RunContext, ds: Dataset | str, rows: pa.Table, replace: list[dict[str, str]]) -> None:
+    """``ctx.write``; a disk or permission error names the table and what was left behind."""
+    try:
+        ctx.write(ds, rows, replace=replace)
+    except OSError as exc:
+        name = ds if isinstance(ds, str) else ds.qualified_name
+        raise OSError(exc.errno, f"{exc.strerror or exc} while writing {name}"
+                                 + (f" ({exc.filename})" if exc.filename else "")
+                                 + f": nothing of {name} was committed (the tables committed before it stand; data "
+                                   "files written for it are orphans that `msp lake maintain` removes); free the "
+                                   "space and run again") from exc
 
 
 def _remember_empty(ctx: RunContext, ds: Dataset, days: dict[str, list[list[str]]]) -> None:

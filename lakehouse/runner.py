@@ -248,7 +248,8 @@ def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date],
         report.status = _run_stage(ctx, st, dates, skip_unchanged)
     except Exception as exc:
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-        log.error("stage %s failed:\n%s", st.name, traceback.format_exc())
+        log.error("stage %s failed: %s", st.name, report.error)
+        log.info("stage %s traceback (msp --debug or -v shows it):\n%s", st.name, traceback.format_exc())
         failed.append(st)
     finally:
         ctx.stage = None

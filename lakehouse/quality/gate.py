@@ -212,7 +212,8 @@ def gate_dataset(ctx: RunContext, suite: Suite, parents: Parents | None = None,
     try:
         _gate(ctx, suite, parents, result, rejected or [])
     except Exception as exc:  # a bug or an infrastructure error: record it, let the stage fail at the end
-        log.exception("quality gate of %s failed", ds.name)
+        log.error("quality gate of %s failed: %s: %s", ds.name, type(exc).__name__, exc)
+        log.info("quality gate of %s: traceback", ds.name, exc_info=True)
         result.fail(f"{type(exc).__name__}: {exc}")
     finally:
         if own_parents:

@@ -162,3 +162,87 @@ def test_analyst_sql_is_read_only_and_confined_to_the_lake(settings, monkeypatch
         "Traceback" not in err
     assert ctx.lake.checksum(ds) == before
     assert not (settings.home / "dump").exists() and not (settings.home / "other.duckdb").exists()
+
+
+def test_a_setting_of_the_wrong_type_names_the_key_its_source_and_what_is_allowed(settings, monkeypatch, capsys):
+    monkeypatch.setenv("MSP_QUALITY__RETYPE_MIN_VALUES", "abc")
+    assert run_cli(monkeypatch, settings, "run", "--date", "2024-01-01", "--stages", "ingest") == 2
+    err = capsys.readouterr().err
+    assert "quality.retype_min_values" in err and "MSP_QUALITY__RETYPE_MIN_VALUES" in err and "integer" in err
+    assert "Traceback" not in err
+
+
+def _msp(home, *args, **env):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    full = {**os.environ, "MSP_HOME": str(home), "PYTHONPATH": str(root), **env}
+    for name in ("MSP_CRASH_AT", "MSP_FAIL_AT", "MSP_CONFIG"):
+        if name not in env:
+            full.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], env=full, capture_output=True, text=True,
+                          cwd=root, timeout=600)
+
+
+def _land_clients(home):
+    import schemas
+
+    folder = home / "landing" / "psa" / "clients"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in schemas.get("raw.clients").data_columns]
+    rows = [",".join(f"{n}-{i}" for n in names) for i in (1, 2)]
+    (folder / "clients_2024-01-01.csv").write_text("\n".join([",".join(names), *rows]) + "\n")
+
+
+def test_a_full_disk_names_the_table_and_what_was_left_behind_without_a_traceback(tmp_path):
+    """ENOSPC raised where a commit's data files are written (lakehouse/faults.py): one clear line, exit 1, the
+    table not committed; --debug shows the traceback; once there is space the rerun loads the day."""
+    import schemas
+    from lakehouse.lake import Lake
+    from tests.conftest import make_settings
+
+    home = tmp_path / "home"
+    _land_clients(home)
+    full = _msp(home, "run", "--date", "2024-01-01", "--stages", "ingest", MSP_FAIL_AT="lake.files_written")
+    assert full.returncode == 1
+    shown = full.stdout + full.stderr
+    assert "No space left on device while writing raw.clients: nothing of raw.clients was committed" in full.stderr
+    assert "Traceback" not in shown
+    assert Lake.from_settings(make_settings(home)).read_arrow(schemas.get("raw.clients")).num_rows == 0
+    debug = _msp(home, "--debug", "run", "--date", "2024-01-01", "--stages", "ingest", MSP_FAIL_AT="lake.files_written")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    again = _msp(home, "run", "--date", "2024-01-01", "--stages", "ingest")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert Lake.from_settings(make_settings(home)).read_arrow(schemas.get("raw.clients")).num_rows == 2
+
+
+def test_a_read_only_home_prints_one_line_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    import os
+    import subprocess
+
+    from tests.conftest import make_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    mounted = False
+    if os.geteuid() == 0:  # permissions do not stop root: a read-only file system does
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(home)],
+                                 capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("running as root without the right to mount a read-only file system")
+    else:
+        home.chmod(0o555)
+    try:
+        code = run_cli(monkeypatch, make_settings(home), "run", "--date", "2024-01-01", "--stages", "ingest")
+        err = capsys.readouterr().err
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(home)], check=True)
+        else:
+            home.chmod(0o755)
+    assert code == 2
+    assert ("Read-only file system" in err or "Permission denied" in err) and str(home) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3  # one line, wrapped by the console
