@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def register(subparsers) -> None:
     p = subparsers.add_parser("schemas", help="list the declared datasets, or show one with its columns and DDL")
     p.add_argument("--zone", help="only this zone (raw, processed, quarantine, analytics, events, ...)")
-    p.add_argument("--owner", help="only this owner (platform, cpi, spo, ram, sli, dsa, vcm)")
+    p.add_argument("--owner", help="only this owner (platform or an agent: msp agents lists them)")
     p.add_argument("--no-rows", action="store_true", help="do not count published rows (faster on S3)")
     sub = p.add_subparsers(dest="schemas_command", metavar="show NAME")
     s = sub.add_parser("show", help="one dataset: columns, keys, Glue/Athena DDL")
