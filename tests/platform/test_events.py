@@ -138,3 +138,57 @@ def test_rule_conditions_route_only_matching_events():
     other = {**crit, "id": "f" * 32, "subject": "client:C3", "data": {**crit["data"], "reason": "margin_drop"}}
     rows = routed(outbox_table([warn, crit, other]), [rule]).to_pylist()
     assert [r["subject"] for r in rows] == ["client:C2"]
+
+
+def _msp(home, *args, pythonpath=(), **env):
+    """The real command line (``.venv/bin/msp``) in a subprocess, on ``home``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MSP_")}
+    full.update({"MSP_HOME": str(home), "PYTHONPATH": os.pathsep.join([*map(str, pythonpath), str(root)]),
+                 "COLUMNS": "200", **env})
+    return subprocess.run([str(Path(sys.executable).parent / "msp"), *args], env=full, capture_output=True,
+                          text=True, cwd=root, timeout=600)
+
+
+def test_dead_letters_and_redrive_through_the_command_line(throwaway_agent, settings, tmp_path):
+    """`msp run` with a handler that really fails leaves dead letters `msp events dead` lists; once the cause is
+    gone `msp events redrive` reruns the handler and resolves them; a second redrive has nothing to do."""
+    from lakehouse.events import dead_letters
+    from lakehouse.lake import Lake
+
+    flag = tmp_path / "fail"
+    jobs = throwaway_agent / "tmpagent" / "jobs.py"
+    jobs.write_text(jobs.read_text().replace(
+        "def on_margin(ctx):\n    pass",
+        f"def on_margin(ctx):\n    import os\n    if os.path.exists({str(flag)!r}):\n"
+        "        raise RuntimeError('planted handler failure')"))
+    flag.write_text("")
+    day = date(2024, 2, 29)
+    ctx = RunContext.create(settings, [day])
+    write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event("C2")], [day.isoformat()])
+    ctx.close()
+    home, site = settings.home, [throwaway_agent]
+    run = _msp(home, "run", "--date", day.isoformat(), "--stages", "events.dispatch", "tmpagent.on_margin",
+               pythonpath=site)
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "tmpagent.on_margin" in run.stdout + run.stderr
+    dead = _msp(home, "events", "dead", pythonpath=site)
+    assert dead.returncode == 0, dead.stderr
+    assert dead.stdout.count("tmpagent.on_margin") == 2 and "planted handler" in dead.stdout
+    assert len(dead_letters(Lake.from_settings(settings))) == 2
+    flag.unlink()
+    redrive = _msp(home, "events", "redrive", pythonpath=site)
+    assert redrive.returncode == 0, redrive.stdout + redrive.stderr
+    assert "tmpagent.on_margin: ok" in redrive.stdout
+    lake = Lake.from_settings(settings)
+    assert dead_letters(lake) == []
+    assert [r["status"] for r in dead_letters(lake, None)] == ["resolved", "resolved"]
+    again = _msp(home, "events", "redrive", pythonpath=site)
+    assert again.returncode == 0 and "no dead letters to redrive" in again.stdout
+    inbox = lake.read_arrow(schemas.get("events.inbox")).to_pylist()
+    assert len(inbox) == len({(r["event_id"], r["agent"]) for r in inbox})
