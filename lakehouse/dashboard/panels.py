@@ -140,8 +140,35 @@ def dead_letter_panels() -> tuple[Panel, ...]:
                               "succeeded on a later attempt (a total of 0 is good news)."),)
 
 
+#: Panels over the events' platform tables, each shown only when its table is declared.
+EVENT_PANELS: tuple[tuple[str, Panel], ...] = (
+    ("events.digest", Panel(
+        "events_digest", "Daily digest: the top items on the newest day, across agents", chart="table",
+        group="business",
+        sql="SELECT rank, agent, event_type, subject, severity, episode_state, metric, round(value, 2) AS value, "
+            "threshold, round(impact_usd, 0) AS impact_usd, round(score, 2) AS score, dt AS day FROM events.digest "
+            "WHERE dt = (SELECT max(dt) FROM events.digest) ORDER BY rank LIMIT 20",
+        description="What an owner should act on first: one item per episode, ranked by impact (`msp events "
+                    "digest --date D`).")),
+    ("events.consensus_decisions", Panel(
+        "events_consensus", "Consensus decisions: all proposals, then per action", chart="bar", group="business",
+        sql="SELECT coalesce(action, 'all') AS action, count(*) FILTER (WHERE decision = 'approved') AS approved, "
+            "count(*) FILTER (WHERE decision = 'vetoed') AS vetoed, "
+            "count(*) FILTER (WHERE decision = 'no_consensus') AS no_consensus, sum(warnings) AS warned "
+            "FROM events.consensus_decisions GROUP BY ROLLUP (action) ORDER BY action IS NOT NULL, action",
+        x="action", y=("approved", "vetoed", "no_consensus"),
+        description="Proposals that touch price or headcount and how the agents' votes decided them (warned: "
+                    "vetoes in warn mode, recorded but not binding).")),
+)
+
+
+def event_panels() -> tuple[Panel, ...]:
+    declared = schemas.catalog()
+    return tuple(p for table, p in EVENT_PANELS if table in declared)
+
+
 def platform_panels() -> tuple[Panel, ...]:
     """Every panel the platform declares, in display order within each group."""
     system = list(SYSTEM_PANELS)
     system[1:1] = data_panels()
-    return (*system, *dead_letter_panels(), *MODEL_PANELS)
+    return (*system, *dead_letter_panels(), *MODEL_PANELS, *event_panels())
