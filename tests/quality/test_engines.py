@@ -61,6 +61,9 @@ DAY2 = [
     "L1,C1,I4,1,60.00,60.00,y,0.9,02/03/2024 10:00,2024-03-03T10:00:00-05:00,2024-04-02,a",
     "L7,C2,I4,1,50.00,50.00,f,0.1,2024-03-02,2024-03-04,2024-04-02,b",
     "L7,C2,I4,1,50.00,50.00,f,0.2,2024-03-02,2024-03-04,2024-04-02,b",                          # same key, other values
+    "L\x009,C2,I5,1,5.00,5.00,f,0.1,2024-03-02,2024-03-04,2024-04-02,b",                       # a NUL byte in the key
+    "L10,C\x1b2,I5,1,5.00,5.00,f,0.1,2024-03-02,2024-03-04,2024-04-02,b",                      # ESC in a required text
+    "L11,C2,I5\t,1,5.00,5.00,f,0.1,2024-03-02,2024-03-04,2024-04-02,b",                        # a tab: allowed there
 ]
 
 
@@ -88,16 +91,19 @@ def test_the_gate_publishes_the_same_rows_on_duckdb_and_on_spark(tmp_path, spark
     assert spark_processed == duck_processed
     assert spark_refused == duck_refused
     assert spark_results["q_lines"].counts == duck_results["q_lines"].counts == {
-        "raw": 10, "processed": 3, "quarantined": 6, "duplicates": 1, "reconciled": True}
+        "raw": 13, "processed": 4, "quarantined": 8, "duplicates": 1, "reconciled": True}
     assert [(r["line_id"], r["dt"], r["_rules_broken"]) for r in duck_refused] == [
         ("L3", "2024-03-01", "amount_is_qty_x_price"),
         ("L4", "2024-03-01", "type:taxable; range:ratio; type:due; allowed:kind; fk:client_id; paid_after_billed"),
         ("X5", "2024-03-01", "type:qty; type:price; type:billed_at; line_id_format"),
         ("L6", "2024-03-01", "paid_after_billed"),
-        ("L7", "2024-03-02", "unique:line_id"), ("L7", "2024-03-02", "unique:line_id")]
+        ("L7", "2024-03-02", "unique:line_id"), ("L7", "2024-03-02", "unique:line_id"),
+        ("L\x009", "2024-03-02", "no_control:line_id; line_id_format"),
+        ("L10", "2024-03-02", "no_control:client_id; fk:client_id")]
     assert [(r["line_id"], r["dt"], r["billed_at"].isoformat(), r["paid_at"].isoformat()) for r in duck_processed] == [
         ("L1", "2024-03-01", "2024-03-01T09:30:00+00:00", "2024-03-02T10:00:00+00:00"),
         ("L2", "2024-03-01", "2024-03-01T00:00:00+00:00", "2024-03-01T12:00:00+00:00"),
-        ("L1", "2024-03-02", "2024-03-02T10:00:00+00:00", "2024-03-03T15:00:00+00:00")]
+        ("L1", "2024-03-02", "2024-03-02T10:00:00+00:00", "2024-03-03T15:00:00+00:00"),
+        ("L11", "2024-03-02", "2024-03-02T00:00:00+00:00", "2024-03-04T00:00:00+00:00")]
     warned = {r["id"]: r["failed_rows"] for r in duck_results["q_lines"].rules if r["severity"] == "warning"}
     assert warned == {r["id"]: r["failed_rows"] for r in spark_results["q_lines"].rules if r["severity"] == "warning"}
