@@ -173,7 +173,7 @@ def cmd_quality(args: argparse.Namespace, settings: Settings) -> int:
     console.print(f"Great Expectations Data Docs: {docs}" + ("" if not lake.local or Path(docs).exists()
                                                              else " (not built yet)"), highlight=False)
     console.print(f"[dim]GX project: {lake.path(report.ROOT)}/gx · `msp quality show NAME` for one dataset[/]")
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return 1 if any(r["status"] == "failed" or r.get("stop") for r in results) else 0
 
 
 def _print_result(console, r: dict) -> None:

@@ -107,8 +107,8 @@ def test_declarations_refuse_contracts_the_gate_could_not_enforce(tmp_path):
 
 def test_strptime_formats_become_portable_whole_text_patterns():
     fmt = strptime_format("%d/%m/%Y %H:%M")
-    assert fmt.regex == ("(?i)^(3[01]|[12][0-9]|0[1-9]|[1-9]| [1-9])/(1[0-2]|0[1-9]|[1-9])/([0-9]{4})\\s+"
-                         "(2[0-3]|[01][0-9]|[0-9]):([0-5][0-9]|[0-9])$")
+    assert fmt.regex == ("(?i)^(3[01]|[12][0-9]|0[1-9]|[1-9]| [1-9])/(1[0-2]|0[1-9]|[1-9])/([0-9]{4})"
+                         "[ \\t\\n\\r\\f\\x0B]+(2[0-3]|[01][0-9]|[0-9]):([0-5][0-9]|[0-9])$")
     assert fmt.fields == ("day", "month", "year", "hour", "minute")
     assert strptime_format("%Y-%m-%dT%H:%M:%S.%fZ").fields == ("year", "month", "day", "hour", "minute", "second",
                                                               "fraction")

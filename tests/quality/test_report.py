@@ -61,10 +61,18 @@ def test_results_are_kept_as_json_and_printed_by_msp_quality_with_the_data_docs_
 
 
 def test_msp_quality_exits_1_when_a_dataset_failed(lakehouse, cli):
-    lakehouse.land(CLIENTS, DAY, "client_id,name\nC1,Acme\n")  # a declared column is missing: drift
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,,gold\nC2,,gold\nC3,,gold\n")  # name emptied: drift
     lakehouse.run(DAY, datasets=(CLIENTS,))
     code, out = cli("quality")
     assert code == 1 and "failed" in out and "schema drift" in out
+
+
+def test_msp_quality_exits_1_when_a_file_with_a_renamed_key_was_left_out(lakehouse, cli):
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,Acme,gold\n")
+    lakehouse.land(CLIENTS, DAY, "id,name,tier\nC2,Globex,gold\n", name=f"q_clients_{DAY}_b.csv")
+    lakehouse.run(DAY, datasets=(CLIENTS,))
+    code, out = cli("quality")
+    assert code == 1 and "warned" in out
 
 
 def test_msp_schemas_lists_every_dataset_and_shows_one_with_its_ddl(cli):
