@@ -37,6 +37,7 @@ GROUP_TITLES = {"system": "System health", "agents": "Agent performance", "busin
 #: Rows a table panel shows (the rest are counted, not drawn).
 TABLE_ROWS = 200
 SERIES = "series"
+MISSING_TABLE = re.compile(r"Table with name (\w+) does not exist")
 FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T].*)?$")
 
 
@@ -102,6 +103,10 @@ def connect(settings: Settings):
     from lakehouse.dashboard.sources import platform_tables
     from lakehouse.lake import Lake
 
+    if settings.platform.catalog != "duckdb":
+        raise ValueError(f"msp dashboard reads the local DuckDB catalog, but platform.catalog is "
+                         f"{settings.platform.catalog!r}: build it where the lake has one (the AWS stack has its own "
+                         "CloudWatch dashboard)")
     lake = Lake(settings.lake_root, catalog=None)  # small files only: no table catalog needed
     tables = platform_tables(lake)
     con = DuckDBCatalog(settings).connect()
@@ -129,8 +134,13 @@ def evaluate(con, owner: str, panel: Panel) -> tuple[PanelResult, pd.DataFrame |
         frame = run_query(con, panel)
     except Exception as exc:  # a broken panel must not break the dashboard
         result.status, result.reason = "error", f"query failed: {type(exc).__name__}: {_first_line(exc)}"
-        if "does not exist" in str(exc):
-            result.reason += " (a table declared after the catalog was built: `msp catalog refresh`)"
+        missing = MISSING_TABLE.search(str(exc))
+        if missing:
+            import schemas
+
+            declared = {ds.name for ds in schemas.catalog().values()}
+            result.reason += (" (declared after the catalog was built: `msp catalog refresh`)"
+                              if missing.group(1) in declared else " (no dataset of that name is declared)")
     result.seconds = round(time.perf_counter() - t0, 3)
     if frame is None:
         return result, None
@@ -144,7 +154,7 @@ def evaluate(con, owner: str, panel: Panel) -> tuple[PanelResult, pd.DataFrame |
         result.status, result.reason = "error", f"a {panel.chart} panel needs x and y"
     elif frame.empty:
         result.status, result.reason = "empty", "the query returned no rows"
-    elif panel.chart in ("line", "bar", "kpi") and frame[list(panel.y)].isna().all().all():
+    elif panel.chart in ("line", "bar", "kpi") and panel.y and frame[list(panel.y)].isna().all().all():
         result.status, result.reason = "empty", f"every value of {', '.join(panel.y)} is empty"
     return result, frame
 

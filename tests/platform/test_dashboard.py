@@ -97,6 +97,7 @@ def test_a_failing_or_empty_panel_is_a_no_data_box_and_the_build_goes_on(pipelin
     dashboard = build(pipeline_lake, tmp_path / "site", panels=panels)
     status = {p.id: (p.status, p.reason) for p in dashboard.panels}
     assert status["broken"][0] == "error" and "no_such_table" in status["broken"][1]
+    assert "no dataset of that name is declared" in status["broken"][1]
     assert status["nothing"] == ("empty", "the query returned no rows")
     assert status["wrong_column"][0] == "error" and "no column seconds" in status["wrong_column"][1]
     assert status["writer"][0] == "error" and "read-only" in status["writer"][1]
