@@ -11,10 +11,11 @@ once, as Ibis expressions on the run's engine (DuckDB locally, Spark on AWS Glue
    ``_rules_broken``, the rest to ``processed.<name>``;
 4. dataset-level checks may stop the dataset (nothing is published for it, the stage fails after the other
    datasets are done): schema drift (a column whose values in one file mostly fail to read as the declared
-   type, a required column empty in a whole file), a day's row count falling against the day compared, a
-   column's null share jumping. A file rejected at ingestion for a missing or renamed column does not stop
-   the dataset (its rows never reached raw; the other files and days are published); when the column is a
-   key column the stage fails at the end naming the file (``fail_on_drift``);
+   type), a day's row count falling against the day compared, a column's null share jumping. A missing or
+   renamed column does not stop the dataset: a CSV file rejected at ingestion for it never reached raw, a
+   JSON file whose required key is empty in every row has its rows quarantined (``not_null``); the other
+   files and days are published, and when the column is a key column the stage fails at the end naming the
+   file (``fail_on_drift``);
 5. the audit of write-audit-publish: the dataset's Great Expectations Checkpoint validates the processed
    batch about to be published (with the columns it was decided from); a failed critical expectation means
    the gate let a bad row through, so nothing is published and the stage fails;
@@ -616,12 +617,19 @@ def _retype_check(stats: list[dict[str, Any]], suite: Suite, cfg, result: Datase
         for j, c in enumerate(suite.dataset.data_columns):
             empty = s.get(f"text{j}") == 0 if c.type != "string" else s.get(f"null{j}") == rows
             if not c.nullable and rows >= cfg.retype_min_values and empty:
-                found = True
-                message = (f"schema drift in {s['_source_file']}: column {c.name}: required but empty in all {rows:,} "
-                           "rows (missing or renamed upstream?)")
+                # every row of the file breaks not_null and is quarantined; the other files publish, and a key
+                # column fails the stage once they are (fail_on_drift)
+                key = c.name in suite.dataset.primary_key
+                blocking = key and cfg.fail_on_drift
+                message = (f"schema drift in {s['_source_file']}: {'key ' if key else ''}column {c.name}: required "
+                           f"but empty in all {rows:,} rows (missing or renamed upstream?); its rows are quarantined")
                 result.drift.append({"dt": s["dt"], "file": s["_source_file"], "column": c.name, "kind": "missing",
-                                     "severity": "critical", "message": message})
-                result.fail(message)
+                                     "severity": "critical" if blocking else "warning", "message": message})
+                if blocking:
+                    result.stop.append(message)
+                    result.errors.append(message)
+                else:
+                    result.warnings.append(message)
                 continue
             if c.type == "string" or f"bad{j}" not in s:
                 continue
@@ -636,8 +644,9 @@ def _retype_check(stats: list[dict[str, Any]], suite: Suite, cfg, result: Datase
                 result.fail(message)
     result.checks.append({"check": "re-typed or emptied columns", "status": "failed" if found else "passed",
                           "message": f"a file fails when more than {cfg.retype_share_max:.0%} (and at least "
-                                     f"{cfg.retype_min_values}) of a column's values do not read as its type, or a "
-                                     "required column is empty in all its rows"})
+                                     f"{cfg.retype_min_values}) of a column's values do not read as its type; a "
+                                     "required column empty in all its rows is drift: its rows are quarantined, and "
+                                     "a key column fails the stage after the other files publish"})
 
 
 def _stats_path(ds: Dataset, month: str) -> str:

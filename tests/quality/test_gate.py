@@ -239,7 +239,7 @@ def test_the_null_share_baseline_of_a_daily_run_is_the_day_before_in_the_raw_tab
         "null share of hours jumped from 0% on 2024-03-01 to 50% on 2024-03-02 (limit +20%)"]
 
 
-def test_a_json_key_renamed_upstream_stops_the_dataset(lakehouse):
+def test_a_json_key_renamed_upstream_quarantines_its_file_and_a_renamed_key_column_stops_the_stage(lakehouse):
     from schemas import Column, Dataset
 
     events = Dataset(name="q_events", zone="raw", owner="platform", description="t", source="crm", format="jsonl",
@@ -249,12 +249,23 @@ def test_a_json_key_renamed_upstream_stops_the_dataset(lakehouse):
     lakehouse.add(events)
     lines = [f'{{"event_id": "E{i}", "occurredAt": "2024-03-01T10:00:00Z", "score": {i}}}' for i in range(4)]
     lakehouse.land(events, DAY, "\n".join(lines) + "\n", name=f"q_events_{DAY}.jsonl")
+    lakehouse.land(events, DAY, '{"event_id": "E9", "occurred_at": "2024-03-01T10:00:00Z"}\n',
+                   name=f"q_events_{DAY}_b.jsonl")
     _, results = lakehouse.run(DAY, datasets=(events,))
     r = results["q_events"]
-    assert r.status == "failed"
-    assert r.errors == ["schema drift in crm/q_events/q_events_2024-03-01.jsonl: column occurred_at: required but "
-                        "empty in all 4 rows (missing or renamed upstream?)"]
-    assert [(d["kind"], d["column"]) for d in r.drift] == [("missing", "occurred_at")]
+    assert r.status == "warned" and r.published and not r.stop
+    assert [row["event_id"] for row in lakehouse.processed(events)] == ["E9"]
+    assert {row["_rules_broken"] for row in lakehouse.quarantined(events)} == {"not_null:occurred_at"}
+    assert ("schema drift in crm/q_events/q_events_2024-03-01.jsonl: column occurred_at: required but empty in all 4 "
+            "rows (missing or renamed upstream?); its rows are quarantined") in r.warnings
+    assert [(d["kind"], d["column"], d["severity"]) for d in r.drift] == [("missing", "occurred_at", "warning")]
+    lines = [f'{{"eventId": "E{i}", "occurred_at": "2024-03-02T10:0{i}:00Z"}}' for i in range(4)]
+    lakehouse.land(events, "2024-03-02", "\n".join(lines) + "\n", name="q_events_2024-03-02.jsonl")
+    _, results = lakehouse.run("2024-03-02", datasets=(events,))
+    r = results["q_events"]
+    assert r.published and r.stop == [
+        "schema drift in crm/q_events/q_events_2024-03-02.jsonl: key column event_id: required but empty in all 4 "
+        "rows (missing or renamed upstream?); its rows are quarantined"]
 
 
 def test_a_corrected_export_with_only_a_header_empties_the_day(lakehouse):
@@ -282,7 +293,9 @@ def test_a_foreign_key_counts_from_the_day_its_parent_was_exported(lakehouse):
 
 
 def test_a_dataset_whose_parent_failed_fails_too_instead_of_quarantining_orphans(lakehouse):
-    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,,gold\nC2,,gold\nC3,,gold\n")  # name emptied: drift
+    lakehouse.land(CLIENTS, "2024-02-29", "client_id,name,tier\n" + "".join(f"C{i},N{i},gold\n" for i in range(30)))
+    lakehouse.run("2024-02-29", datasets=(CLIENTS,))
+    lakehouse.land(CLIENTS, DAY, CLIENTS_CSV)  # 2 rows after 30: the row-count check fails the parent
     lakehouse.land(TICKETS, DAY, tickets_csv([ticket(1)]))
     _, results = lakehouse.run(DAY)
     assert results["q_clients"].status == "failed"

@@ -61,8 +61,10 @@ def test_results_are_kept_as_json_and_printed_by_msp_quality_with_the_data_docs_
 
 
 def test_msp_quality_exits_1_when_a_dataset_failed(lakehouse, cli):
-    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,,gold\nC2,,gold\nC3,,gold\n")  # name emptied: drift
-    lakehouse.run(DAY, datasets=(CLIENTS,))
+    lakehouse.land(CLIENTS, DAY, "client_id,name,tier\nC1,Acme,gold\n")
+    lakehouse.land(TICKETS, DAY, "\n".join([HEADER, *[f"T{i},C1,low,{i}h30,2024-03-01 09:00:00,," for i in range(4)]])
+                   + "\n")  # hours re-typed upstream: the dataset fails
+    lakehouse.run(DAY)
     code, out = cli("quality")
     assert code == 1 and "failed" in out and "schema drift" in out
 
