@@ -141,16 +141,20 @@ def run(ctx: RunContext) -> None:
     inbox = ctx.read_pandas(INBOX, {"agent": "dsa", "dt": ctx.days})
     found = triggers(inbox)
     rows = []
-    if found:
-        first = add_months(month_of(min(f["day"] for f in found)), -(cfg.packet_months - 1))
-        t = ctx.table(LEAVES, {"dt": Range(f"{first}-01", ctx.end.isoformat())})
+    by_day: dict[date, list[dict[str, Any]]] = {}
+    for f in found:
+        by_day.setdefault(f["day"], []).append(f)
+    for day, todo in sorted(by_day.items()):  # each event's packet from the inputs as known on its day
+        end = day.isoformat()
+        first = add_months(month_of(day), -(cfg.packet_months - 1))
+        t = ctx.table(LEAVES, {"dt": Range(f"{first}-01", end)})
         monthly = ctx.engine.to_pandas(t.group_by([t.day.strftime("%Y-%m").name("month"), "vendor", "department"])
                                        .aggregate(spend=t.cost.sum().cast("double")))
-        budgets = ctx.read_pandas(BUDGETS, {"dt": Range(None, ctx.end.isoformat())})
-        vendors = ctx.read_pandas(VENDORS, {"dt": Range(None, ctx.end.isoformat())})
-        snaps = ctx.read_pandas(ANOMALIES, {"dt": Range(f"{first}-01", ctx.end.isoformat())})
+        budgets = ctx.read_pandas(BUDGETS, {"dt": Range(None, end)})
+        vendors = ctx.read_pandas(VENDORS, {"dt": Range(None, end)})
+        snaps = ctx.read_pandas(ANOMALIES, {"dt": Range(f"{first}-01", end)})
         latest = snaps.sort_values("dt").groupby("anomaly_id").tail(1) if not snaps.empty else snaps
-        for f in found:
+        for f in todo:
             rows.append(packet(f, vendor_name(f["data"], vendors), monthly, budgets, latest, cfg))
     ctx.write(PACKETS, pd.DataFrame(rows, columns=COLUMNS), replace=ctx.date_partitions())
     if ctx.stage is not None and "events.outbox" in ctx.stage.writes:

@@ -223,27 +223,35 @@ def to_proposal(row: dict[str, Any], recommendation: dict[str, Any]) -> dict[str
                       data, evidence, severity="warning", caused_by=[recommendation["id"]])
 
 
-def run(ctx: RunContext) -> None:
+def as_of_day(ctx: RunContext, found: list[dict[str, Any]], day: str) -> pd.DataFrame:
+    """The recommendations of the triggers of one day, from the inputs as known on that day (tickets, time
+    entries, technicians and cost rates exported up to it; CPI's profitability of the month): a trigger's plan
+    never depends on the run's window, so a rerun over any days writes the same rows."""
     from lakehouse.lake import Range
 
     cfg = ctx.config
+    months = sorted({f["period"] for f in found})
+    first, _ = month_days(month_add(months[0], -(cfg.repeat_lookback_months - 1)))
+    profit = ctx.read_pandas(PROFIT, {"month": months})  # partitioned by month: one row per client and month
+    tickets = ctx.read_pandas("processed.tickets", {"dt": Range((first - timedelta(days=1)).isoformat(), day)})
+    t = ctx.table("processed.time_entries", {"dt": Range(first.isoformat(), day)})
+    entries = ctx.engine.to_pandas(t.filter(t.ticket_id.notnull()).select(
+        "technician_id", "client_id", "ticket_id", "work_date", "hours"))
+    techs = data.technicians(ctx.read_pandas("processed.technicians", {"dt": Range(None, day)}))
+    rates = ctx.read_pandas("processed.technician_cost_rates", {"dt": Range(None, day)})
+    return transform(found, profit, tickets, entries, techs, rates, cfg)
+
+
+def run(ctx: RunContext) -> None:
+    cfg = ctx.config
     inbox = ctx.read_pandas(INBOX, {"agent": "ram", "dt": ctx.days})
     found = triggers(inbox, cfg)
-    frame = pd.DataFrame()
-    if found:
-        months = sorted({f["period"] for f in found})
-        first, _ = month_days(month_add(months[0], -(cfg.repeat_lookback_months - 1)))
-        end = ctx.end.isoformat()
-        profit = ctx.read_pandas(PROFIT, {"month": months})
-        tickets = ctx.read_pandas("processed.tickets", {"dt": Range((first - timedelta(days=1)).isoformat(), end)})
-        t = ctx.table("processed.time_entries", {"dt": Range(first.isoformat(), end)})
-        entries = ctx.engine.to_pandas(t.filter(t.ticket_id.notnull()).select(
-            "technician_id", "client_id", "ticket_id", "work_date", "hours"))
-        techs = data.technicians(ctx.read_pandas("processed.technicians", {"dt": Range(None, end)}))
-        rates = ctx.read_pandas("processed.technician_cost_rates", {"dt": Range(None, end)})
-        frame = transform(found, profit, tickets, entries, techs, rates, cfg)
-    else:
-        frame = transform([], pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(), cfg)
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for f in found:
+        by_day.setdefault(f["day"], []).append(f)
+    frames = [as_of_day(ctx, todo, day) for day, todo in sorted(by_day.items())]
+    empty = transform([], pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, pd.DataFrame(), cfg)
+    frame = pd.concat(frames, ignore_index=True) if frames else empty
     ctx.write(TABLE, frame, replace=[{"dt": d} for d in ctx.days])
     if ctx.stage is not None and "events.outbox" in ctx.stage.writes:
         rows = frame.to_dict("records")

@@ -13,12 +13,13 @@ Per opportunity event and SKU of the tenant (``analytics.licence_opportunity_che
 * **seats_to_order** (on the tenant's base plan: the SKU with the most assigned seats) = max(0, the
   opportunity's seats − reusable seats); null when the opportunity names no seat count.
 * status: ``checked``; ``no_tenant`` (a client with no Microsoft 365 snapshot); ``pending_lead`` (a lead not yet
-  a client: checked again on later runs for ``sli.lead_recheck_days`` days, through ``clients.referral_lead_id``).
+  a client on the opportunity's day). A pending lead is checked again on the first day the lake shows the client
+  won from it (``clients.referral_lead_id``), when that is within ``sli.lead_recheck_days`` of the opportunity.
 
-The handler builds its own event, ``license.opportunity.checked``, per check. It publishes it once the
-platform lets a handler write ``events.outbox`` (today a handler writing the outbox would close the cycle
-``events.dispatch`` → handler → ``events.outbox`` → ``events.dispatch``); until then the event's id is kept in
-the table (``result_event_id``).
+Every check is a function of the opportunity event and of the inputs as of the check's day (:func:`due_checks`):
+the handler never reads its own earlier rows, so a rerun over any window writes the same rows and events. It
+publishes ``license.opportunity.checked`` per check (``caused_by`` the opportunity); the event's id is also kept
+in the table (``result_event_id``).
 """
 
 from __future__ import annotations
@@ -187,59 +188,70 @@ def tenant_facts(ctx: RunContext, clients: Sequence[str], day: date) -> dict[str
     return out
 
 
+def lead_clients(ctx: RunContext, day: date) -> dict[str, tuple[str, date]]:
+    """lead id -> (the client won from it, the first export day the lake shows it): known on ``day``."""
+    clients = ctx.table(CLIENTS, as_of(day))
+    rows = clients.filter(clients.referral_lead_id.notnull()).select("referral_lead_id", "client_id", "dt") \
+        .to_pyarrow().to_pylist()
+    out: dict[str, tuple[str, date]] = {}
+    for r in sorted(rows, key=lambda r: (str(r["dt"]), r["client_id"])):
+        out.setdefault(r["referral_lead_id"], (r["client_id"], date.fromisoformat(str(r["dt"]))))
+    return out
+
+
+def due_checks(opps: Iterable[Mapping[str, Any]], leads: Mapping[str, tuple[str, date]], days: Iterable[date],
+               recheck_days: int) -> dict[date, list[tuple[dict[str, Any], str | None]]]:
+    """The checks of ``days`` (pure): day -> [(opportunity, client or None)]. An opportunity is checked on its own
+    day, as known then (a lead not yet a client: ``pending_lead``); a pending lead is checked again on the first
+    day the lake shows the client won from it, when that is within ``recheck_days`` of the opportunity. So each
+    check is a function of the event and of the inputs as of its day, never of the handler's earlier output or
+    of the run's window: a rerun over any days writes the same rows."""
+    days = set(days)
+    out: dict[date, list[tuple[dict[str, Any], str | None]]] = {}
+    for o in sorted(opps, key=lambda o: (o["time"], o["event_id"])):
+        day = o["time"]
+        won = leads.get(o["lead_id"]) if o.get("lead_id") and not o.get("client_id") else None
+        if won is not None and won[1] > day:  # a lead on its day, a client later
+            if day in days:
+                out.setdefault(day, []).append((dict(o), None))
+            if won[1] in days and (won[1] - day).days <= recheck_days:
+                out.setdefault(won[1], []).append((dict(o), won[0]))
+        elif day in days:
+            out.setdefault(day, []).append((dict(o), o.get("client_id") or (won[0] if won else None)))
+    return out
+
+
 def run(ctx: RunContext) -> None:
-    """Check the tenant of each opportunity routed to SLI on the run's days (and of pending leads)."""
+    """Check the tenant of each opportunity routed to SLI on the run's days, and of the pending leads that became
+    clients on them (:func:`due_checks`)."""
     import pyarrow as pa
 
     import schemas
     from lakehouse.agents import registry
 
     cfg: SliSettings = ctx.config
-    day = ctx.end
-    inbox = [r for r in ctx.read_arrow(INBOX, {"agent": "sli", "dt": ctx.days}).to_pylist()
+    lo = (ctx.start - timedelta(days=cfg.lead_recheck_days)).isoformat()
+    inbox = [r for r in ctx.read_arrow(INBOX, {"agent": "sli", "dt": Range(lo, ctx.end.isoformat())}).to_pylist()
              if r["event_type"] == CONSUMED_TYPE]
-    opps = [opportunity(json.loads(r["envelope"])) for r in inbox]
-    # leads seen before and not a client yet: look again
-    lo = (day - timedelta(days=cfg.lead_recheck_days)).isoformat()
-    before = (day - timedelta(days=1)).isoformat()
-    done = ctx.read_arrow(CHECKS, {"dt": Range(lo, before)}).to_pylist() if lo <= before else []
-    settled = {r["event_id"] for r in done if r["status"] != "pending_lead"}
-    pending = {r["event_id"]: r for r in done if r["status"] == "pending_lead" and r["event_id"] not in settled}
-    seen = {o["event_id"] for o in opps}
-    for eid, r in sorted(pending.items()):
-        if eid not in seen:
-            opps.append({"event_id": eid, "time": r["check_date"], "kind": r["opportunity_kind"],
-                         "period": r["opportunity_period"], "client_id": None, "lead_id": r["lead_id"],
-                         "seats": r["requested_seats"]})
+    opps = {o["event_id"]: o for o in (opportunity(json.loads(r["envelope"])) for r in inbox)}
+    leads = lead_clients(ctx, ctx.end) if any(o["lead_id"] for o in opps.values()) else {}
+    due = due_checks(opps.values(), leads, ctx.dates, cfg.lead_recheck_days)
     rows: list[dict] = []
     events: list[dict] = []
-    if opps:
-        clients = ctx.table(CLIENTS, as_of(day))
-        leads = {r["referral_lead_id"]: r["client_id"] for r in
-                 clients.filter(clients.referral_lead_id.notnull()).select("referral_lead_id", "client_id")
-                 .distinct().to_pyarrow().to_pylist()}
-        by_day: dict[date, list[dict]] = {}
-        for o in opps:  # an opportunity of the run is checked as of its own day, a pending lead's on the last
-            when = o["time"] if o["event_id"] in seen and o["time"] in ctx.dates else day
-            by_day.setdefault(when, []).append(o)
-        for when, todo in sorted(by_day.items()):
-            resolved = {o["event_id"]: resolve(o, leads) for o in todo}
-            facts = tenant_facts(ctx, sorted({c for c in resolved.values() if c}), when)
-            for o in sorted(todo, key=lambda o: o["event_id"]):
-                client = resolved[o["event_id"]]
-                if client is None and o["event_id"] in pending:
-                    continue  # still not a client: the pending row of its first day stands
-                got = check(o, client, facts.get(client) if client else None, when)
-                out_id = outgoing_id(got, when)
-                rows += [{**r, "result_event_id": out_id, "dt": when.isoformat()} for r in got]
-                events.append(result_event(got, when))
+    for when, todo in sorted(due.items()):
+        facts = tenant_facts(ctx, sorted({c for _o, c in todo if c}), when)
+        for o, client in sorted(todo, key=lambda t: t[0]["event_id"]):
+            got = check(o, client, facts.get(client) if client else None, when)
+            out_id = outgoing_id(got, when)
+            rows += [{**r, "result_event_id": out_id, "dt": when.isoformat()} for r in got]
+            events.append(result_event(got, when))
     ds = schemas.get(CHECKS)
     table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=ds.arrow_schema())
-    ctx.count(CHECKS).notes.append(f"{len(opps)} opportunity(ies), {len(rows)} row(s)")
+    ctx.count(CHECKS).notes.append(f"{sum(len(t) for t in due.values())} check(s), {len(rows)} row(s)")
     ctx.write(CHECKS, table, replace=ctx.date_partitions(), audit=None if rows else False)
     stage = ctx.stage
     if stage is not None and registry().may_write(stage, "events.outbox"):
         ctx.emit(EVENT_TYPE, events, ctx.days)
     elif events:
         ctx.count(CHECKS).notes.append(f"{len(events)} {EVENT_TYPE} event(s) built, not published: the handler "
-                                       "may not write events.outbox yet (see jobs/sli/__init__.py)")
+                                       "may not write events.outbox (see jobs/sli/__init__.py)")

@@ -3,7 +3,8 @@ E5 users that fit E3, seats to order), a lead that is not a client yet, a lead t
 
 from __future__ import annotations
 
-from jobs.sli.opportunity import Tenant, check, opportunity, resolve, result_event
+from jobs.sli.opportunity import Tenant, check, due_checks, opportunity, resolve, result_event
+from lakehouse.context import date_range
 from lakehouse.events import validate
 from tests.sli.conftest import d
 
@@ -63,3 +64,24 @@ def test_lead_pending_then_a_client():
     (row,) = check(opp, client, None, d("2024-04-02"))
     assert (row["status"], row["client_id"], row["seats_to_order"]) == ("no_tenant", "C7", 12)
     assert "monthly term" in row["recommendation"]
+
+
+def test_due_checks_depend_on_the_event_and_the_day_not_on_the_run_window():
+    """A pending lead is checked on its own day and again on the first day the lake shows its client (within
+    sli.lead_recheck_days); which days a run covers changes nothing but which of those checks it writes."""
+    lead = opportunity(envelope("c" * 32, lead="LD-000007", seats=12, day="2024-03-11"))
+    late = opportunity(envelope("e" * 32, lead="LD-000009", day="2024-03-11"))
+    known = opportunity(envelope("f" * 32, lead="LD-000008", day="2024-03-20"))
+    client = opportunity(envelope("b" * 32, client="C1", day="2024-03-12"))
+    leads = {"LD-000007": ("C7", d("2024-04-02")), "LD-000008": ("C8", d("2024-03-01")),
+             "LD-000009": ("C9", d("2024-09-01"))}
+    days = date_range(d("2024-03-01"), d("2024-04-30"))
+    whole = due_checks([lead, late, known, client], leads, days, 90)
+    flat = {(day, o["event_id"], c) for day, todo in whole.items() for o, c in todo}
+    assert flat == {(d("2024-03-11"), "c" * 32, None), (d("2024-04-02"), "c" * 32, "C7"),
+                    (d("2024-03-11"), "e" * 32, None),  # LD-000009 became a client after the 90 days
+                    (d("2024-03-20"), "f" * 32, "C8"), (d("2024-03-12"), "b" * 32, "C1")}
+    # any window holds exactly the checks of its days
+    for window in ([d("2024-04-02")], days[:20], days[40:], days[::7]):
+        got = due_checks([lead, late, known, client], leads, window, 90)
+        assert got == {k: v for k, v in whole.items() if k in window}
