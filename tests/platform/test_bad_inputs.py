@@ -206,6 +206,14 @@ KINDS = [
          lines=[(3, "field larger than field limit")]),
     Kind("blank_lines_between_rows", "blank lines between rows (ignored)",
          csv_file(37, row(37, 1), "", "", row(37, 2)), 2, {"K37-1", "K37-2"}),
+    Kind("renamed_json_key", "a required JSON key renamed upstream (kind -> type): the file's rows quarantined",
+         "\n".join(json.dumps({"event_id": f"E39-{i}", "type": "call", "score": i}) for i in range(1, 4)).encode()
+         + b"\n",
+         3, quarantined={f"E39-{i}": "not_null:kind" for i in range(1, 4)}, ds=EVENTS),
+    Kind("renamed_json_key_column", "the JSON key column renamed (event_id -> eventId); the stage fails naming the "
+         "file", "\n".join(json.dumps({"eventId": f"E40-{i}", "kind": "call", "score": i}) for i in range(1, 4)
+                          ).encode() + b"\n", 3, quarantined={None: "not_null:event_id; unique:event_id"},
+         quarantined_rows=3, ds=EVENTS),
     Kind("number_as_text", "hours as words", csv_file(38, row(38, 1, hours="one"), row(38, 2)), 2, {"K38-2"},
          {"K38-1": "type:hours"}),
 ]
@@ -310,6 +318,10 @@ def test_a_renamed_key_fails_the_stage_naming_the_file_while_the_other_files_pub
     assert r.status == "warned" and r.published
     assert [m.split(":")[0] for m in r.stop] == ["schema drift in psa/bi_tickets/bi_tickets_2024-03-01_renamed_key.csv"]
     assert any("missing_column.csv: column note" in w for w in r.warnings)  # a non-key column: a warning
+    events = outcome.results["bi_events"]
+    assert events.published and [m.split(":")[0] for m in events.stop] == [
+        "schema drift in crm/bi_events/bi_events_2024-03-01_renamed_json_key_column.jsonl"]
+    assert any("renamed_json_key.jsonl: column kind: required but empty in all 3 rows" in w for w in events.warnings)
 
 
 def test_warnings_name_the_file_for_decompressed_and_widened_files(outcome):
