@@ -114,9 +114,10 @@ def test_one_rule_per_declared_route_into_the_consumers_inbox_with_dead_letter_q
     by_name = {p["QueueName"]: k for k, p in queues.items()}
     (bus,) = resources(template, "AWS::Events::EventBus").values()
     assert bus["Name"] == NAMES.event_bus
-    for event_type, agent, _ in routes:
+    for event_type, agent, detail in routes:
         rule = rules[NAMES.rule(event_type, agent)]
-        assert rule["EventPattern"] == {"detail-type": [event_type]}
+        # the rule's declared conditions are the pattern's content filter on the envelope
+        assert rule["EventPattern"] == {"detail-type": [event_type], **({"detail": detail} if detail else {})}
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [by_name[NAMES.inbox_queue(agent)], "Arn"]}
         assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [by_name[NAMES.rules_dlq], "Arn"]}
