@@ -12,6 +12,8 @@ Stages, in run order (the registry orders them by what they read and write)::
     spo.proposals        opportunities, leads, clients,          -> analytics.proposals,
                          agreements, additions, endpoints,         analytics.proposal_lines
                          the generators' opportunities
+    spo.deal_review      proposals, CPI client profitability     -> events.outbox (sales.deal.proposed: a
+                                                                   low-margin deal, a consensus proposal)
 
 Each module keeps its pure transforms apart from the stage function doing I/O; the models live in
 ``models/spo/``; thresholds, prices and parameters come from the ``[spo]`` settings
@@ -65,8 +67,13 @@ AGENT = Agent(
               writes=(PROPOSALS, LINES),
               description="A proposal (summary, scope, pricing lines from the catalogue, SLA, terms) for each "
                           "opportunity on the day it becomes eligible."),
+        Stage("spo.deal_review", "jobs.spo.deals:run", kind="transform",
+              reads=(PROPOSALS, "processed.client_profitability_monthly"), writes=("events.outbox",),
+              description="Rule 4: a proposal for a client served below spo.low_margin_deal_pct is a low-margin "
+                          "deal, proposed to consensus (sales.deal.proposed; RAM's utilization veto)."),
     ),
-    emits=("sales.opportunity.identified",),
+    emits=("sales.opportunity.identified", "sales.deal.proposed"),
+    proposes=("sales.deal.proposed",),
     cli="jobs.spo.cli:register",
     questions=(
         Question("Leads to call first, as scored on the last day",

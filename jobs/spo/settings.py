@@ -88,6 +88,10 @@ class SpoSettings(Section):
     proposal_writer: Literal["template", "bedrock"]
     bedrock_model_id: Annotated[str, Field(min_length=1)]
     bedrock_max_tokens: Annotated[int, Field(ge=1, le=4096)]
+    # consensus (rule 4): low-margin deals are proposals (jobs/spo/deals.py)
+    propose_low_margin_deals: bool
+    low_margin_deal_pct: Annotated[float, Field(ge=-100, le=100)]
+    low_margin_months: Annotated[int, Field(ge=1, le=24)]
 
     @model_validator(mode="after")
     def _consistent(self) -> SpoSettings:
