@@ -15,10 +15,9 @@ The handler reads the ``contract.renewal.due`` events VCM emits, routed to DSA (
   (1 + 12 x trend), never below 0), beside the contract's stated annual value.
 
 The vendor is matched on the event's ``vendor_id`` (the PSA vendor master, ``processed.vendors``) or else its
-``counterparty`` name, case-insensitively. Its own event ``spend.renewal.packet`` is built for each row
-(:func:`to_event`) and published only when the declaration lets this handler write ``events.outbox``: today
-the platform's run order puts a handler writing the outbox in a cycle with the dispatcher (as for RAM's rule-1
-handler), so the packet is a table until the platform orders handler outbox writes after dispatch.
+``counterparty`` name, case-insensitively. Its own event ``spend.renewal.packet`` is published for each row
+(:func:`to_event`, ``caused_by`` the renewal event). Each packet reads the inputs as known on its event's day,
+never up to the run's last day, so a rerun over any window writes the same rows and events.
 """
 
 from __future__ import annotations

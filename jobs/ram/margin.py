@@ -19,11 +19,11 @@ tier drop or a problem client). For each client and month it writes one row of
 * **proactive fixes**: the (at most three) ticket categories of the client with at least
   ``ram.repeat_category_min`` tickets a month on average over those months, most frequent first.
 
-Its own event, ``resource.margin.recommendation``, is built for each row (:func:`to_event`). It is published
-only when the declaration lets this handler write ``events.outbox``: today the platform's run order would
-put a handler that writes the outbox in a cycle with the dispatcher (dispatch reads the outbox, the handler
-reads the inbox the dispatcher writes), so the recommendation is a table until the platform orders
-handler → outbox writes after dispatch (see docs/ram.md).
+Its own event, ``resource.margin.recommendation``, is published for each row (:func:`to_event`, ``caused_by``
+the CPI events), and a ``resource.rescope.proposed`` consensus proposal when moving L1 work cannot close the gap
+(:func:`to_proposal`); the run's next dispatch round delivers them. Each plan reads the inputs as known on its
+trigger's day (:func:`as_of_day`), never up to the run's last day, so a rerun over any window writes the same
+rows and events.
 """
 
 from __future__ import annotations
