@@ -25,7 +25,7 @@ def test_the_spo_stages_ran(pipeline_lake):
     runs = [json.loads(lake.read_text(f)) for f in lake.list_files(RUNS_DIR)]
     seen = {s["name"]: s["status"] for r in runs for s in r["stages"] if s["name"].startswith("spo.")}
     assert set(seen) == {"spo.lead_train", "spo.lead_score", "spo.forecast_train", "spo.forecast", "spo.opportunities",
-                         "spo.proposals"}
+                         "spo.proposals", "spo.deal_review"}
     assert set(seen.values()) <= {"ok", "unchanged"}
 
 
