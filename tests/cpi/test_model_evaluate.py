@@ -79,8 +79,8 @@ def test_cross_validation_on_their_csv_prints_and_writes_both_metric_sets(settin
 
 def test_time_split_uses_the_models_test_share_and_label_horizon(settings, csv_path, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert run_cli(settings, ["model", "evaluate", "--csv", str(csv_path), "--label", "Cancelled?",
-                              "--time-col", "Snapshot Month", "--out", str(out)]) == 0  # the only model
+    assert run_cli(settings, ["model", "evaluate", "--model", "churn", "--csv", str(csv_path), "--label",
+                              "Cancelled?", "--time-col", "Snapshot Month", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     # [cpi] churn_test_share 0.34 of 24 months = the last 8 (2024-05-31..2024-12-31): 40 x 8 = 320 test rows;
     # training stops one 90-day horizon (churn_horizon_days) before the first test month: Feb 29 + 90 days =
@@ -102,9 +102,13 @@ def test_pandas_string_dtype_gives_the_same_evaluation(settings, csv_path):
 
 
 def test_mistakes_get_a_clear_message(settings, csv_path, capsys):
-    assert run_cli(settings, ["model", "evaluate", "--csv", str(csv_path), "--label", "Churned"]) == 2
+    # more than one model is declared: the command asks which, naming them
+    assert run_cli(settings, ["model", "evaluate", "--csv", str(csv_path), "--label", "Cancelled?"]) == 2
+    assert "pick one with --model: churn" in capsys.readouterr().err
+    churn = ["model", "evaluate", "--model", "churn", "--csv", str(csv_path)]
+    assert run_cli(settings, [*churn, "--label", "Churned"]) == 2
     assert "no label column 'Churned'" in capsys.readouterr().err
-    assert run_cli(settings, ["model", "evaluate", "--csv", str(csv_path), "--label", "Plan"]) == 2
+    assert run_cli(settings, [*churn, "--label", "Plan"]) == 2
     assert "must be binary" in capsys.readouterr().err
     with pytest.raises(EvaluationError, match="no such file"):
         read_csv(csv_path.parent / "missing.csv")

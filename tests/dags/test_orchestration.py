@@ -60,6 +60,7 @@ def test_the_kind_decides_the_dag_never_the_name(catalog):
     pipe = orch.Pipeline(registry_of(AA, BB))
     assert {s.name: pipe.dag_of(s) for s in pipe.stages} == {
         "ingest": "msp_ingest", "quality": "msp_ingest", "events.dispatch": "msp_events",
+        "consensus.decide": "msp_events", "events.digest": "msp_events",
         "lake.maintain": "msp_maintenance", "aa.margin": "msp_aa", "aa.alerts": "msp_aa",
         "aa.churn_train": "msp_train", "aa.churn_score": "msp_aa", "aa.on_event": "msp_aa",
         "aa.constrain_train": "msp_aa", "bb.pipeline": "msp_bb", "bb.alerts": "msp_bb"}
@@ -206,7 +207,9 @@ def test_only_new_event_ids_are_reported_per_type_and_per_consuming_agent(agent_
     cfg_again = make_settings(home, MSP_SKIP_UNCHANGED="false")  # really run it, not "unchanged"
     again = orch.run_stage(cfg_again, "zz.count", [DAY], run_id="run-c", refresh_catalog=False)
     assert again["ok"] and again["status"] == "ok" and again["new"] == {orch.OUTBOX: {}}
-    assert again["counts"][orch.OUTBOX]["rows_out"] == 1  # it did write the event again
+    # it computed the event again, found the partition already holding it, and committed nothing
+    assert again["counts"][orch.OUTBOX]["rows_out"] == 0
+    assert any("1 event(s), unchanged" in n for n in again["counts"][orch.OUTBOX]["notes"])
     assert orch.run_stage(cfg_again, "events.dispatch", [DAY], run_id="run-d",
                           refresh_catalog=False)["new"] == {orch.INBOX: {}}
     # the result is in the lake for the Glue runner's record step
