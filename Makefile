@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test lint format bench bench-reference airflow airflow-stop install prereqs clean
+.PHONY: demo test test-e2e lint format bench bench-reference airflow airflow-stop install prereqs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@scripts/prereqs.sh $(PYTHON)
@@ -28,7 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
+
+# The end-to-end scenarios: a real Airflow (dag.test and a standalone scheduler over REST), and the crash points
+# `make test` does not kill at. Minutes each; CI runs them after `make test`.
+test-e2e: $(STAMP)
+	@scripts/prereqs.sh $(BIN)/python
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -155,7 +155,9 @@ def bench_scale(base: Settings, scale: str, seed: int, workdir: Path, day: bool 
         trained = run_pipeline(settings, days, kinds=["train"], observer=StageObserver())
     reg = registry()
     written = {name: c["rows_out"] for name, c in summary.counts.items()}
-    stage_rows = {s.name: sum(written.get(d, 0) for d in reg.outputs(reg.stages[s.name])) for s in summary.stages}
+    # a report of a later dispatch round is named "<stage> (round N)"; its rows count once, under the first
+    stage_rows = {s.name: sum(written.get(d, 0) for d in reg.outputs(reg.stages[s.name])) for s in summary.stages
+                  if s.name in reg.stages}
     result = ScaleResult(
         scale=scale, engine=settings.platform.engine, generate_seconds=round(gen_seconds, 2),
         raw_rows=sum(report.rows.values()), run_seconds=summary.seconds, train_seconds=trained.seconds,
