@@ -471,11 +471,13 @@ def impact(envelope: Mapping[str, Any], schema: Mapping[str, Any] | None = None)
     return round(score, 4), usd
 
 
-def digest(lake, day: date, top: int = 20) -> list[dict[str, Any]]:
+def digest(lake, day: date, top: int = 20, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The day's top items across agents: the events dated ``day`` (by partition), one per episode (its latest
-    state that day), closed episodes left out, ranked by :func:`impact`."""
+    state that day), closed episodes left out, ranked by :func:`impact`. ``rows``: the day's outbox rows when
+    the caller read them already (a run over many days reads the outbox once, not once per day)."""
     reg_events = event_types()
-    rows = lake.read_arrow(schemas.get(OUTBOX), {"dt": day.isoformat()}).to_pylist()
+    if rows is None:
+        rows = lake.read_arrow(schemas.get(OUTBOX), {"dt": day.isoformat()}).to_pylist()
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
     order = {"opened": 0, "updated": 1, "worsened": 2, "closed": 3}
     for r in rows:
@@ -511,7 +513,11 @@ def write_digest(ctx: RunContext) -> None:
     import pyarrow as pa
 
     ds = schemas.get(DIGEST)
-    rows = [r for d in ctx.dates for r in digest(ctx.lake, d, top=int(ctx.params.get("digest_top", 20)))]
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for r in ctx.lake.read_arrow(schemas.get(OUTBOX), {"dt": ctx.days}).to_pylist():
+        by_day.setdefault(str(r["dt"]), []).append(r)
+    top = int(ctx.params.get("digest_top", 20))
+    rows = [r for d in ctx.dates for r in digest(ctx.lake, d, top=top, rows=by_day.get(d.isoformat(), []))]
     table = pa.Table.from_pylist(rows, schema=ds.arrow_schema())
     if _same_rows(ctx, DIGEST, table, {"dt": ctx.days}, "event_id"):
         return
