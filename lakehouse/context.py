@@ -267,9 +267,25 @@ def filter_where(t: ibis.Table, where: Mapping[str, Any] | None) -> ibis.Table:
         elif isinstance(wanted, str | int | float):
             t = t.filter(t[col] == wanted)
         else:
-            t = t.filter(t[col].isin(list(wanted)))
+            t = t.filter(is_in(t[col], list(wanted)))
     return t
 
 
-__all__ = ["DatasetCount", "RunContext", "UndeclaredAccess", "date_range", "filter_where", "new_run_id",
+def is_in(column, values: list[Any]):
+    """``column IN values`` as an Ibis predicate; a contiguous run of ISO days (a backfill's ``dt`` values)
+    becomes a range, which compiles and plans in constant time where 731 literals took most of a gate's
+    expression compilation."""
+    from datetime import date, timedelta
+
+    if len(values) > 8 and all(isinstance(v, str) and len(v) == 10 for v in values):
+        try:
+            days = sorted(date.fromisoformat(v) for v in set(values))
+        except ValueError:
+            days = []
+        if days and (days[-1] - days[0]) == timedelta(days=len(days) - 1):
+            return (column >= days[0].isoformat()) & (column <= days[-1].isoformat())
+    return column.isin(values)
+
+
+__all__ = ["DatasetCount", "RunContext", "UndeclaredAccess", "date_range", "filter_where", "is_in", "new_run_id",
            "where_mask"]

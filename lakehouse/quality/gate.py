@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import schemas
+from lakehouse.context import is_in
 from lakehouse.lake import Range
 from lakehouse.quality import report
 from lakehouse.quality.compile import (
@@ -284,7 +285,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     # ---- the engine: one tagged frame for all the run's days, one query -------------------------------------
     files = ctx.lake.files(ds, {"dt": days}, snap)
     raw = ctx.engine.files(ds, files)
-    frame = ctx.engine.to_arrow(tagged_frame(raw.filter(raw.dt.isin(days)), suite, parents.table))
+    frame = ctx.engine.to_arrow(tagged_frame(raw.filter(is_in(raw.dt, list(days))), suite, parents.table))
     result.seconds["engine"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     stats = _file_stats(frame, suite)
@@ -362,7 +363,7 @@ def staged_batch(settings, name: str, days: list[str]):
     try:
         snap = ctx.lake.snapshot_id(suite.dataset)
         raw = ctx.engine.files(suite.dataset, ctx.lake.files(suite.dataset, {"dt": days}, snap) if snap else [])
-        frame = ctx.engine.to_arrow(tagged_frame(raw.filter(raw.dt.isin(days)), suite, parents.table))
+        frame = ctx.engine.to_arrow(tagged_frame(raw.filter(is_in(raw.dt, list(days))), suite, parents.table))
         good, _ = _outputs(frame, suite)
         processed = output_datasets(suite.dataset)[0]
         return gx_frame(good, gated_suite_config(processed, suite))
@@ -681,7 +682,7 @@ def _day_stats(ctx: RunContext, ds: Dataset, snap: int | None, days: list[str],
     if snap is None or not missing:
         return out
     raw = ctx.engine.files(ds, ctx.lake.files(ds, {"dt": missing}, snap))
-    frame = typed_frame(raw.filter(raw.dt.isin(missing)), ds)
+    frame = typed_frame(raw.filter(is_in(raw.dt, list(missing))), ds)
     keep = ~frame[DUP]
     aggs = {"rows": keep.cast("int64").sum()}
     for j, c in enumerate(ds.data_columns):
