@@ -17,6 +17,7 @@ it is told to rebuild (:attr:`RunContext.rebuild`), so a changed threshold recom
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -185,6 +186,18 @@ def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str]
     return summary
 
 
+def _deferred_data_docs(ctx: RunContext):
+    """The run's audits render their Data Docs pages and the index once, when the run's stages are done, not
+    after every write: the index is rebuilt in time linear in the kept results, and a daily run audits about
+    40 writes."""
+    cfg = ctx.settings.model("quality")
+    if cfg.checkpoint == "on" and cfg.data_docs == "on" and ctx.lake.local:
+        from lakehouse.quality.gx import project
+
+        return project(ctx.lake, data_docs=True).deferred_docs()
+    return contextlib.nullcontext()
+
+
 def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observer, run_id, context_factory,
          refresh_catalog, params) -> RunSummary:
     observer = observer or StageObserver()
@@ -201,7 +214,9 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     t_run = time.perf_counter()
     failed: list[Stage] = []
     dispatched: Any = None
+    docs = _deferred_data_docs(ctx)
     try:
+        docs.__enter__()
         for i, st in enumerate(ordered):
             report = StageReport(st.name, st.agent)
             summary.stages.append(report)
@@ -217,6 +232,14 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
                 dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
             observer.stage_finished(report)
         _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched)
+        t0 = time.perf_counter()
+        try:
+            docs.__exit__(None, None, None)
+            log.info("Data Docs built in %.1f s", time.perf_counter() - t0)
+        except Exception as exc:  # the audits passed and the lake is committed; the pages are a report
+            ctx.warn(f"GX Data Docs were not built ({type(exc).__name__}: {exc}); the next audited run builds them")
+        finally:
+            docs = contextlib.nullcontext()
         if refresh_catalog:
             from lakehouse.environment import sql_catalog
 
@@ -229,6 +252,7 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
                          "`msp catalog refresh` retries")
             log.info("catalog refreshed in %.1f s", time.perf_counter() - t0)
     finally:
+        docs.__exit__(None, None, None)
         ctx.close()
     summary.seconds = round(time.perf_counter() - t_run, 3)
     summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
