@@ -272,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("demo", help="generate a sample MSP if the lake is empty, run everything, show results")
-    p.add_argument("--scale", default="small", choices=("tiny", "small", "reference"))
+    p.add_argument("--scale", default="tiny", choices=("tiny", "small", "reference"),
+                   help="tiny (default: 12 clients, 4 months, a few minutes), small (150 clients, 2 years) or "
+                        "reference (1,000 clients, 3 years)")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_demo)
 

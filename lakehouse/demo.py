@@ -67,6 +67,7 @@ def run_demo(settings: Settings, scale: str, seed: int, console: Console) -> int
             print_frame(catalog.query(q.sql), "table")
         except Exception as exc:
             console.print(f"[red]query failed:[/] {exc}")
+    show_digest_and_chain(settings, date.fromisoformat(span[1]), console)
     show_dashboard(settings, console)
     return 0 if summary.ok and trained.ok and scored.ok else 1
 
@@ -83,3 +84,53 @@ def show_dashboard(settings: Settings, console: Console) -> None:
         console.print(f"[red]dashboard not built:[/] {type(exc).__name__}: {exc}")
         return
     console.print("  open it in a browser from the file, or serve it: msp dashboard --serve")
+
+
+def longest_chain_root(lake) -> str | None:
+    """The first event of the longest chain in the outbox (events linked by ``caused_by``): where an owner
+    following what one finding set off has the most to read. None when no event caused another."""
+    import json
+
+    import schemas
+
+    parents: dict[str, list[str]] = {}
+    for r in lake.read_arrow(schemas.get("events.outbox"), columns=["event_id", "envelope"]).to_pylist():
+        parents[r["event_id"]] = list(json.loads(r["envelope"]).get("caused_by") or [])
+
+    def depth(eid: str, seen: frozenset = frozenset()) -> tuple[int, str]:
+        ups = [p for p in parents.get(eid, []) if p in parents and p not in seen]
+        if not ups:
+            return 0, eid
+        d, root = max(depth(p, seen | {eid}) for p in sorted(ups))
+        return d + 1, root
+
+    best = max((depth(e) for e in sorted(parents) if parents[e]), default=None)
+    return best[1] if best else None
+
+
+def show_digest_and_chain(settings: Settings, day, console: Console) -> None:
+    """The owner's view of the events: the last day's digest across agents, and the longest chain of events
+    traced from its first finding (``msp events digest`` and ``msp events trace``)."""
+    import argparse
+    from datetime import timedelta
+
+    from lakehouse.events import digest, trace, trace_lines
+    from lakehouse.eventscli import cmd_digest
+    from lakehouse.lake import Lake
+
+    lake = Lake.from_settings(settings)
+    for back in range(31):  # the last day with something open to act on (a quiet day has an empty digest)
+        if digest(lake, day - timedelta(days=back), top=1):
+            day -= timedelta(days=back)
+            break
+    console.rule(f"Events: the digest of {day.isoformat()}")
+    console.print(f"[dim]msp events digest --date {day.isoformat()}[/]")
+    cmd_digest(argparse.Namespace(date=day, top=8, json=False), settings)
+    root = longest_chain_root(lake)
+    console.rule("Events: one chain, end to end")
+    if root is None:
+        console.print("no event caused another in this lake yet")
+        return
+    console.print(f"[dim]msp events trace {root}[/]")
+    for line in trace_lines(trace(lake, root)):
+        console.print(line, markup=False, highlight=False)
