@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
 
 # The end-to-end scenarios: a real Airflow (dag.test and a standalone scheduler over REST), and the crash points
-# `make test` does not kill at. Minutes each; CI runs them after `make test`.
+# `make test` does not kill at. Minutes each, so they are a target of their own.
 test-e2e: $(STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m e2e $(PYTEST_ARGS)
