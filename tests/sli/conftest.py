@@ -13,6 +13,7 @@ import pytest
 import schemas
 from jobs.sli import catalogue
 from jobs.sli.settings import SliSettings
+from tests.rows import stored_value
 
 LINEAGE = {"_source_file": "m365/x/x_2024-01-01.csv", "_source_hash": "s", "_row_number": 1, "_row_hash": "h",
            "_ingested_at": datetime(2024, 1, 1, tzinfo=UTC), "_run_id": "run-test"}
@@ -34,21 +35,6 @@ def cat() -> catalogue.Catalogue:
     return catalogue.load()
 
 
-def _value(col, v):
-    if v is None:
-        return None
-    if col.decimal:
-        return Decimal(str(v))
-    if col.type == "date" and isinstance(v, str):
-        return date.fromisoformat(v)
-    if col.type == "timestamp" and isinstance(v, str):
-        ts = datetime.fromisoformat(v)
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    if col.type == "double":
-        return float(v)
-    return v
-
-
 def arrow(dataset: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None):
     """Rows as an Arrow table with the stored schema of ``dataset`` (unspecified columns null, lineage filled
     in, ``dt`` 2024-01-01 unless given); ``extra`` adds columns the declaration lacks ({name: arrow type})."""
@@ -64,7 +50,7 @@ def arrow(dataset: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None
         unknown = set(r) - set(cols) - set(extra or {})
         assert not unknown, f"{dataset} has no columns {unknown}"
         full = {**LINEAGE, "dt": "2024-01-01", **r}
-        data.append({n: (_value(cols[n], full.get(n)) if n in cols else full.get(n)) for n in schema.names})
+        data.append({n: (stored_value(cols[n], full.get(n)) if n in cols else full.get(n)) for n in schema.names})
     given = pa.schema([f.with_nullable(True) for f in schema])
     return pa.Table.from_pylist(data, schema=given)
 

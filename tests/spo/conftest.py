@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -11,24 +10,10 @@ import pytest
 
 import schemas
 from tests.conftest import make_settings
+from tests.rows import stored_value
 
 LINEAGE = {"_source_hash": "s", "_row_hash": "h", "_ingested_at": datetime(2024, 1, 1, tzinfo=UTC),
            "_run_id": "run-test"}
-
-
-def _value(col, v):
-    if v is None:
-        return None
-    if col.decimal:
-        return Decimal(str(v))
-    if col.type == "date" and isinstance(v, str):
-        return date.fromisoformat(v)
-    if col.type == "timestamp" and isinstance(v, str):
-        ts = datetime.fromisoformat(v)
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    if col.type == "double":
-        return float(v)
-    return v
 
 
 def arrow(dataset: str, rows: list[dict[str, Any]]):
@@ -45,7 +30,7 @@ def arrow(dataset: str, rows: list[dict[str, Any]]):
         assert not unknown, f"{dataset} has no columns {unknown}"
         dt = r.get("dt", "2024-01-01")
         full = {**LINEAGE, "_source_file": f"x/{ds.name}_{dt}.csv", "_row_number": i + 1, "dt": dt, **r}
-        data.append({name: _value(cols[name], full.get(name)) for name in schema.names})
+        data.append({name: stored_value(cols[name], full.get(name)) for name in schema.names})
     given = pa.schema([f.with_nullable(f.nullable or any(r[f.name] is None for r in data)) for f in schema])
     return pa.Table.from_pylist(data, schema=given)
 
