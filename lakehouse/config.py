@@ -81,6 +81,7 @@ class PlatformSettings(Section):
     athena_output: str
     skip_unchanged: bool
     run_lock_wait_seconds: Annotated[float, Field(ge=0, le=86_400)]
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)]
 
 
 class SparkSettings(Section):

@@ -39,14 +39,15 @@ SQLITE_BUSY_MS = 60_000
 def _sqlite_catalog(uri: str, warehouse: str) -> Catalog:
     """pyiceberg's SQL catalog on a SQLite file, in WAL mode so that readers never block the writer and
     concurrent Airflow tasks wait for each other's commits instead of failing with 'database is locked'."""
-    from pyiceberg.catalog.sql import SqlCatalog
     from sqlalchemy import event
+
+    from lakehouse.iceberg_cache import CachingSqlCatalog
 
     path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000) as con:
         con.execute("PRAGMA journal_mode=WAL")
-    catalog = SqlCatalog("msp", uri=uri, warehouse=warehouse)
+    catalog = CachingSqlCatalog("msp", uri=uri, warehouse=warehouse)
 
     @event.listens_for(catalog.engine, "connect")
     def _pragmas(dbapi_connection, _record):  # pragma: no cover - exercised by every connection

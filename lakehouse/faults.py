@@ -27,10 +27,27 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from typing import Any
 
 ENV = "MSP_CRASH_AT"
 FAIL_ENV = "MSP_FAIL_AT"
-_seen: dict[str, int] = {}
+_seen: dict[str, Any] = {}
+#: Set in a run's stage worker (lakehouse/workers.py): a crash point there kills the run, not only the worker.
+in_worker = False
+
+
+def share_counters() -> None:
+    """Count the times each point is reached in shared memory, so that ``<point>:<n>`` means the n-th time in
+    the whole run when its stages run in forked workers (call before forking)."""
+    import multiprocessing
+
+    for env in (ENV, FAIL_ENV):
+        wanted = os.environ.get(env)
+        if wanted:
+            key = f"{env}:{wanted.partition(':')[0]}"
+            if not hasattr(_seen.get(key), "get_lock"):
+                shared = multiprocessing.get_context("fork").Value("i", int(_seen.get(key) or 0))
+                _seen[key] = shared
 
 
 def point(name: str) -> None:
@@ -44,8 +61,16 @@ def point(name: str) -> None:
         if target != name:
             continue
         key = f"{env}:{name}"
-        _seen[key] = _seen.get(key, 0) + 1
-        if _seen[key] >= int(nth or 1):
+        counter = _seen.get(key)
+        if hasattr(counter, "get_lock"):
+            with counter.get_lock():
+                counter.value += 1
+                reached = counter.value
+        else:
+            reached = _seen[key] = (counter or 0) + 1
+        if reached >= int(nth or 1):
             if env == ENV:
+                if in_worker:  # the whole run dies, as it would in one process
+                    os.kill(os.getppid(), signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -235,33 +235,46 @@ class Lake:
 
     def table(self, ds: Dataset, refresh: bool = False) -> Table:
         """The Iceberg table of a dataset, created from its declaration on first use."""
-        from pyiceberg.exceptions import NoSuchTableError
-
         name = ds.qualified_name
         if name in self._tables and not refresh:
             return self._tables[name]
-        ident = self.identifier(ds)
+        tbl = self._load(ds)
+        if tbl is None:
+            tbl = self._tables[name] = self._create(ds, self.identifier(ds))
+        return tbl
+
+    def _load(self, ds: Dataset) -> Table | None:
+        """The table as the catalog has it now (None: never created)."""
+        from pyiceberg.exceptions import NoSuchTableError
+
         try:
-            tbl = self.catalog.load_table(ident)
+            tbl = self.catalog.load_table(self.identifier(ds))
         except NoSuchTableError:
-            tbl = self._create(ds, ident)
+            return None
         except Exception as exc:  # unreadable metadata: name the table, say what to do
+            name = ds.qualified_name
             raise LakeError(f"{name}: cannot load its Iceberg metadata ({type(exc).__name__}: {exc}); the table's "
                             f"data is untouched. Inspect it with `msp lake history {name}`; if its current metadata "
                             "file is damaged, roll the catalog back to the previous metadata file.") from exc
-        self._tables[name] = tbl
+        self._tables[ds.qualified_name] = tbl
         return tbl
 
     def _create(self, ds: Dataset, ident: tuple[str, str]) -> Table:
-        from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
-
-        with contextlib.suppress(NamespaceAlreadyExistsError):
+        """Create a table from its declaration. Another process may create it (or its namespace) at the same
+        moment (concurrent Airflow tasks, the run's stage workers): losing that race is not an error, whatever
+        the catalog raised, as long as the table is there afterwards."""
+        try:
             self.catalog.create_namespace_if_not_exists(ident[0])
+        except Exception:
+            if ident[0] not in {n[0] for n in self.catalog.list_namespaces()}:
+                raise
         try:
             return self.catalog.create_table(
                 ident, schema=ds.iceberg_schema(), partition_spec=ds.partition_spec(),
                 location=self.location(ds), properties={**TABLE_PROPERTIES, "comment": ds.description})
-        except TableAlreadyExistsError:  # created meanwhile by a concurrent task
+        except Exception:  # created meanwhile by a concurrent task
+            if not self.catalog.table_exists(ident):
+                raise
             return self.catalog.load_table(ident)
 
     def exists(self, ds: Dataset) -> bool:
@@ -269,9 +282,8 @@ class Lake:
 
     def snapshot_id(self, ds: Dataset) -> int | None:
         """The current snapshot of a table (None: never written). Reads the catalog afresh."""
-        if not self.exists(ds):
-            return None
-        snap = self.table(ds, refresh=True).current_snapshot()
+        tbl = self._load(ds)
+        snap = tbl.current_snapshot() if tbl is not None else None
         return snap.snapshot_id if snap else None
 
     def snapshot_as_of(self, ds: Dataset, when: datetime) -> int | None:
@@ -283,10 +295,13 @@ class Lake:
     # ---- reading --------------------------------------------------------------------------------------------
     def data_files(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> list[DataFile]:
         """The data files of a snapshot (default: the current one) that may hold rows matching ``where``."""
-        if not self.exists(ds):
+        # "current" means current now, not when first loaded
+        tbl = self._load(ds) if snapshot_id is None else (self._tables.get(ds.qualified_name) or self._load(ds))
+        if tbl is None:
             return []
-        tbl = self.table(ds, refresh=snapshot_id is None)  # "current" means current now, not when first loaded
         snap = tbl.snapshot_by_id(snapshot_id) if snapshot_id is not None else tbl.current_snapshot()
+        if snapshot_id is not None and snap is None and (tbl := self._load(ds)) is not None:
+            snap = tbl.snapshot_by_id(snapshot_id)  # committed since the table was cached (by another process)
         if snapshot_id is not None and snap is None:
             raise LakeError(f"{ds.qualified_name} has no snapshot {snapshot_id} (expired by maintenance?)")
         if snap is None:

@@ -171,16 +171,20 @@ def run_pipeline(settings: Settings, dates: list[date], *, agents: Iterable[str]
                  observer: StageObserver | None = None, run_id: str | None = None,
                  context_factory: Callable[..., RunContext] = RunContext.create,
                  refresh_catalog: bool = True, params: dict[str, Any] | None = None,
-                 exclusive: bool = False) -> RunSummary:
+                 exclusive: bool = False, workers: int | None = None) -> RunSummary:
     """Run the planned stages for ``dates``. ``exclusive`` (a whole-pipeline run from the command line) holds
-    the lake's run lock alone; otherwise shared with other stage runs (see :mod:`lakehouse.runlock`)."""
+    the lake's run lock alone; otherwise shared with other stage runs (see :mod:`lakehouse.runlock`).
+    ``workers`` (default ``platform.workers``) is how many stages may run side by side
+    (:mod:`lakehouse.workers`)."""
     from lakehouse.context import new_run_id
     from lakehouse.runlock import run_lock
+    from lakehouse.workers import worker_count
 
     run_id = run_id or new_run_id()
     with run_lock(settings, run_id, exclusive=exclusive, notify=log.warning) as note:
         summary = _run(settings, dates, agents=agents, stages=stages, kinds=kinds, observer=observer, run_id=run_id,
-                       context_factory=context_factory, refresh_catalog=refresh_catalog, params=params)
+                       context_factory=context_factory, refresh_catalog=refresh_catalog, params=params,
+                       workers=worker_count(settings.get("platform.workers") if workers is None else workers))
     if note:
         summary.warnings.insert(0, note)
     return summary
@@ -199,7 +203,7 @@ def _deferred_data_docs(ctx: RunContext):
 
 
 def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observer, run_id, context_factory,
-         refresh_catalog, params) -> RunSummary:
+         refresh_catalog, params, workers: int = 1) -> RunSummary:
     observer = observer or StageObserver()
     reg = registry()
     plan_kwargs: dict[str, Any] = {"agents": list(agents) if agents else None,
@@ -213,24 +217,10 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     skip_unchanged = bool(settings.get("platform.skip_unchanged"))
     t_run = time.perf_counter()
     failed: list[Stage] = []
-    dispatched: Any = None
     docs = _deferred_data_docs(ctx)
     try:
         docs.__enter__()
-        for i, st in enumerate(ordered):
-            report = StageReport(st.name, st.agent)
-            summary.stages.append(report)
-            blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
-            if blocker:
-                report.status, report.error = "skipped", f"depends on failed stage {blocker}"
-                failed.append(st)
-                observer.stage_finished(report)
-                continue
-            observer.stage_started(st, i, len(ordered))
-            _run_one(ctx, st, report, dates, skip_unchanged, failed)
-            if st.kind == "dispatch":  # what the outbox was when it was last dispatched
-                dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
-            observer.stage_finished(report)
+        dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers)
         _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched)
         t0 = time.perf_counter()
         try:
@@ -260,6 +250,87 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     summary.warnings = list(ctx.warnings)
     ctx.lake.write_text(f"{RUNS_DIR}/{ctx.run_id}.json", summary.to_json())
     return summary
+
+
+def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates: list[date], skip_unchanged: bool,
+              failed: list[Stage], observer: StageObserver, workers: int) -> Any:
+    """Run the plan's stages: serial kinds here, in plan order; the others in ``workers`` forked processes as
+    soon as what they depend on is done (one worker: all here, in plan order). Returns the outbox snapshot
+    the last dispatch saw."""
+    from lakehouse.workers import PARALLEL_KINDS, WorkerPool, can_fork
+
+    use_pool = workers > 1 and sum(st.kind in PARALLEL_KINDS for st in ordered) > 1 and can_fork()
+    pool: WorkerPool | None = None
+    pending: list[Stage] = list(ordered)
+    running: list[Stage] = []
+    reports: dict[str, StageReport] = {}
+    dispatched: Any = None
+
+    def serial(st: Stage) -> bool:
+        return not use_pool or st.kind not in PARALLEL_KINDS
+
+    def start(st: Stage) -> StageReport | None:
+        """The stage's report, or None when it is skipped (a stage it depends on failed)."""
+        pending.remove(st)
+        report = reports[st.name] = StageReport(st.name, st.agent)
+        summary.stages.append(report)
+        blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
+        if blocker:
+            report.status, report.error = "skipped", f"depends on failed stage {blocker}"
+            failed.append(st)
+            observer.stage_finished(report)
+            return None
+        observer.stage_started(st, ordered.index(st), len(ordered))
+        return report
+
+    try:
+        while pending or running:
+            progressed = False
+            for i, st in enumerate(pending):
+                earlier = pending[:i]
+                if serial(st):
+                    if earlier or running:
+                        break  # a serial stage waits for everything before it
+                    if pool is not None:  # the parallel part is over: the run's own process goes on
+                        pool.close()
+                        pool = None
+                    report = start(st)
+                    if report is not None:
+                        _run_one(ctx, st, report, dates, skip_unchanged, failed)
+                        if st.kind == "dispatch":  # what the outbox was when it was last dispatched
+                            dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
+                        observer.stage_finished(report)
+                    progressed = True
+                    break
+                if any(serial(o) for o in earlier):
+                    break  # nothing after a serial stage starts before it
+                if any(st.depends_on(o) for o in [*earlier, *running]):
+                    continue
+                if pool is None:
+                    pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
+                                      stages=[o for o in pending if not serial(o)])
+                if pool.free <= 0:
+                    break
+                if start(st) is not None:
+                    pool.submit(st)
+                    running.append(st)
+                progressed = True
+                break  # rescan: a skip or a start changes what is ready
+            if progressed:
+                continue
+            if not running:  # pragma: no cover - a plan is ordered: its first pending stage can always start
+                raise RuntimeError(f"no stage of {[s.name for s in pending]} can start")
+            for done in pool.wait() if pool is not None else []:
+                running.remove(done.stage)
+                report = reports[done.stage.name]
+                report.status, report.error, report.seconds = done.report.status, done.report.error, done.report.seconds
+                if report.status == "failed":
+                    failed.append(done.stage)
+                observer.stage_finished(report)
+    finally:
+        if pool is not None:
+            pool.close()
+    return dispatched
 
 
 def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date], skip_unchanged: bool,

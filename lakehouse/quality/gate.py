@@ -285,7 +285,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     # ---- the engine: one tagged frame for all the run's days, one query -------------------------------------
     files = ctx.lake.files(ds, {"dt": days}, snap)
     raw = ctx.engine.files(ds, files)
-    frame = ctx.engine.to_arrow(tagged_frame(raw.filter(is_in(raw.dt, list(days))), suite, parents.table))
+    frame = _tagged(ctx, suite, raw.filter(is_in(raw.dt, list(days))), parents)
     result.seconds["engine"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     stats = _file_stats(frame, suite)
@@ -343,6 +343,44 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
                                       or result.drift or result.rejected_files or totals["quarantined"]):
         result.status = "warned"
     _remember(ctx, parents, ds, state, key, signature, processed, quarantine, result)
+
+
+COMPILED_DIR = "_meta/quality/compiled"
+
+
+class _CompiledQueries:
+    """The gate's compiled query of one dataset, kept in the lake between runs (the latest one only)."""
+
+    def __init__(self, ctx: RunContext, ds: Dataset):
+        self.lake, self.path = ctx.lake, f"{COMPILED_DIR}/{ds.name}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with contextlib.suppress(ValueError, TypeError):
+            kept = json.loads(self.lake.read_text(self.path) or "{}")
+            if kept.get("key") == key:
+                return kept["query"]
+        return None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.lake.write_text(self.path, json.dumps({"key": key, "query": value}))
+
+
+def _tagged(ctx: RunContext, suite: Suite, raw: ibis.Table, parents: Parents) -> pa.Table:
+    """The tagged frame of the rows to gate (:func:`tagged_frame`), computed by the engine. Its query depends
+    only on the suite, the declarations and the gate's code, so it is compiled once and kept
+    (:meth:`lakehouse.engine.Engine.to_arrow_compiled`); the rows and lookups are bound to it at each run."""
+    used = [d for d in suite.derived if d.lookup and not d.late]
+    inputs = {"raw": raw, **{f"lookup_{i}": parents.table(d) for i, d in enumerate(used)}}
+    slot = {d.name: f"lookup_{i}" for i, d in enumerate(used)}
+
+    def build(t: dict[str, ibis.Table]) -> ibis.Table:
+        return tagged_frame(t["raw"], suite, lambda d: t[slot[d.name]])
+
+    ds = suite.dataset
+    key = json.dumps({"code": _code_fingerprint(), "suite": suite.gx_config(), "checks": suite.checks,
+                      "declaration": [repr(d) for d in (ds, *output_datasets(ds))]}, sort_keys=True, default=str)
+    return ctx.engine.to_arrow_compiled(build, inputs, hashlib.sha256(key.encode()).hexdigest(),
+                                        _CompiledQueries(ctx, ds))
 
 
 def staged_batch(settings, name: str, days: list[str]):

@@ -72,11 +72,26 @@ def _quiet() -> None:
 
 
 def import_gx():
-    """``great_expectations``, imported once and quietly (2-5 s: only when a validation runs)."""
+    """``great_expectations``, imported once and quietly (2-5 s: only when a validation runs).
+
+    GX imports PySpark (with ``pyspark.ml``) when it is installed, to validate Spark frames: about 1.2 s of
+    this import. The lake's Checkpoints validate pandas batches, so unless the process already runs Spark, GX
+    is imported as if PySpark were absent; ``import pyspark`` works as usual afterwards."""
+    import sys
+
+    if "great_expectations" in sys.modules:
+        return sys.modules["great_expectations"]
     _quiet()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import great_expectations as gx
+    hide = "pyspark" not in sys.modules
+    if hide:
+        sys.modules["pyspark"] = None  # type: ignore[assignment] - `import pyspark` raises ImportError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import great_expectations as gx
+    finally:
+        if hide:
+            sys.modules.pop("pyspark", None)
     _quiet()
     return gx
 
@@ -375,6 +390,13 @@ def project(lake: Lake, data_docs: bool = True, home: Path | None = None) -> GxP
             base = Path(lake._small_path(""))
             _PROJECTS[key] = GxProject(base / PROJECT_DIR, base / DOCS_DIR, data_docs)
         return _PROJECTS[key]
+
+
+def pending_docs() -> dict[str, list[Any]]:
+    """The Data Docs pages each deferring project of this process has been asked for, by project (the run's
+    stage workers send theirs back to the run, which builds them with its own; see lakehouse/workers.py)."""
+    with _LOCK:
+        return {f"{root}|{docs}": p._deferred for (root, docs), p in _PROJECTS.items() if p._deferred is not None}
 
 
 def forget_projects() -> None:

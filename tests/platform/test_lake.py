@@ -170,11 +170,12 @@ def test_bad_data_is_refused_and_nothing_is_committed(lake):
     assert lake.history(EVENTS) == []
 
 
-def test_unreadable_metadata_is_an_error_naming_the_table(lake):
+def test_unreadable_metadata_is_an_error_naming_the_table(lake, settings):
     lake.replace(EVENTS, rows(*JAN), run_id="run-1")
     location = lake.table(EVENTS).metadata_location.removeprefix("file://")
     Path(location).write_text("x")
-    fresh = Lake(lake.root, lake.catalog)
+    forget_catalogs()  # a new process: the catalog keeps what it parsed, and a metadata file is never rewritten
+    fresh = Lake.from_settings(settings)
     with pytest.raises(LakeError, match=r"processed\.demo_events: cannot load its Iceberg metadata"):
         fresh.table(EVENTS)
 

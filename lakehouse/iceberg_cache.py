@@ -1,0 +1,76 @@
+"""pyiceberg's SQL catalog, keeping the table metadata it has parsed.
+
+An Iceberg metadata file is never changed once written: a commit writes a new file and points the catalog at
+it. So a table whose catalog entry still names a file this process has parsed is served from that parse, and
+"has this table changed?" (asked before and after every stage, for every table it reads or writes) costs one
+catalog query instead of reading and validating a JSON file that grows with the table's snapshots.
+pyiceberg's ``table_exists`` loads the whole table too; here it asks the catalog only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+from pyiceberg.table import Table
+from sqlalchemy import select
+
+#: Parsed metadata files kept per process (a lake has ~130 tables; a run touches each a few times).
+KEEP = 1024
+
+
+class CachingSqlCatalog(SqlCatalog):
+    """:class:`~pyiceberg.catalog.sql.SqlCatalog` with a cache of parsed metadata files (see the module doc)."""
+
+    def __init__(self, name: str, **properties: Any):
+        super().__init__(name, **properties)
+        self._parsed: OrderedDict[str, Any] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
+        location = orm_table.metadata_location
+        with self._parsed_lock:
+            metadata = self._parsed.get(location) if location else None
+            if metadata is not None:
+                self._parsed.move_to_end(location)
+        if metadata is None:
+            table = super()._convert_orm_to_iceberg(orm_table)
+            with self._parsed_lock:
+                self._parsed[location] = table.metadata
+                while len(self._parsed) > KEEP:
+                    self._parsed.popitem(last=False)
+            return table
+        return Table(identifier=(*Catalog.identifier_to_tuple(orm_table.table_namespace), orm_table.table_name),
+                     metadata=metadata, metadata_location=location,
+                     io=self._load_file_io(metadata.properties, location), catalog=self)
+
+    def _location(self, identifier: str | tuple[str, ...]) -> tuple[str, str, str | None] | None:
+        """(namespace, name, metadata location) of a table, from one core query (None: no such table)."""
+        namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
+        name = Catalog.table_name_from(identifier)
+        stmt = select(IcebergTables.metadata_location).where(
+            IcebergTables.catalog_name == self.name, IcebergTables.table_namespace == namespace,
+            IcebergTables.table_name == name)
+        if (type_filter := self._iceberg_type_filter()) is not None:
+            stmt = stmt.where(type_filter)
+        with self.engine.connect() as con:
+            row = con.execute(stmt).first()
+        return None if row is None else (namespace, name, row[0])
+
+    def load_table(self, identifier: str | tuple[str, ...]) -> Table:
+        found = self._location(identifier)
+        if found is not None:
+            namespace, name, location = found
+            with self._parsed_lock:
+                metadata = self._parsed.get(location) if location else None
+            if metadata is not None:
+                return Table(identifier=(*Catalog.identifier_to_tuple(namespace), name), metadata=metadata,
+                             metadata_location=location, io=self._load_file_io(metadata.properties, location),
+                             catalog=self)
+        return super().load_table(identifier)
+
+    def table_exists(self, identifier: str | tuple[str, ...]) -> bool:
+        return self._location(identifier) is not None

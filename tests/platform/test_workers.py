@@ -1,0 +1,175 @@
+"""Stages side by side (lakehouse/workers.py): independent stages run at the same time in forked workers, a
+stage that depends on others waits for them, the run's ledger is the serial run's, and a stage that raises or
+whose worker dies fails alone while the others finish.
+
+The stages belong to a throwaway agent written here (``tmppar``): two writers of one table (different
+partition values, as the agents' monitors share the event outbox), a stage after both, and one that raises or
+kills its own process when its setting says so."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from datetime import date
+
+import pytest
+
+import schemas
+from lakehouse.lake import Lake
+from lakehouse.runner import run_pipeline
+from tests.conftest import make_settings
+
+DAY = date(2024, 1, 2)
+STAGES = ["tmppar.a", "tmppar.b", "tmppar.fail", "tmppar.join"]
+
+DECLARATION = '''
+from typing import Annotated, Literal
+from pydantic import Field
+from lakehouse.agents import Agent, Stage
+from lakehouse.config import Section
+
+class Settings(Section):
+    fail: Literal["no", "raise", "die"]
+    hold_seconds: Annotated[float, Field(ge=0, le=10)]
+
+AGENT = Agent(
+    name="tmppar", title="Parallel stages", package=__name__, summary="stages that can run side by side",
+    settings=Settings, defaults="settings.toml",
+    stages=(
+        Stage("tmppar.a", "tmppar.jobs:part_a", kind="transform", writes=("analytics.tmppar_parts",),
+              description="Writes part a."),
+        Stage("tmppar.b", "tmppar.jobs:part_b", kind="transform", writes=("analytics.tmppar_parts",),
+              description="Writes part b."),
+        Stage("tmppar.fail", "tmppar.jobs:fail", kind="transform", description="Fails when told to."),
+        Stage("tmppar.join", "tmppar.jobs:join", kind="transform", reads=("analytics.tmppar_parts",),
+              writes=("analytics.tmppar_total",), after=("tmppar.a", "tmppar.b"), description="Sums the parts."),
+    ),
+)
+'''
+JOBS = '''
+import os, signal, time
+import pyarrow as pa
+
+def _part(ctx, name, value):
+    start = time.time()
+    time.sleep(ctx.config.hold_seconds)
+    ctx.write("analytics.tmppar_parts", pa.table({"part": [name], "value": [value], "pid": [os.getpid()],
+                                                  "started": [start], "ended": [time.time()]}))
+    ctx.warn(f"part {name} written")
+
+def part_a(ctx):
+    _part(ctx, "a", 3)
+
+def part_b(ctx):
+    _part(ctx, "b", 4)
+
+def fail(ctx):
+    if ctx.config.fail == "raise":
+        raise ValueError("told to fail")
+    if ctx.config.fail == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def join(ctx):
+    parts = ctx.read_arrow("analytics.tmppar_parts").to_pylist()
+    ctx.write("analytics.tmppar_total", pa.table({"parts": [len(parts)], "total": [sum(p["value"] for p in parts)]}))
+'''
+PARTS = '''
+name: tmppar_parts
+zone: analytics/kpi-metrics
+owner: tmppar
+description: One row per part, with the process and the time that wrote it.
+primary_key: [part]
+partition_by: [part]
+columns:
+  - {name: part, type: string, nullable: false}
+  - {name: value, type: long, nullable: false}
+  - {name: pid, type: long, nullable: false}
+  - {name: started, type: double, nullable: false}
+  - {name: ended, type: double, nullable: false}
+'''
+TOTAL = '''
+name: tmppar_total
+zone: analytics/kpi-metrics
+owner: tmppar
+description: The sum of the parts.
+partition_by: []
+columns:
+  - {name: parts, type: long, nullable: false}
+  - {name: total, type: long, nullable: false}
+'''
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    import sys
+
+    from lakehouse import agents
+    from lakehouse.environment import forget_catalogs
+
+    root = tmp_path / "site"
+    pkg = root / "tmppar"
+    (pkg / "datasets" / "analytics").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(textwrap.dedent(DECLARATION))
+    (pkg / "jobs.py").write_text(textwrap.dedent(JOBS))
+    (pkg / "settings.toml").write_text('fail = "no"\nhold_seconds = 1.0\n')
+    (pkg / "datasets" / "analytics" / "tmppar_parts.yaml").write_text(textwrap.dedent(PARTS))
+    (pkg / "datasets" / "analytics" / "tmppar_total.yaml").write_text(textwrap.dedent(TOTAL))
+    dist = root / "tmppar-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tmppar\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[msp.agents]\ntmppar = tmppar:AGENT\n\n"
+                                           "[msp.datasets]\ntmppar = tmppar:datasets\n")
+    monkeypatch.syspath_prepend(str(root))
+    agents.reset()
+    forget_catalogs()
+    yield tmp_path / "home"
+    sys.modules.pop("tmppar", None)
+    sys.modules.pop("tmppar.jobs", None)
+    agents.reset()
+    forget_catalogs()
+
+
+def run(home, workers, **env):
+    settings = make_settings(home, MSP_QUALITY__CHECKPOINT="off", **env)
+    summary = run_pipeline(settings, [DAY], stages=STAGES, refresh_catalog=False, workers=workers)
+    lake = Lake.from_settings(settings)
+    parts = {r["part"]: r for r in lake.read_arrow(schemas.get("analytics.tmppar_parts")).to_pylist()}
+    total = lake.read_arrow(schemas.get("analytics.tmppar_total")).to_pylist()
+    return summary, parts, total
+
+
+def test_independent_stages_run_at_once_in_workers_and_the_ledger_is_the_serial_runs(agent, tmp_path):
+    summary, parts, total = run(agent, workers=2)
+    assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
+    a, b = parts["a"], parts["b"]
+    assert {a["pid"], b["pid"]}.isdisjoint({os.getpid()}) and a["pid"] != b["pid"]
+    assert a["started"] < b["ended"] and b["started"] < a["ended"], "a and b did not overlap in time"
+    # the stage after both saw both parts
+    assert total == [{"parts": 2, "total": 7}]
+    # what the workers counted and warned came back to the run
+    assert summary.counts["analytics.tmppar_parts"]["rows_out"] == 2
+    assert summary.counts["analytics.tmppar_total"]["rows_out"] == 1
+    assert sorted(w for w in summary.warnings if "part" in w) == ["[tmppar.a] part a written",
+                                                                 "[tmppar.b] part b written"]
+    assert [s.name for s in summary.stages][-1] == "tmppar.join"
+
+    serial, serial_parts, serial_total = run(tmp_path / "serial", workers=1)
+    assert serial.ok
+    assert {r["pid"] for r in serial_parts.values()} == {os.getpid()}
+    assert serial_total == total
+    assert {k: {c: v[c] for c in ("part", "value")} for k, v in serial_parts.items()} == \
+           {k: {c: v[c] for c in ("part", "value")} for k, v in parts.items()}
+    strip = {k: {f: v for f, v in c.items() if f != "notes"} for k, c in summary.counts.items()}
+    assert strip == {k: {f: v for f, v in c.items() if f != "notes"} for k, c in serial.counts.items()}
+
+
+@pytest.mark.parametrize("mode,error", [("raise", "ValueError: told to fail"),
+                                        ("die", "the worker process running it died (killed by signal 9)")])
+def test_a_stage_that_raises_or_whose_worker_dies_fails_alone(agent, mode, error):
+    summary, parts, total = run(agent, workers=2, MSP_TMPPAR__FAIL=mode)
+    status = {s.name: (s.status, s.error or "") for s in summary.stages}
+    assert status["tmppar.fail"][0] == "failed" and status["tmppar.fail"][1].startswith(error)
+    assert {n: s for n, (s, _e) in status.items() if n != "tmppar.fail"} == \
+           {"tmppar.a": "ok", "tmppar.b": "ok", "tmppar.join": "ok"}, status
+    assert sorted(parts) == ["a", "b"] and total == [{"parts": 2, "total": 7}]
+    assert not summary.ok
