@@ -8,7 +8,8 @@ role, which may only:
   files), the model registry (read; write when it trains), the quality reports (the gate), the landing area
   (ingestion); maintenance alone may touch every table and delete files;
 * get, create and update the Glue catalog entries of the tables it writes, get those it reads;
-* put its own events (``Source`` ``msp.<agent>``) on the deployment's bus (the dispatcher: every agent's);
+* put events on the deployment's bus: the dispatcher alone (every agent's ``Source``, ``msp.<agent>``); the
+  other stages write their events into the lake's outbox, which the dispatcher routes;
 * invoke the Bedrock models its settings name (``<agent>.bedrock_model_id``), and no other;
 * read the job's script, wheel and settings, write its logs and metrics, use the lake's KMS key.
 

@@ -335,7 +335,11 @@ class LakehouseStack(cdk.Stack):
             subnets = list(d.mwaa_subnet_ids)
             groups = list(d.mwaa_security_group_ids)
         else:
-            vpc = ec2.Vpc(self, "Network", max_azs=2, nat_gateways=1, ip_addresses=ec2.IpAddresses.cidr("10.42.0.0/20"),
+            # the region's first two zones resolved by CloudFormation (Fn::GetAZs): no context lookup at synth
+            # time, and the same template for every account
+            zones = [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(2)]
+            vpc = ec2.Vpc(self, "Network", availability_zones=zones, nat_gateways=1,
+                          ip_addresses=ec2.IpAddresses.cidr("10.42.0.0/20"),
                           subnet_configuration=[
                               ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                               ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,

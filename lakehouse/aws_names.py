@@ -379,9 +379,13 @@ class Access:
     quality_reports: bool = False       #: writes ``_meta/quality/`` (the gate)
     models: bool = False                #: trains models (writes ``ml-models/``)
     all_tables: bool = False            #: maintenance: every table, including deleting expired files
-    event_sources: tuple[str, ...] = ()  #: EventBridge ``Source`` values it may put (``msp.<agent>``)
+    event_sources: tuple[str, ...] = ()  #: EventBridge ``Source`` values it may put (the dispatcher only)
     bedrock_models: tuple[str, ...] = ()  #: Bedrock model ids it may invoke
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: The events' inbox table: whoever writes it routes events, and puts them on EventBridge (lakehouse.events).
+INBOX = "events.inbox"
 
 
 def event_source(agent: str) -> str:
@@ -404,12 +408,9 @@ def access(unit: Unit, reg: Registry | None = None, settings: Settings | None = 
     reads = frozenset().union(*(reg.inputs(s) for s in unit.stages)) - writes
     kinds = unit.kinds
     emitters = sorted({t.agent for t in reg.events.values()})
-    if "dispatch" in kinds:
-        sources = tuple(event_source(a) for a in emitters)  # the dispatcher puts every agent's events
-    elif unit.agent in emitters:
-        sources = (event_source(unit.agent),)
-    else:
-        sources = ()
+    # Stages write their events into the lake's outbox; only the dispatcher, the stage that routes the outbox
+    # into the inbox, puts them on EventBridge (every agent's, each under its own Source): no other unit may.
+    sources = tuple(event_source(a) for a in emitters) if INBOX in writes else ()
     models: tuple[str, ...] = ()
     if settings is not None and unit.agent in reg.settings_sections():
         models = bedrock_models(settings.model(unit.agent))

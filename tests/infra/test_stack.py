@@ -18,11 +18,6 @@ pytestmark = [needs_node, pytest.mark.xdist_group("infra-template")]
 NAMES = aws_names.AwsNames("dev", account=ACCOUNT, region=REGION)
 
 
-@pytest.fixture(scope="module")
-def template(dev_stack):
-    return dev_stack[1]
-
-
 def runtime_settings():
     return config.load("dev").runtime_settings(NAMES)
 
