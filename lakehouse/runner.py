@@ -222,14 +222,26 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
         docs.__enter__()
         dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers)
         _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched)
-        t0 = time.perf_counter()
-        try:
+        # Data Docs are built beside the catalog refresh when there is a core for it (the pages are a report:
+        # the lake is committed, and a failed build is a warning the next audited run makes good)
+        from lakehouse.workers import in_background
+
+        building = in_background(docs.__exit__, None, None, None) if workers > 1 and refresh_catalog else None
+        if building is not None:  # the pages are the background's to build: leave the block here, building none
+            from lakehouse.quality.gx import pending_docs
+
+            for pages in pending_docs().values():
+                pages.clear()
             docs.__exit__(None, None, None)
-            log.info("Data Docs built in %.1f s", time.perf_counter() - t0)
-        except Exception as exc:  # the audits passed and the lake is committed; the pages are a report
-            ctx.warn(f"GX Data Docs were not built ({type(exc).__name__}: {exc}); the next audited run builds them")
-        finally:
-            docs = contextlib.nullcontext()
+        else:
+            t0 = time.perf_counter()
+            try:
+                docs.__exit__(None, None, None)
+                log.info("Data Docs built in %.1f s", time.perf_counter() - t0)
+            except Exception as exc:
+                ctx.warn(f"GX Data Docs were not built ({type(exc).__name__}: {exc}); the next audited run builds "
+                         "them")
+        docs = contextlib.nullcontext()
         if refresh_catalog:
             from lakehouse.environment import sql_catalog
 
@@ -241,6 +253,10 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
                 ctx.warn(f"the SQL catalog was not refreshed ({type(exc).__name__}: {exc}); "
                          "`msp catalog refresh` retries")
             log.info("catalog refreshed in %.1f s", time.perf_counter() - t0)
+        if building is not None:
+            problem = building.result()
+            if problem:
+                ctx.warn(f"GX Data Docs were not built ({problem}); the next audited run builds them")
     finally:
         docs.__exit__(None, None, None)
         ctx.close()

@@ -226,6 +226,48 @@ def _warm(ctx: RunContext, stages: list[Stage]) -> None:
         project(ctx.lake, data_docs=cfg.data_docs == "on").context  # noqa: B018 - opens the Data Context
 
 
+class Background:
+    """A call running in a forked process; :meth:`result` waits for it: None when it succeeded, else why not."""
+
+    def __init__(self, process: Any, conn: Connection):
+        self.process, self.conn = process, conn
+
+    def result(self) -> str | None:
+        message = None
+        with contextlib.suppress(EOFError, OSError):
+            message = self.conn.recv()
+        self.process.join()
+        code = self.process.exitcode
+        self.conn.close()
+        self.process.close()
+        if message is None:
+            return f"its process died (exit code {code})"
+        return message or None
+
+
+def in_background(func: Callable[..., Any], *args: Any) -> Background | None:
+    """``func(*args)`` in a forked process, beside the caller (None where processes cannot be forked)."""
+    if not can_fork():
+        return None
+    mp = multiprocessing.get_context("fork")
+    parent, child = mp.Pipe()
+
+    def main() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        try:
+            func(*args)
+            child.send("")
+        except Exception as exc:
+            child.send(f"{type(exc).__name__}: {exc}")
+
+    process = mp.Process(target=main, daemon=False, name="msp-background")
+    process.start()
+    child.close()
+    return Background(process, parent)
+
+
 # ---- the worker's side ----------------------------------------------------------------------------------------
 def _after_fork(ctx: RunContext) -> None:
     """Make the forked copy of the run safe to use on its own."""
