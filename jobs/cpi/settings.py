@@ -24,6 +24,10 @@ class CpiSettings(Section):
     problem_months: Annotated[int, Field(ge=1, le=24)]
     margin_drop_pp: Annotated[float, Field(gt=0, le=100)]
     tier_hysteresis_pp: Points
+    # margin-trouble episodes (jobs/cpi/margin_monitor.py): when an open one worsens, when it closes
+    episode_worsen_pp: Annotated[float, Field(gt=0, le=100)]
+    episode_close_months: Annotated[int, Field(ge=1, le=24)]
+    episode_close_hysteresis_pp: Points
     min_billed_for_margin: Annotated[float, Field(ge=0)]
     month_close_days: Annotated[int, Field(ge=0, le=60)]
     deduction_basis: Literal["none", "cost", "retail"]

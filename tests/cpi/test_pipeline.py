@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -78,18 +79,32 @@ def test_the_declared_questions_answer_from_the_agents_tables(pipeline_lake):
     assert list(churn["churn_probability"]) == sorted(churn["churn_probability"], reverse=True)
 
 
-def test_problem_client_events_match_the_truth_and_come_once(pipeline_lake, lake):
+def test_margin_events_are_episodes_and_problem_clients_match_the_truth(pipeline_lake, lake):
     outbox = lake.read_pandas(schemas.get("events.outbox"), {"event_type": "client.profitability.changed"})
-    events = [json.loads(e) for e in outbox["envelope"]]
+    events = sorted((json.loads(e) for e in outbox["envelope"]), key=lambda e: (e["time"], e["subject"]))
     problems = {(e["data"]["client_id"], e["data"]["period"]) for e in events
-                if e["data"]["reason"] == "problem_client"}
+                if "problem_client" in e["data"]["reasons"]}
     truth = truth_problem_clients(truth_frame(pipeline_lake.truth_root))
-    # an event is raised for the month a streak reaches 2 (and the months after it are not re-announced);
-    # April is not closed in the window, so it is never judged
+    # a problem client is announced for the month a streak reaches 2 (and the months after it are not
+    # re-announced); April is not closed in the window, so it is never judged
     first_months = {(c, m) for c, m in truth if m < "2024-04"}
     assert problems and problems <= first_months
     for e in events:
         assert e["evidence"]["source_rows"] and e["id"] and e["time"] in {"2024-02-05", "2024-03-05", "2024-04-05"}
+    # one episode per client in trouble: it opens once, later months only worsen or close it, and no month of a
+    # client raises two events (the tiny lake's margins fall on 2024-03-05 and fall further on 2024-04-05)
+    assert len({(e["subject"], e["data"]["period"]) for e in events}) == len(events)
+    episodes: dict[str, list[dict]] = {}
+    for e in events:
+        episodes.setdefault(e["episode"]["id"], []).append(e)
+    assert {e["episode"]["state"] for e in events} >= {"opened", "worsened"}
+    for evs in episodes.values():
+        assert evs[0]["episode"]["state"] == "opened" and len({e["subject"] for e in evs}) == 1
+        assert all(e["episode"]["state"] != "opened" for e in evs[1:])
+        assert {e["episode"]["opened"] for e in evs} == {evs[0]["time"]}
+    open_per_client = Counter(evs[0]["subject"] for evs in episodes.values()
+                              if evs[-1]["episode"]["state"] != "closed")
+    assert max(open_per_client.values()) == 1
     # the last day ran twice (daily run, then after training): still one row per event, one delivery each
     assert outbox["event_id"].is_unique
     inbox = lake.read_pandas(schemas.get("events.inbox"))

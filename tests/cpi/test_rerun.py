@@ -4,6 +4,7 @@ closes on March 5: its final numbers, and the first events, which compare it wit
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -20,6 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("cpi-private-lake
 
 FIRST, LAST = date(2024, 1, 1), date(2024, 3, 10)
 CLOSING = date(2024, 3, 5)  # February's closing day (last day + cpi.month_close_days)
+APRIL_CLOSING = date(2024, 4, 5)  # March's
+MARGIN_EVENTS = "client.profitability.changed"
 DAILY = [s.name for s in AGENT.stages if s.daily]
 #: what the tables under test are computed from (the daily summary, scores and notes of 70 days are not needed)
 MONTHLY = ["cpi.lifecycle", "cpi.profitability", "cpi.margin_report", "cpi.kpis", "cpi.margin_monitor"]
@@ -89,3 +92,36 @@ def test_a_changed_threshold_recomputes_every_month_of_the_report(private):
     feb = report[report["month"] == "2024-02"].set_index("client_id")
     assert both and (feb.loc[sorted(both), "months_below_lowest"] == 2).all()
     assert feb.loc[sorted(both), "problem_client"].all()
+
+
+def _margin_events(lake: Lake, day: date) -> list[dict]:
+    rows = lake.read_pandas(schemas.get("events.outbox"), {"event_type": MARGIN_EVENTS, "dt": day.isoformat()})
+    return sorted((json.loads(e) for e in rows["envelope"]), key=lambda e: e["id"])
+
+
+def test_a_day_run_alone_continues_the_episodes_the_lake_holds_open(private):
+    """March closes on April 5: run alone (the lake's last run was March 10), the monitor finds the episodes
+    February opened in its own events of March 5, so a client in trouble since then gets no second opening;
+    rerun alone, or judged with February in one run of the monitor, April 5 gives the same events. (Last in
+    the module: it adds April to the private lake.)"""
+    lake = Lake.from_settings(private)
+    feb = _margin_events(lake, CLOSING)
+    opened = {e["data"]["client_id"]: e["episode"]["id"] for e in feb if e["episode"]["state"] == "opened"}
+    assert opened and all(e["episode"]["state"] == "opened" for e in feb)
+    run = run_pipeline(private, [APRIL_CLOSING], stages=MONTHLY, refresh_catalog=False)
+    assert run.ok, [(s.name, s.error) for s in run.stages if s.status != "ok"]
+    march = _margin_events(lake, APRIL_CLOSING)
+    assert march and len({e["subject"] for e in march}) == len(march)  # one event per client and month
+    continued = [e for e in march if e["data"]["client_id"] in opened]
+    assert continued, "no client of an open February episode has an event on April 5"
+    for e in march:
+        if e["data"]["client_id"] in opened:  # worsened or closed, in February's episode
+            assert e["episode"]["state"] != "opened" and e["episode"]["id"] == opened[e["data"]["client_id"]]
+            assert e["episode"]["opened"] == CLOSING.isoformat()
+        else:
+            assert e["episode"]["state"] == "opened" and e["episode"]["opened"] == APRIL_CLOSING.isoformat()
+    forced = make_settings(private.home, **PIPELINE_ENV, MSP_PLATFORM__SKIP_UNCHANGED="false")
+    for days in ([APRIL_CLOSING], [CLOSING, APRIL_CLOSING]):
+        again = run_pipeline(forced, days, stages=["cpi.margin_monitor"], refresh_catalog=False)
+        assert again.ok and [s.status for s in again.stages] == ["ok"]
+        assert _margin_events(lake, CLOSING) == feb and _margin_events(lake, APRIL_CLOSING) == march, days
