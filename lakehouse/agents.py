@@ -108,10 +108,17 @@ class Stage:
     after: tuple[str, ...] = ()
     description: str = ""
     agent: str = ""
+    #: ``"module:function"``, ``parts(ctx) -> list[Part] | None``: how the stage's work for a run splits into
+    #: runs of the stage narrowed by ``ctx.params`` (one per landing source, for the gate) that may run side
+    #: by side when the run has workers (``lakehouse/workers.py``); None: it does not split for this run.
+    parts: str = ""
 
     @property
     def func(self) -> Callable[[RunContext], None]:
         return _resolve(self.call, f"stage {self.name}")
+
+    def split(self, ctx: RunContext) -> list[Part] | None:
+        return _resolve(self.parts, f"stage {self.name} parts")(ctx) if self.parts else None
 
     @property
     def daily(self) -> bool:
@@ -128,6 +135,16 @@ class Stage:
         if self.name in reg.stages and other.name in reg.stages:
             return bool(reg.inputs(self) & reg.outputs(other))
         return any(_match(r, w) for r in self.reads for w in other.writes)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a stage's run (:attr:`Stage.parts`): its label, the ``ctx.params`` that narrow the stage to
+    it, and the labels of the parts it must run after."""
+
+    label: str
+    params: dict[str, Any]
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

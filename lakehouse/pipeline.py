@@ -35,7 +35,7 @@ PLATFORM_STAGES = Agent(
               description="Landing files → raw tables with lineage; malformed files and lines reported, good rows "
                           "loaded."),
         Stage("quality", "lakehouse.quality.gate:run", kind="gate", reads=("raw.*",),
-              writes=("processed.*", "quarantine.*"),
+              writes=("processed.*", "quarantine.*"), parts="lakehouse.quality.gate:parts",
               description="Raw → processed through the quality gate; refused rows to quarantine with the rules "
                           "they broke."),
         Stage("events.dispatch", "lakehouse.events:dispatch", kind="dispatch", reads=("events.outbox",),

@@ -275,7 +275,8 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
     the last dispatch saw."""
     from lakehouse.workers import PARALLEL_KINDS, WorkerPool, can_fork
 
-    use_pool = workers > 1 and sum(st.kind in PARALLEL_KINDS for st in ordered) > 1 and can_fork()
+    use_pool = workers > 1 and can_fork() and (sum(st.kind in PARALLEL_KINDS for st in ordered) > 1
+                                             or any(st.parts for st in ordered))
     pool: WorkerPool | None = None
     pending: list[Stage] = list(ordered)
     running: list[Stage] = []
@@ -307,11 +308,20 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
                 if serial(st):
                     if earlier or running:
                         break  # a serial stage waits for everything before it
-                    if pool is not None:  # the parallel part is over: the run's own process goes on
+                    split = _parts(ctx, st) if use_pool else None
+                    if pool is not None and not split:  # the parallel part is over: the run's process goes on
                         pool.close()
                         pool = None
                     report = start(st)
-                    if report is not None:
+                    if report is not None and split:
+                        if pool is None:
+                            pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
+                                              stages=[o for o in pending if not serial(o)])
+                        _run_parts(pool, st, split, report)
+                        if report.status == "failed":
+                            failed.append(st)
+                        observer.stage_finished(report)
+                    elif report is not None:
                         _run_one(ctx, st, report, dates, skip_unchanged, failed)
                         if st.kind == "dispatch":  # what the outbox was when it was last dispatched
                             dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
@@ -347,6 +357,48 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
         if pool is not None:
             pool.close()
     return dispatched
+
+
+def _parts(ctx: RunContext, st: Stage) -> list[Any] | None:
+    """The parts a stage's run splits into (:attr:`Stage.parts`), or None (it does not split, or cannot say)."""
+    try:
+        parts = st.split(ctx)
+    except Exception as exc:  # the stage then runs whole, and says why itself if something is really wrong
+        log.warning("stage %s: not split into parts (%s: %s)", st.name, type(exc).__name__, exc)
+        return None
+    return parts if parts and len(parts) > 1 else None
+
+
+def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport) -> None:
+    """Run a stage's parts in the workers, each after the parts it names; one report for the stage: failed if
+    a part failed (the parts after it are skipped, as Airflow skips the tasks downstream of a failed one),
+    unchanged if all were, else ok."""
+    t0 = time.perf_counter()
+    pending, running, results = list(parts), 0, {}
+    while pending or running:
+        for part in list(pending):
+            if pool.free <= 0:
+                break
+            blocked = [a for a in part.after if results.get(a, ("ok",))[0] in ("failed", "skipped")]
+            if blocked:
+                results[part.label] = ("skipped", f"after failed part {blocked[0]}")
+                pending.remove(part)
+            elif all(a in results for a in part.after if any(p.label == a for p in parts)):
+                pool.submit(st, params=part.params, tag=part.label)
+                pending.remove(part)
+                running += 1
+        if running:
+            for done in pool.wait():
+                results[done.tag] = (done.report.status, done.report.error)
+                running -= 1
+        elif pending and not any(all(a in results for a in p.after) for p in pending):  # pragma: no cover
+            raise RuntimeError(f"parts {[p.label for p in pending]} of {st.name} wait for each other")
+    statuses = {status for status, _e in results.values()}
+    problems = [f"{label}: {error}" for label, (status, error) in sorted(results.items())
+                if status in ("failed", "skipped")]
+    report.status = "failed" if problems else "unchanged" if statuses == {"unchanged"} else "ok"
+    report.error = "; ".join(problems) or None
+    report.seconds = round(time.perf_counter() - t0, 3)
 
 
 def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date], skip_unchanged: bool,
@@ -436,15 +488,34 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
     outputs = {d: ctx.lake.snapshot_id(schemas.get(d)) for d in sorted(reg.outputs(st))}
-    runs = dict(state.get("runs") or {})
     # the promoted models it read (a newly promoted model must be applied even when no input changed)
     models = {p: _file_digest(ctx, p) for p in sorted(ctx.lake.small_reads) if _MODEL_POINTER.match(p)}
-    runs[key] = {"signature": signature, "outputs": outputs, "models": models, "run_id": ctx.run_id,
-                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_RUNS:])
-    ctx.lake.write_text(_state_path(st), json.dumps({
-        "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
+    entry = {"signature": signature, "outputs": outputs, "models": models, "run_id": ctx.run_id,
+             "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    with _state_lock(ctx, st):  # parts of one stage may finish at once: merge into the state as it is now
+        runs = {**(load_state(ctx, st).get("runs") or {}), key: entry}
+        runs = dict(sorted(runs.items(), key=lambda kv: kv[1]["finished_at"])[-KEEP_RUNS:])
+        ctx.lake.write_text(_state_path(st), json.dumps({
+            "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
     return "ok"
+
+
+@contextlib.contextmanager
+def _state_lock(ctx: RunContext, st: Stage):
+    """An exclusive lock on a stage's state file of a local lake (an S3 lake's state is written in one PUT)."""
+    if not ctx.lake.local:
+        yield
+        return
+    import fcntl
+
+    path = Path(ctx.lake._small_path(_state_path(st) + ".lock"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 #: The registry's pointer to a model's promoted version (lakehouse/model_registry.py).

@@ -73,10 +73,11 @@ def can_fork() -> bool:
 
 @dataclass
 class Done:
-    """A stage a worker finished (or was running when it died)."""
+    """A stage a worker finished (or was running when it died); ``tag`` is what the caller submitted it with."""
 
     stage: Stage
     report: StageReport
+    tag: Any = None
 
 
 class WorkerPool:
@@ -87,7 +88,7 @@ class WorkerPool:
         self.ctx, self.size, self.dates, self.skip_unchanged, self.run_one = ctx, size, dates, skip_unchanged, run_one
         self._mp = multiprocessing.get_context("fork")
         self._idle: list[_Worker] = []
-        self._busy: dict[int, tuple[_Worker, Stage]] = {}
+        self._busy: dict[int, tuple[_Worker, Stage, Any]] = {}
         faults.share_counters()  # the n-th time a crash point is reached counts across the workers
         _warm(ctx, list(stages or []))
 
@@ -98,12 +99,13 @@ class WorkerPool:
 
     @property
     def running(self) -> list[Stage]:
-        return [st for _w, st in self._busy.values()]
+        return [st for _w, st, _t in self._busy.values()]
 
-    def submit(self, stage: Stage) -> None:
+    def submit(self, stage: Stage, params: dict[str, Any] | None = None, tag: Any = None) -> None:
+        """Run a stage in an idle worker (a new one if none is idle), narrowed by ``params`` when given."""
         worker = self._idle.pop() if self._idle else self._spawn()
-        worker.conn.send(stage.name)
-        self._busy[worker.pid] = (worker, stage)
+        worker.conn.send((stage.name, params))
+        self._busy[worker.pid] = (worker, stage, tag)
 
     def wait(self) -> list[Done]:
         """Block until at least one running stage is done; returns the finished ones."""
@@ -112,7 +114,7 @@ class WorkerPool:
         if not self._busy:
             return []
         handles: dict[Any, _Worker] = {}
-        for worker, _st in self._busy.values():
+        for worker, _st, _tag in self._busy.values():
             handles[worker.conn] = worker
             handles[worker.process.sentinel] = worker
         ready = wait(list(handles))
@@ -121,7 +123,7 @@ class WorkerPool:
             worker = handles[handle]
             if worker.pid not in self._busy:
                 continue
-            _w, stage = self._busy[worker.pid]
+            _w, stage, tag = self._busy[worker.pid]
             message = None
             if handle is worker.conn or worker.conn.poll():
                 try:
@@ -142,7 +144,7 @@ class WorkerPool:
                 report = self._merge(message)
                 self._idle.append(worker)
             self.ctx.lake._tables.clear()  # a worker committed: the run's cached table metadata is stale
-            done.append(Done(stage, report))
+            done.append(Done(stage, report, tag))
         return done
 
     def _merge(self, message: dict[str, Any]) -> StageReport:
@@ -173,7 +175,7 @@ class WorkerPool:
         for worker in self._idle:
             worker.process.join(timeout=30)
             worker.close()
-        for worker, _st in self._busy.values():
+        for worker, _st, _tag in self._busy.values():
             worker.process.kill()
             worker.process.join(timeout=5)
             worker.close()
@@ -305,19 +307,26 @@ def _main(conn: Connection, ctx: RunContext, dates: list[date], skip_unchanged: 
     reg = registry()
     while True:
         try:
-            name = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             break
-        if name is None:
+        if message is None:
             break
+        name, params = message
         stage = reg.stages[name]
+        own_params = ctx.params
+        if params is not None:
+            ctx.params = dict(params)
         counts = {k: (v.rows_in, v.rows_out, v.quarantined, v.duplicates, v.partitions, len(v.notes))
                   for k, v in ctx.counts.items()}
         warned, outputs = len(ctx.warnings), dict(ctx.outputs)
         docs = {k: len(v) for k, v in pending_docs().items()}
         ctx.lake._tables.clear()  # other workers committed since
         report = StageReport(stage.name, stage.agent)
-        run_one(ctx, stage, report, dates, skip_unchanged, [])
+        try:
+            run_one(ctx, stage, report, dates, skip_unchanged, [])
+        finally:
+            ctx.params = own_params
         delta = {}
         for k, v in ctx.counts.items():
             b = counts.get(k, (0, 0, 0, 0, 0, 0))

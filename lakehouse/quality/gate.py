@@ -159,6 +159,23 @@ def run(ctx: RunContext) -> None:
         raise QualityGateError(" | ".join(messages))
 
 
+def parts(ctx: RunContext):
+    """The gate's run split by landing source (as the ingestion DAG runs it: one task per source), each after
+    the sources whose processed tables its suites look rows up in. None when the run is already narrowed (an
+    Airflow task) or a suite has no source."""
+    from lakehouse.agents import Part
+    from lakehouse.orchestration import source_order
+
+    if ctx.params.get("sources") or ctx.params.get("datasets"):
+        return None
+    suites = load_all()
+    if not suites or any(not s.dataset.source for s in suites):
+        return None
+    order = source_order()
+    sources = sorted({s.dataset.source for s in suites})
+    return [Part(src, {"sources": [src]}, tuple(p for p in order.get(src, []) if p in sources)) for src in sources]
+
+
 def gate(ctx: RunContext, suites: list[Suite], resolve: Callable[[str], Dataset] = schemas.get) -> list[DatasetResult]:
     """Gate several datasets in the given order; failures are recorded, never raised here. The Data Docs of
     all the Checkpoints run are built once, at the end."""

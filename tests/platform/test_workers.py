@@ -25,7 +25,7 @@ STAGES = ["tmppar.a", "tmppar.b", "tmppar.fail", "tmppar.join"]
 DECLARATION = '''
 from typing import Annotated, Literal
 from pydantic import Field
-from lakehouse.agents import Agent, Stage
+from lakehouse.agents import Agent, Part, Stage
 from lakehouse.config import Section
 
 class Settings(Section):
@@ -43,6 +43,8 @@ AGENT = Agent(
         Stage("tmppar.fail", "tmppar.jobs:fail", kind="transform", description="Fails when told to."),
         Stage("tmppar.join", "tmppar.jobs:join", kind="transform", reads=("analytics.tmppar_parts",),
               writes=("analytics.tmppar_total",), after=("tmppar.a", "tmppar.b"), description="Sums the parts."),
+        Stage("tmppar.split", "tmppar.jobs:split", kind="gate", writes=("analytics.tmppar_parts",),
+              parts="tmppar.jobs:parts", description="One stage whose run splits into parts x, y after x, z."),
     ),
 )
 '''
@@ -68,6 +70,16 @@ def fail(ctx):
         raise ValueError("told to fail")
     if ctx.config.fail == "die":
         os.kill(os.getpid(), signal.SIGKILL)
+
+def parts(ctx):
+    from lakehouse.agents import Part
+    return [Part("x", {"part": "x"}), Part("y", {"part": "y"}, after=("x",)), Part("z", {"part": "z"})]
+
+def split(ctx):
+    part = ctx.params["part"]
+    if ctx.config.fail == "raise" and part == "x":
+        raise ValueError("part x told to fail")
+    _part(ctx, part, {"x": 1, "y": 2, "z": 3}[part])
 
 def join(ctx):
     parts = ctx.read_arrow("analytics.tmppar_parts").to_pylist()
@@ -173,3 +185,28 @@ def test_a_stage_that_raises_or_whose_worker_dies_fails_alone(agent, mode, error
            {"tmppar.a": "ok", "tmppar.b": "ok", "tmppar.join": "ok"}, status
     assert sorted(parts) == ["a", "b"] and total == [{"parts": 2, "total": 7}]
     assert not summary.ok
+
+
+def test_a_stage_declaring_parts_runs_them_side_by_side_in_their_order_as_one_stage(agent):
+    settings = make_settings(agent, MSP_QUALITY__CHECKPOINT="off")
+    summary = run_pipeline(settings, [DAY], stages=["tmppar.split"], refresh_catalog=False, workers=2)
+    assert [(s.name, s.status) for s in summary.stages] == [("tmppar.split", "ok")]
+    rows = {r["part"]: r for r in Lake.from_settings(settings).read_arrow(
+        schemas.get("analytics.tmppar_parts")).to_pylist()}
+    x, y, z = rows["x"], rows["y"], rows["z"]
+    assert x["started"] < z["ended"] and z["started"] < x["ended"], "x and z did not overlap"
+    assert y["started"] >= x["ended"], "y started before x, the part it runs after, ended"
+    assert os.getpid() not in {x["pid"], y["pid"], z["pid"]}
+    # one worker: the stage runs whole in the run's process (here: its function without parts' params fails)
+    alone = run_pipeline(settings, [DAY], stages=["tmppar.split"], refresh_catalog=False, workers=1)
+    assert alone.stages[0].status == "failed" and "KeyError" in alone.stages[0].error
+
+
+def test_a_failed_part_fails_the_stage_and_skips_the_parts_after_it(agent):
+    settings = make_settings(agent, MSP_QUALITY__CHECKPOINT="off", MSP_TMPPAR__FAIL="raise")
+    summary = run_pipeline(settings, [DAY], stages=["tmppar.split"], refresh_catalog=False, workers=2)
+    report = summary.stages[0]
+    assert report.status == "failed"
+    assert report.error == "x: ValueError: part x told to fail; y: after failed part x"
+    parts = Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_parts")).column("part")
+    assert parts.to_pylist() == ["z"]
