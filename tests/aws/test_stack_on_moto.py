@@ -73,11 +73,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def moto_server(port: int, log: Path) -> subprocess.Popen:
+    """A moto server in a process of its own: moto's state is global to a process, so a server inside the
+    test process would share it with the other moto tests (their buckets, databases, queues)."""
+    import urllib.request
+
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the moto server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """The dev stack on a fresh moto server, the settings file from its outputs, uploaded for the jobs."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from lakehouse import awscli
     from lakehouse.environment import forget_catalogs
@@ -85,8 +104,7 @@ def stack(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("aws-e2e")
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = moto_server(port, work / "moto.log")
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):  # the developer's own AWS and msp settings stay out
             if name.startswith(("AWS_", "MSP_")):
@@ -116,7 +134,8 @@ def stack(tmp_path_factory):
                               py_stack=py_stack)
         forget_catalogs()
         boto3.DEFAULT_SESSION = None
-    server.stop()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def _settings(stack):
