@@ -277,7 +277,7 @@ class LakehouseStack(cdk.Stack):
         failed_widgets, time_widgets = [], []
         for unit, job in self.jobs.items():
             rule = events.Rule(  # Glue's own state-change events, on the account's default bus
-                self, f"Failed{_camel(unit)}", rule_name=_fit_rule(f"{n.prefix}-{unit}-job-failed"),
+                self, f"Failed{_camel(unit)}", rule_name=n.job_failed_rule(unit),
                 description=f"runs of {job.name} that failed, timed out or were stopped",
                 event_pattern=events.EventPattern(source=["aws.glue"], detail_type=["Glue Job State Change"],
                                                   detail={"jobName": [job.name],
@@ -294,11 +294,11 @@ class LakehouseStack(cdk.Stack):
             time_widgets.append(cw.Metric(namespace="Glue", metric_name="glue.driver.aggregate.elapsedTime",
                                           dimensions_map={"JobName": job.name, "JobRunId": "ALL", "Type": "count"},
                                           statistic="Maximum", period=cdk.Duration.hours(1), label=unit))
-        dlqs = [("rules", self.rules_dlq)] + [(a, q) for a, q in self.inbox_dlqs.items()]
+        dlqs = [("rules", n.rules_dlq, self.rules_dlq)] + [(a, n.inbox_dlq(a), q) for a, q in self.inbox_dlqs.items()]
         depth = []
-        for label, q in dlqs:
+        for label, queue_name, q in dlqs:
             m = q.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5), label=label)
-            cw.Alarm(self, f"Alarm{_camel(label)}Dlq", alarm_name=f"{q.node.id}-not-empty"[:255], metric=m,
+            cw.Alarm(self, f"Alarm{_camel(label)}Dlq", alarm_name=n.dlq_alarm(queue_name), metric=m,
                      threshold=1, evaluation_periods=1,
                      comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                      treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -407,10 +407,6 @@ def _wheel_name(build_dir: Path | None) -> str:
     from infra.build import wheel_file_name
 
     return wheel_file_name()
-
-
-def _fit_rule(name: str) -> str:
-    return aws_names._fit(name, 64)
 
 
 def _camel(text: str) -> str:

@@ -217,6 +217,14 @@ class AwsNames:
     def alarm(self, unit: str) -> str:
         return _fit(f"{self.prefix}-{_slug(unit)}-failed", 255)
 
+    def job_failed_rule(self, unit: str) -> str:
+        """The rule (default bus) that counts a unit's failed Glue runs for its alarm."""
+        return _fit(f"{self.prefix}-{_slug(unit)}-job-failed", 64)
+
+    def dlq_alarm(self, queue: str) -> str:
+        """The alarm on a dead-letter queue holding messages (``queue``: the queue's name)."""
+        return _fit(f"{queue}-not-empty", 255)
+
     @property
     def alarms_topic(self) -> str:
         return f"{self.prefix}-alarms"
@@ -243,12 +251,15 @@ class AwsNames:
         out += [(f"Glue database ({z})", self.glue_database(z)) for z in zone_roots()]
         for u in units(reg):
             out += [(f"Glue job ({u.name})", self.job(u.name)), (f"IAM role ({u.name})", self.role(u.name)),
-                    (f"alarm ({u.name})", self.alarm(u.name))]
-        out += [("event bus", self.event_bus), ("rules' dead-letter queue", self.rules_dlq)]
+                    (f"alarm ({u.name})", self.alarm(u.name)),
+                    (f"failed-run rule ({u.name})", self.job_failed_rule(u.name))]
+        out += [("event bus", self.event_bus), ("rules' dead-letter queue", self.rules_dlq),
+                ("alarm (rules' dead-letter queue)", self.dlq_alarm(self.rules_dlq))]
         for event_type, agent, _detail in routes(reg):
             out.append((f"rule {event_type} → {agent}", self.rule(event_type, agent)))
         for agent in consumers(reg):
-            out += [(f"inbox ({agent})", self.inbox_queue(agent)), (f"inbox DLQ ({agent})", self.inbox_dlq(agent))]
+            out += [(f"inbox ({agent})", self.inbox_queue(agent)), (f"inbox DLQ ({agent})", self.inbox_dlq(agent)),
+                    (f"alarm (inbox DLQ {agent})", self.dlq_alarm(self.inbox_dlq(agent)))]
         out += [("Athena workgroup", self.athena_workgroup), ("Athena results", self.athena_output),
                 ("MWAA environment", self.mwaa_environment), ("MWAA role", self.mwaa_role),
                 ("dashboard", self.dashboard), ("alarm topic", self.alarms_topic)]

@@ -8,6 +8,9 @@ call), or a placeholder when there are none.
 (CloudFormation ``DescribeStacks``) and writes the settings file the jobs and the DAGs need (the same file the
 stack itself uploads for them), so nobody types a bucket name by hand. ``MSP_CONFIG=msp.toml msp sql ...``
 then queries Athena in the stack's workgroup.
+
+``python -m lakehouse.awscli names|settings ...`` runs the same commands where ``msp`` does not list ``aws``
+(the module is not among the CLI's command modules yet).
 """
 
 from __future__ import annotations
@@ -85,7 +88,10 @@ def cmd_settings(args, settings) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("aws", help="AWS deployment: resource names, settings from a deployed stack")
-    sub = p.add_subparsers(dest="aws_command", required=True)
+    add_commands(p.add_subparsers(dest="aws_command", required=True))
+
+
+def add_commands(sub) -> None:
     q = sub.add_parser("names", help="every AWS resource name of a deployment (the stack's and the runtime's)")
     q.add_argument("--env", default="dev", help="deployment (infra/environments/<env>.toml), default dev")
     q.add_argument("--project", default=aws_names.PROJECT, help=argparse.SUPPRESS)
@@ -97,3 +103,23 @@ def register(subparsers) -> None:
     q.add_argument("--region", help="the stack's region (default: the standard AWS chain's)")
     q.add_argument("--out", help="write the file here (default: print it)")
     q.set_defaults(func=cmd_settings)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lakehouse.awscli names|settings ...``: the ``msp aws`` commands on their own."""
+    from lakehouse.cli import UsageError, err
+    from lakehouse.config import ConfigError, load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.awscli", description=__doc__.splitlines()[0])
+    add_commands(parser.add_subparsers(dest="aws_command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args, load_settings()) or 0)
+    except (UsageError, ConfigError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m lakehouse.awscli
+    sys.exit(main())

@@ -51,7 +51,7 @@ import pytest
 
 import schemas
 from lakehouse import aws_names
-from tests.infra.conftest import ACCOUNT, REGION, needs_node, synth
+from tests.infra.conftest import ACCOUNT, REGION, needs_node, physical_names, synth
 from tests.infra.iam import allowed, role_statements
 
 pytestmark = [needs_node, pytest.mark.xdist_group("infra-template"),
@@ -123,9 +123,8 @@ def stack(tmp_path_factory):
         t = time.monotonic()
         session = boto3.Session(region_name=REGION)
         deployed = deploy(session, NAMES.stack, template)
-        text = awscli.settings_from_stack(NAMES.stack, REGION)  # msp aws settings --from-stack msp-lakehouse-dev
-        config = work / "msp.toml"
-        config.write_text(text)
+        config = work / "msp.toml"  # msp aws settings --from-stack msp-lakehouse-dev --out msp.toml
+        assert awscli.main(["settings", "--from-stack", NAMES.stack, "--region", REGION, "--out", str(config)]) == 0
         bucket, key = NAMES.settings_location.removeprefix("s3://").split("/", 1)
         # what the stack's bucket deployment uploads for the jobs (a Lambda moto does not run)
         session.client("s3").put_object(Bucket=bucket, Key=key, Body=py_stack.settings_text.encode())
@@ -148,7 +147,8 @@ def _resources(template, kind):
     return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def test_the_settings_from_the_stacks_outputs_name_what_the_stack_created(stack):
+def test_the_settings_from_the_stacks_outputs_name_what_the_stack_created(stack, capsys):
+    from lakehouse import awscli
     from lakehouse import orchestration as orch
     from lakehouse.agents import registry
     from lakehouse.config import load_settings
@@ -181,6 +181,12 @@ def test_the_settings_from_the_stacks_outputs_name_what_the_stack_created(stack)
         assert sqs.get_queue_url(QueueName=NAMES.inbox_queue(agent))["QueueUrl"]
     wg = session.client("athena").get_work_group(WorkGroup=p.athena_workgroup)["WorkGroup"]
     assert wg["Configuration"]["ResultConfiguration"]["OutputLocation"] == p.athena_output
+    # msp aws names lists every name the stack gives a resource
+    capsys.readouterr()
+    assert awscli.main(["names", "--env", "dev", "--account", ACCOUNT, "--region", REGION]) == 0
+    listed = {line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    created = set(physical_names(stack.template).values())
+    assert created <= listed, sorted(created - listed)
 
 
 # ---- one day, stage by stage, as Glue job runs ----------------------------------------------------------------

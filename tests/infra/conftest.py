@@ -73,3 +73,21 @@ def prod_template():
 
 def resources(template: dict, kind: str) -> dict[str, dict]:
     return {k: v.get("Properties", {}) for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+#: Properties that give a resource its physical name.
+NAME_PROPERTIES = ("BucketName", "RoleName", "QueueName", "AlarmName", "DashboardName", "TopicName", "AliasName",
+                   "Name")
+
+
+def physical_names(template: dict) -> dict[str, str]:
+    """``{logical id: name}`` of every resource the template names itself (the others get generated names)."""
+    given = {}
+    for logical, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        for key in NAME_PROPERTIES:
+            if isinstance(props.get(key), str):
+                given[logical] = props[key]
+        if "DatabaseInput" in props:
+            given[logical] = props["DatabaseInput"]["Name"]
+    return given

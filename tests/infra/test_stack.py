@@ -12,7 +12,7 @@ from infra.build import wheel_file_name
 from lakehouse import aws_names
 from lakehouse import orchestration as orch
 from lakehouse.agents import registry
-from tests.infra.conftest import ACCOUNT, REGION, needs_node, resources
+from tests.infra.conftest import ACCOUNT, REGION, needs_node, physical_names, resources
 
 pytestmark = [needs_node, pytest.mark.xdist_group("infra-template")]
 NAMES = aws_names.AwsNames("dev", account=ACCOUNT, region=REGION)
@@ -205,3 +205,15 @@ def test_names_fit_aws_limits():
     with pytest.raises(ValueError, match="lower-case"):
         aws_names.AwsNames("Dev")
     assert json.dumps(long.settings())  # plain values only
+
+
+
+def test_every_name_the_stack_gives_a_resource_comes_from_aws_names(template):
+    """One source of names: what CloudFormation creates under a name of ours is one of ``msp aws names``."""
+    named = {name for _what, name in NAMES.rows()}
+    given = physical_names(template)
+    assert len(given) > 50
+    assert {k: v for k, v in given.items() if v not in named} == {}
+    assert len(set(given.values())) == len(given)  # no two resources share a name
+    prod = aws_names.AwsNames("prod", account=ACCOUNT, region=REGION)
+    assert not set(given.values()) & {name for _what, name in prod.rows()}  # dev and prod can share an account
