@@ -404,11 +404,19 @@ def event_source(agent: str) -> str:
     return f"{PROJECT}.{agent}"
 
 
+#: The value of an agent's provider setting that makes it call Amazon Bedrock.
+BEDROCK = "bedrock"
+
+
 def bedrock_models(agent_settings: Any) -> tuple[str, ...]:
-    """The Bedrock model ids an agent's settings name (fields ending in ``bedrock_model_id``)."""
+    """The Bedrock model ids an agent may call: those its settings name (fields ending in ``bedrock_model_id``)
+    when some setting selects Bedrock (a provider or writer set to ``"bedrock"``); none while every such
+    setting keeps the local template (the defaults), so a role is granted no model it will not call."""
     if agent_settings is None:
         return ()
     fields = type(agent_settings).model_fields
+    if not any(getattr(agent_settings, f) == BEDROCK for f in fields):
+        return ()
     return tuple(sorted({str(getattr(agent_settings, f)) for f in fields if f.endswith("bedrock_model_id")
                          and getattr(agent_settings, f)}))
 

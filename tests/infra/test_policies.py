@@ -121,3 +121,32 @@ def test_mwaa_may_start_and_watch_the_deployments_jobs_and_read_their_results_on
     assert not allowed(st, "s3:PutObject", result) and not allowed(st, "s3:DeleteObject", result)
     assert not allowed(st, "iam:PassRole", "*")  # the jobs run as their own roles, set by the stack
     assert not allowed(st, "events:PutEvents", BUS, {"events:source": "msp.platform"})
+
+
+def test_a_role_gets_its_agents_model_only_once_its_settings_select_bedrock():
+    """The defaults keep every agent on its local template: no role may call a model. A deployment whose
+    settings switch an agent to Bedrock grants that agent's role its configured model, and no other role."""
+    from infra.policies import bedrock_arns, unit_statements
+    from lakehouse.agents import registry
+
+    assert not any(acc.bedrock_models for _u, acc in accesses())
+    env = config.load("dev")
+    switched = 0
+    for agent in registry().settings_sections():
+        model = env.runtime_settings(NAMES).model(agent)
+        fields = type(model).model_fields
+        ids = [f for f in fields if f.endswith("bedrock_model_id")]
+        switches = [f for f in fields if isinstance(getattr(model, f), str)
+                    and aws_names.BEDROCK in str(fields[f].annotation)]
+        if not ids or not switches:
+            continue
+        runtime = {**env.runtime, agent: {**env.runtime.get(agent, {}), switches[0]: aws_names.BEDROCK}}
+        settings = config.Environment(env.name, env.deploy, runtime, env.path).runtime_settings(NAMES)
+        wanted = getattr(model, ids[0])
+        switched += 1
+        for unit in aws_names.units():
+            acc = aws_names.access(unit, None, settings)
+            st = [s.to_json() for s in unit_statements(NAMES, acc, "arn:aws:kms:us-east-1:123456789012:key/k")]
+            for arn in bedrock_arns(NAMES, wanted):
+                assert allowed(st, "bedrock:InvokeModel", arn) == (unit.name == agent), (agent, unit.name)
+    assert switched, "no agent's settings can select Bedrock: nothing was checked"
