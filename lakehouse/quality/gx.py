@@ -197,6 +197,7 @@ class GxProject:
         self._checkpoints: dict[str, tuple[str, Any]] = {}
         self._deferred: list[Any] | None = None
         self._depth = 0
+        self._locked = False
 
     @property
     def gx_dir(self) -> Path:
@@ -213,12 +214,17 @@ class GxProject:
         """Concurrent Airflow tasks share the project: one writes its configuration or Data Docs at a time."""
         import fcntl
 
+        if self._locked:  # re-entered by this process (opening the context while holding it)
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".gx.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
+            self._locked = True
             try:
                 yield
             finally:
+                self._locked = False
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @property
@@ -243,17 +249,24 @@ class GxProject:
         cached = self._checkpoints.get(name)
         if cached and cached[0] == fingerprint:
             return cached[1]
-        ctx = self.context
-        checkpoint = None
-        with contextlib.suppress(Exception):
-            found = ctx.checkpoints.get(name)
-            if found.validation_definitions[0].suite.meta.get("msp_fingerprint") == fingerprint:
-                checkpoint = found
+        checkpoint = self._find(name, fingerprint)
         if checkpoint is None:
             with self._file_lock():
-                checkpoint = self._write(name, config, fingerprint)
+                # another process (a stage worker of the run, an Airflow task) may have written the project
+                # since this one opened it: its Data Context would not know that dataset's asset, and writing
+                # the configuration from it would drop the other's assets
+                self._context = None
+                checkpoint = self._find(name, fingerprint) or self._write(name, config, fingerprint)
         self._checkpoints[name] = (fingerprint, checkpoint)
         return checkpoint
+
+    def _find(self, name: str, fingerprint: str):
+        """The dataset's Checkpoint as the project has it, if it was written for this suite configuration."""
+        with contextlib.suppress(Exception):
+            found = self.context.checkpoints.get(name)
+            if found.validation_definitions[0].suite.meta.get("msp_fingerprint") == fingerprint:
+                return found
+        return None
 
     def _write(self, name: str, config: dict[str, Any], fingerprint: str):
         gx = import_gx()

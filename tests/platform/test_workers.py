@@ -210,3 +210,27 @@ def test_a_failed_part_fails_the_stage_and_skips_the_parts_after_it(agent):
     assert report.error == "x: ValueError: part x told to fail; y: after failed part x"
     parts = Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_parts")).column("part")
     assert parts.to_pylist() == ["z"]
+
+
+def test_audited_writes_in_workers_share_one_gx_project_run_after_run(agent):
+    """Workers create the Checkpoints of the datasets they write (two at once for one dataset here); a later
+    run in the same process, whose new workers are forked from a Data Context that never saw them, finds
+    them; Data Docs list the validations of both runs."""
+    from lakehouse.quality.gx import forget_projects, project
+
+    forget_projects()
+    settings = make_settings(agent)
+    stages = ["tmppar.a", "tmppar.b", "tmppar.join"]
+    first = run_pipeline(settings, [DAY], stages=stages, refresh_catalog=True, workers=2)
+    second = run_pipeline(settings, [date(2024, 1, 3)], stages=stages, refresh_catalog=True, workers=2)
+    for summary in (first, second):
+        assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
+        assert any("audited 1 rows: Checkpoint analytics.tmppar_parts" in n
+                   for n in summary.counts["analytics.tmppar_parts"]["notes"])
+    forget_projects()  # the project as another process opens it
+    gx = project(Lake.from_settings(settings))
+    assert sorted(c.name for c in gx.context.checkpoints.all() if c.name.startswith("analytics.tmppar")) == \
+           ["analytics.tmppar_parts", "analytics.tmppar_total"]
+    pages = sorted(p.name for p in (gx.docs / "validations" / "analytics" / "tmppar_parts").rglob("*.html"))
+    assert len(pages) == 4  # a and b in each of the two runs
+    forget_projects()
