@@ -288,6 +288,9 @@ def _after_fork(ctx: RunContext) -> None:
         pass
     engine = getattr(ctx.lake.catalog, "engine", None)  # SQLAlchemy: never share pooled connections
     if engine is not None and hasattr(engine, "dispose"):
+        # the parent's SQLite connections are kept referenced, never closed here: closing a connection
+        # inherited through fork can disturb the parent's locks on the database file (SQLite's own advice)
+        _INHERITED.append(engine.pool)
         engine.dispose(close=False)
     # The parent's DuckDB connection stays the parent's; this worker opens its own. The inherited one is kept,
     # never freed: its destructor would join threads that exist only in the parent (std::terminate). The

@@ -57,8 +57,9 @@ AGENT = Agent(
               description="MSP KPIs per month: MRR, ARR, gross margin, logo churn, average EHR, RHEM, tier counts."),
         Stage("cpi.margin_monitor", "jobs.cpi.margin_monitor:run", kind="transform", reads=(REPORT, CLIENT_MONTHS),
               writes=("events.outbox",),
-              description="Emit client.profitability.changed for tier drops, margin drops and problem clients of "
-                          "months closing on the run's days."),
+              description="client.profitability.changed once per margin-trouble episode of a client (opened by a "
+                          "tier drop, a margin drop or a problem client; updated when it worsens; closed on "
+                          "recovery), judged on the months closing on the run's days."),
         Stage("cpi.churn_train", "jobs.cpi.churn:train_stage", kind="train", reads=CHURN_INPUTS,
               description="Train the churn model on monthly snapshots (time split, rules baseline); promote it if "
                           "it beats the current version."),
