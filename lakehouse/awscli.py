@@ -9,8 +9,8 @@ call), or a placeholder when there are none.
 stack itself uploads for them), so nobody types a bucket name by hand. ``MSP_CONFIG=msp.toml msp sql ...``
 then queries Athena in the stack's workgroup.
 
-``python -m lakehouse.awscli names|settings ...`` runs the same commands where ``msp`` does not list ``aws``
-(the module is not among the CLI's command modules yet).
+The module is one of the CLI's command modules (:data:`lakehouse.cli.COMMAND_MODULES`);
+``python -m lakehouse.awscli names|settings ...`` runs the same commands on their own.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ def stack_outputs(stack: str, region: str | None = None, client: Any = None) -> 
         import boto3
 
         client = boto3.client("cloudformation", region_name=region)
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         (desc,) = client.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as exc:
         raise LookupError(f"stack {stack!r}: {exc.response['Error']['Message']}") from None
+    except BotoCoreError as exc:  # no credentials, no region, no connection: one line, not a traceback
+        raise LookupError(f"stack {stack!r}: {exc}") from None
     return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
 
 
@@ -103,7 +105,6 @@ def add_commands(sub) -> None:
     q.add_argument("--region", help="the stack's region (default: the standard AWS chain's)")
     q.add_argument("--out", help="write the file here (default: print it)")
     q.set_defaults(func=cmd_settings)
-
 
 
 def main(argv: list[str] | None = None) -> int:

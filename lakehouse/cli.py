@@ -24,7 +24,7 @@ from rich.table import Table
 from lakehouse.config import ConfigError, Settings, load_settings
 
 COMMAND_MODULES = ("lakehouse.synth.cli", "lakehouse.bench", "lakehouse.quality.cli", "lakehouse.lakecli",
-                   "lakehouse.ml.cli", "lakehouse.dashboard.cli", "lakehouse.eventscli")
+                   "lakehouse.ml.cli", "lakehouse.dashboard.cli", "lakehouse.eventscli", "lakehouse.awscli")
 
 # Full-width tables when output goes to a file or a CI log (rich would wrap at 80 columns).
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)

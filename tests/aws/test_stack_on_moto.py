@@ -99,7 +99,7 @@ def stack(tmp_path_factory):
     """The dev stack on a fresh moto server, the settings file from its outputs, uploaded for the jobs."""
     import boto3
 
-    from lakehouse import awscli
+    from lakehouse.cli import main as msp
     from lakehouse.environment import forget_catalogs
     from tests.aws.moto_stack import deploy
 
@@ -124,8 +124,8 @@ def stack(tmp_path_factory):
         t = time.monotonic()
         session = boto3.Session(region_name=REGION)
         deployed = deploy(session, NAMES.stack, template)
-        config = work / "msp.toml"  # msp aws settings --from-stack msp-lakehouse-dev --out msp.toml
-        assert awscli.main(["settings", "--from-stack", NAMES.stack, "--region", REGION, "--out", str(config)]) == 0
+        config = work / "msp.toml"
+        assert msp(["aws", "settings", "--from-stack", NAMES.stack, "--region", REGION, "--out", str(config)]) == 0
         bucket, key = NAMES.settings_location.removeprefix("s3://").split("/", 1)
         # what the stack's bucket deployment uploads for the jobs (a Lambda moto does not run)
         session.client("s3").put_object(Bucket=bucket, Key=key, Body=py_stack.settings_text.encode())
@@ -149,9 +149,9 @@ def _resources(template, kind):
 
 
 def test_the_settings_from_the_stacks_outputs_name_what_the_stack_created(stack, capsys):
-    from lakehouse import awscli
     from lakehouse import orchestration as orch
     from lakehouse.agents import registry
+    from lakehouse.cli import main as msp
     from lakehouse.config import load_settings
 
     s = _settings(stack)
@@ -184,7 +184,7 @@ def test_the_settings_from_the_stacks_outputs_name_what_the_stack_created(stack,
     assert wg["Configuration"]["ResultConfiguration"]["OutputLocation"] == p.athena_output
     # msp aws names lists every name the stack gives a resource
     capsys.readouterr()
-    assert awscli.main(["names", "--env", "dev", "--account", ACCOUNT, "--region", REGION]) == 0
+    assert msp(["aws", "names", "--env", "dev", "--account", ACCOUNT, "--region", REGION]) == 0
     listed = {line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.strip()}
     created = set(physical_names(stack.template).values())
     assert created <= listed, sorted(created - listed)

@@ -246,3 +246,20 @@ def test_a_read_only_home_prints_one_line_and_exits_non_zero(tmp_path, monkeypat
     assert code == 2
     assert ("Read-only file system" in err or "Permission denied" in err) and str(home) in err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3  # one line, wrapped by the console
+
+
+def test_msp_aws_names_prints_every_name_of_a_deployment(settings, monkeypatch, capsys):
+    """``msp aws names`` (and its module entry ``python -m lakehouse.awscli names``): one line per resource, the
+    region from ``platform.aws_region`` when none is given, the names those of ``lakehouse.aws_names``."""
+    from lakehouse import awscli
+    from lakehouse.aws_names import AwsNames
+
+    monkeypatch.setenv("MSP_PLATFORM__AWS_REGION", "eu-west-1")
+    assert run_cli(monkeypatch, settings, "aws", "names", "--env", "prod", "--account", "123456789012") == 0
+    printed = capsys.readouterr().out
+    shown = [tuple(part.strip() for part in line.rsplit(None, 1)) for line in printed.splitlines() if line.strip()]
+    names = AwsNames("prod", account="123456789012", region="eu-west-1")
+    assert shown == names.rows()
+    assert ("lake bucket", "msp-prod-lake-123456789012-eu-west-1") in shown
+    assert awscli.main(["names", "--env", "prod", "--account", "123456789012"]) == 0
+    assert capsys.readouterr().out == printed
