@@ -40,7 +40,8 @@ DEFAULT_OUT = ROOT / "build" / "aws"
 DIST = "msp_lakehouse"
 #: Requirements the job wheel must not carry (Glue 6.0 provides Spark).
 GLUE_PROVIDED = ("pyspark",)
-#: Packages shipped as source in MWAA's DAG folder.
+#: The project's packages (pyproject.toml's ``packages.find``): the job wheel is built from them, MWAA's DAG folder
+#: carries them as source.
 PACKAGES = ("lakehouse", "schemas", "jobs", "models", "expectations")
 #: MWAA requirements: what the DAGs and the Glue runner's tasks import beyond Airflow and its Amazon provider
 #: (tests/infra/test_build.py checks the list against what they really import).
@@ -101,15 +102,33 @@ def strip_requirements(wheel: Path, drop: tuple[str, ...] = GLUE_PROVIDED) -> li
     return removed
 
 
+def copy_sources(dest: Path) -> Path:
+    """What the wheel is built from: ``pyproject.toml``, the README it names and the packages, without caches.
+    Building from a copy leaves the checkout alone (setuptools builds in the source tree: ``build/``, the
+    egg-info), so two builds at once, or a build during a test run, do not share a ``build/lib``."""
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=ignore)
+    return dest
+
+
 def build_wheel(out: Path) -> Path:
-    """The job wheel in ``out`` (built from the project, pyspark dropped from its requirements)."""
+    """The job wheel in ``out`` (built from the project, pyspark dropped from its requirements).
+
+    ``pip wheel`` builds in an isolated environment with the build backend ``pyproject.toml`` names (it needs
+    an index or ``--find-links`` holding setuptools 77 or later: ``license`` is an SPDX expression, which older
+    setuptools refuse, so ``--no-build-isolation`` works only where the environment has such a setuptools)."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.whl"):
         old.unlink()
     work = out / ".wheel-build"
     shutil.rmtree(work, ignore_errors=True)
+    source = copy_sources(work / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                    "-w", str(work), str(ROOT)], check=True)
+                    "-w", str(work), str(source)], check=True)
     (built,) = work.glob(f"{DIST}-*.whl")
     if built.name != wheel_file_name():
         raise RuntimeError(f"built {built.name}, expected {wheel_file_name()}")
@@ -119,7 +138,6 @@ def build_wheel(out: Path) -> Path:
     target = out / built.name
     built.replace(target)
     shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
     return target
 
 
