@@ -14,14 +14,17 @@ stack writes), every list from the agent registry, every size from ``infra/envir
   a commit changes the table's metadata pointer.
 - **Glue 6.0 jobs**, one per unit (an agent, or a platform stage), each under its own role
   (:mod:`infra.policies`), with a security configuration (SSE-KMS on S3, KMS on logs and bookmarks).
-- **Athena**: the analysts' workgroup, results encrypted with the key, a bytes-scanned limit per query.
+- **Athena**: the analysts' workgroup, results encrypted with the key, a bytes-scanned limit per query; one
+  saved query per dashboard panel, its ``CREATE OR REPLACE VIEW`` statement (:mod:`lakehouse.dashboard.athena`;
+  ``msp aws views`` runs them once the first run has created the tables).
 - **EventBridge**: the agents' bus and one rule per declared route (:meth:`LakehouseStack.route`), into the
   consuming agent's SQS inbox; undeliverable events and messages go to dead-letter queues.
 - **MWAA**: an Airflow 3 environment whose DAGs, requirements and startup script come from the build
   (``infra/build.py``), with its own role that may start the Glue jobs and nothing more; its network is a
   minimal VPC unless the deployment settings name existing subnets.
 - **CloudWatch**: an alarm per job on failed runs (Glue's job state-change events, counted per rule), alarms
-  on every dead-letter queue, and a dashboard.
+  on every dead-letter queue, and a dashboard of system health (failed runs and run time per job, dead-letter
+  queues, event deliveries per route, Athena's bytes scanned).
 
 Checkov findings that remain are suppressed on the resource itself with a one-line reason (:func:`skip`).
 """
@@ -211,6 +214,7 @@ class LakehouseStack(cdk.Stack):
                     output_location=n.athena_output,
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                         encryption_option="SSE_KMS", kms_key=self.key.key_arn))))
+        self._panel_views()
 
         # ---- EventBridge: the bus, one rule per declared route, inboxes and dead-letter queues -------------
         self.bus = events.EventBus(self, "AgentsBus", event_bus_name=n.event_bus)
@@ -250,6 +254,32 @@ class LakehouseStack(cdk.Stack):
                               ("AlarmTopic", self.topic.topic_arn), ("KmsKeyArn", self.key.key_arn)):
             cdk.CfnOutput(self, output, value=value)
         cdk.Aspects.of(self).add(CdkInternals())
+
+    # ---- Athena: the dashboard's panels as views ---------------------------------------------------------------
+    def _panel_views(self) -> None:
+        """One saved query per dashboard panel in the workgroup: the panel's ``CREATE OR REPLACE VIEW`` statement
+        (:mod:`lakehouse.dashboard.athena`, the statements ``msp aws views`` runs). A panel that is not a view is
+        reported at synth time with its reason: an info for one over the lake's JSON files (by design), a
+        warning for any other."""
+        from lakehouse.dashboard.athena import VIEWS_ZONE, panel_views
+
+        n = self.names
+        self.panel_views = panel_views(n.glue_database_prefix)
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        for v in self.panel_views.views:
+            query = athena.CfnNamedQuery(
+                self, f"View{_camel(v.panel_id)}", name=v.name, database=v.database, work_group=self.workgroup.ref,
+                query_string=v.sql,
+                description=_cut(f"{v.title} ({v.owner}): the dashboard panel {v.panel_id} as the view "
+                                 f"{v.qualified_name}; `msp aws views` creates them all", 1024))
+            query.node.add_dependency(self.databases[VIEWS_ZONE])  # the view's database first
+            self.named_queries[v.panel_id] = query
+        for miss in self.panel_views.not_views:
+            message = f"the dashboard panel {miss.panel_id} ({miss.owner}) is not an Athena view: {miss.reason}"
+            if miss.platform_table:
+                cdk.Annotations.of(self).add_info(message)
+            else:
+                cdk.Annotations.of(self).add_warning_v2(f"msp:panel-{miss.panel_id}", message)
 
     # ---- EventBridge ------------------------------------------------------------------------------------------
     def _queue(self, logical: str, name: str, *, retention: cdk.Duration, **extra) -> sqs.Queue:
@@ -407,6 +437,10 @@ def _wheel_name(build_dir: Path | None) -> str:
     from infra.build import wheel_file_name
 
     return wheel_file_name()
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _camel(text: str) -> str:

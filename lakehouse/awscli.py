@@ -9,6 +9,11 @@ call), or a placeholder when there are none.
 stack itself uploads for them), so nobody types a bucket name by hand. ``MSP_CONFIG=msp.toml msp sql ...``
 then queries Athena in the stack's workgroup.
 
+``msp aws views [--dry-run]`` creates (or replaces) every dashboard panel as an Athena view
+``<analytics database>.dash_<panel id>`` (:mod:`lakehouse.dashboard.athena`), in the workgroup and databases of
+the settings (those of ``msp aws settings``); ``--dry-run`` prints the statements instead. Run it once the first
+run has created the tables, and again when a panel changes; the stack holds the same statements as saved queries.
+
 The module is one of the CLI's command modules (:data:`lakehouse.cli.COMMAND_MODULES`);
 ``python -m lakehouse.awscli names|settings ...`` runs the same commands on their own.
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +95,90 @@ def cmd_settings(args, settings) -> int:
     return 0
 
 
+#: Athena's final states of a query, and how many view statements run at once (Athena's quota of active DDL
+#: queries is 20 by default; the views are small).
+DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
+IN_FLIGHT = 5
+
+
+def run_statements(statements: list[str], *, workgroup: str, database: str, output: str = "", client: Any = None,
+                   region: str | None = None, timeout: float = 600.0, poll: float = 0.5,
+                   sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, str]]:
+    """Run statements through Athena in a workgroup (a few at a time); ``(query id, final state, reason)`` of each,
+    in order. A statement still running after ``timeout`` seconds is reported as ``TIMEOUT``."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("athena", region_name=region)
+    results: list[tuple[str, str, str] | None] = [None] * len(statements)
+    running: dict[int, str] = {}
+    waiting = list(range(len(statements)))
+    deadline = time.monotonic() + timeout
+    while waiting or running:
+        while waiting and len(running) < IN_FLIGHT:
+            i = waiting.pop(0)
+            kwargs: dict[str, Any] = {"QueryString": statements[i], "WorkGroup": workgroup,
+                                      "QueryExecutionContext": {"Database": database}}
+            if output:
+                kwargs["ResultConfiguration"] = {"OutputLocation": output}
+            running[i] = client.start_query_execution(**kwargs)["QueryExecutionId"]
+        for i, qid in list(running.items()):
+            status = client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]
+            if status["State"] in DONE:
+                results[i] = (qid, status["State"], status.get("StateChangeReason", ""))
+                del running[i]
+        if running:
+            if time.monotonic() > deadline:
+                for i, qid in running.items():
+                    results[i] = (qid, "TIMEOUT", f"still running after {timeout:.0f} s (see the Athena console)")
+                running.clear()
+                break
+            sleep(poll)
+    return [r for r in results if r is not None]
+
+
+def cmd_views(args, settings) -> int:
+    from lakehouse.cli import UsageError, console, err
+    from lakehouse.dashboard.athena import panel_views
+
+    p = settings.platform
+    views = panel_views(p.glue_database_prefix)
+    failed = 0
+    if args.dry_run:
+        for v in views.views:
+            sys.stdout.write(f"-- {v.name}: the panel {v.panel_id} ({v.owner}): {v.title}\n{v.sql};\n\n")
+    elif p.catalog != "athena":
+        raise UsageError("msp aws views runs in a deployment's Athena workgroup: point MSP_CONFIG at its settings "
+                         "(msp aws settings --from-stack msp-lakehouse-<env> --out msp-aws.toml); --dry-run prints the "
+                         "statements anywhere")
+    else:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            done = run_statements([v.sql for v in views.views], workgroup=p.athena_workgroup,
+                                  database=views.database, output=p.athena_output, region=p.aws_region)
+        except ClientError as exc:
+            raise UsageError(f"Athena ({p.athena_workgroup}): {exc.response['Error']['Message']}") from None
+        except BotoCoreError as exc:  # no credentials, no region, no connection: one line, not a traceback
+            raise UsageError(f"Athena ({p.athena_workgroup}): {exc}") from None
+        for v, (qid, state, reason) in zip(views.views, done, strict=True):
+            if state == "SUCCEEDED":
+                console.print(f"view {v.qualified_name}  (panel {v.panel_id}, {v.owner})", markup=False,
+                              highlight=False)
+            else:
+                failed += 1
+                err.print(f"[red]{state.lower()}:[/] {v.qualified_name} (panel {v.panel_id}, {v.owner}): "
+                          f"{reason or 'no reason given'} (query {qid})", highlight=False)
+        console.print(f"{len(views.views) - failed} of {len(views.views)} views created or replaced in "
+                      f"{views.database} (workgroup {p.athena_workgroup})", markup=False, highlight=False)
+    for n in views.not_views:
+        err.print(f"[yellow]not a view:[/] {n.panel_id} ({n.owner}): {n.reason}", highlight=False)
+    return 1 if failed else 0
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser("aws", help="AWS deployment: resource names, settings from a deployed stack")
+    p = subparsers.add_parser("aws", help="AWS deployment: resource names, settings from a deployed stack, the "
+                                          "dashboard's Athena views")
     add_commands(p.add_subparsers(dest="aws_command", required=True))
 
 
@@ -105,10 +194,13 @@ def add_commands(sub) -> None:
     q.add_argument("--region", help="the stack's region (default: the standard AWS chain's)")
     q.add_argument("--out", help="write the file here (default: print it)")
     q.set_defaults(func=cmd_settings)
+    q = sub.add_parser("views", help="every dashboard panel as an Athena view, in the deployment's workgroup")
+    q.add_argument("--dry-run", action="store_true", help="print the CREATE OR REPLACE VIEW statements, run nothing")
+    q.set_defaults(func=cmd_views)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lakehouse.awscli names|settings ...``: the ``msp aws`` commands on their own."""
+    """``python -m lakehouse.awscli names|settings|views ...``: the ``msp aws`` commands on their own."""
     from lakehouse.cli import UsageError, err
     from lakehouse.config import ConfigError, load_settings
 

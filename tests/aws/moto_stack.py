@@ -10,8 +10,8 @@ Three things stand in for what moto lacks, each the smallest that keeps the temp
   instead of the bus's name, and a ``KeyPolicy`` given as an object breaks moto's ``DescribeKey``; the
   template is adapted (the bus's ``Name``; the same policy as JSON text), which CloudFormation treats alike.
 - **Types moto's CloudFormation skips but its APIs have**: the Glue databases, the Glue security configuration,
-  the Glue jobs and the Athena workgroup are created through their APIs with the template's own properties
-  (``Ref``/``Fn::GetAtt`` resolved against what the stack created).
+  the Glue jobs, the Athena workgroup and its saved queries (the dashboard's views) are created through their
+  APIs with the template's own properties (``Ref``/``Fn::GetAtt`` resolved against what the stack created).
 
 Still skipped (moto does not emulate them, or enforces nothing with them): the MWAA environment, CloudWatch
 alarms, and the bucket, queue and topic policies.
@@ -25,7 +25,8 @@ from typing import Any
 #: The SSM parameter ``cdk bootstrap`` writes (the default qualifier), and a bootstrap version it accepts.
 BOOTSTRAP_PARAMETER, BOOTSTRAP_VERSION = "/cdk-bootstrap/hnb659fds/version", "30"
 #: Created through their own APIs, in this order (a job names its security configuration).
-BY_API = ("AWS::Glue::Database", "AWS::Glue::SecurityConfiguration", "AWS::Glue::Job", "AWS::Athena::WorkGroup")
+BY_API = ("AWS::Glue::Database", "AWS::Glue::SecurityConfiguration", "AWS::Glue::Job", "AWS::Athena::WorkGroup",
+          "AWS::Athena::NamedQuery")
 
 
 def adapted(template: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +96,8 @@ class Deployed:
                     glue.create_security_configuration(**p)
                 elif kind == "AWS::Glue::Job":
                     glue.create_job(**p)
+                elif kind == "AWS::Athena::NamedQuery":
+                    athena.create_named_query(**p)
                 else:
                     p.pop("RecursiveDeleteOption", None)  # CloudFormation's own (delete the workgroup's queries)
                     p["Configuration"] = p.pop("WorkGroupConfiguration")

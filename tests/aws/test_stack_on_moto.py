@@ -360,10 +360,54 @@ def test_msp_sql_queries_athena_in_the_stacks_workgroup_and_database(stack, caps
     assert cli.main(["--config", str(stack.config), "sql", sql, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"state": "Qualified", "n": 9}]
     athena = stack.session.client("athena")
-    (qid,) = athena.list_query_executions(WorkGroup=settings.platform.athena_workgroup)["QueryExecutionIds"]
-    q = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+    (q,) = [q for q in _executions(athena, settings.platform.athena_workgroup) if q["Query"] == sql]
     (wg,) = _resources(stack.template, "AWS::Athena::WorkGroup").values()
     assert (q["Query"], q["WorkGroup"]) == (sql, wg["Name"])
     assert q["QueryExecutionContext"]["Database"] == NAMES.glue_database("analytics")
     assert q["ResultConfiguration"]["OutputLocation"].startswith(
         wg["WorkGroupConfiguration"]["ResultConfiguration"]["OutputLocation"])
+
+
+def _executions(athena, workgroup: str) -> list[dict]:
+    ids = athena.list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
+    return [athena.get_query_execution(QueryExecutionId=i)["QueryExecution"] for i in ids]
+
+
+def test_msp_aws_views_creates_every_panel_view_in_the_stacks_workgroup_and_the_stack_saved_them(stack, capsys):
+    """moto's Athena records the statements (it runs no SQL): one CREATE OR REPLACE VIEW per panel view, in the
+    workgroup and the analytics database of the settings read from the stack's outputs; the stack's saved
+    queries in that workgroup are the same statements."""
+    from lakehouse.cli import main as msp
+    from lakehouse.dashboard.athena import panel_views
+
+    settings = _settings(stack)
+    p = settings.platform
+    views = panel_views(p.glue_database_prefix)
+    expected = {v.sql: v for v in views.views}
+    assert len(expected) == len(views.views) > 10
+    athena = stack.session.client("athena")
+    before = {q["QueryExecutionId"] for q in _executions(athena, p.athena_workgroup)}
+    capsys.readouterr()
+    assert msp(["--config", str(stack.config), "aws", "views", "--dry-run"]) == 0
+    printed = capsys.readouterr()
+    assert all(f"{v.sql};" in printed.out for v in views.views)
+    assert all(f"not a view: {n.panel_id} " in " ".join(printed.err.split()) for n in views.not_views)
+    assert {q["QueryExecutionId"] for q in _executions(athena, p.athena_workgroup)} == before  # ran nothing
+    assert msp(["--config", str(stack.config), "aws", "views"]) == 0
+    out = capsys.readouterr().out
+    new = [q for q in _executions(athena, p.athena_workgroup) if q["QueryExecutionId"] not in before]
+    assert sorted(q["Query"] for q in new) == sorted(expected)  # one statement per view, each once
+    (wg,) = _resources(stack.template, "AWS::Athena::WorkGroup").values()
+    analytics = NAMES.glue_database("analytics")
+    for q in new:
+        assert q["Query"].startswith(f'CREATE OR REPLACE VIEW "{analytics}".')
+        assert (q["WorkGroup"], q["QueryExecutionContext"]["Database"]) == (wg["Name"], analytics)
+        assert q["ResultConfiguration"]["OutputLocation"].startswith(p.athena_output)
+        assert q["Status"]["State"] == "SUCCEEDED"
+        assert f"view {expected[q['Query']].qualified_name} " in out
+    assert f"{len(new)} of {len(new)} views created or replaced" in out
+    # the stack's saved queries: the same statements, in the same workgroup and database
+    ids = athena.list_named_queries(WorkGroup=wg["Name"])["NamedQueryIds"]
+    saved = [athena.get_named_query(NamedQueryId=i)["NamedQuery"] for i in ids]
+    assert {s["Name"]: s["QueryString"] for s in saved} == {v.name: v.sql for v in views.views}
+    assert {(s["WorkGroup"], s["Database"]) for s in saved} == {(wg["Name"], analytics)}

@@ -78,12 +78,17 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 #: Properties that give a resource its physical name.
 NAME_PROPERTIES = ("BucketName", "RoleName", "QueueName", "AlarmName", "DashboardName", "TopicName", "AliasName",
                    "Name")
+#: Types whose ``Name`` is a label, not the resource's identity: Athena gives each saved query an id of its own
+#: (the name of the view it creates, ``dash_<panel id>``, is a table in the analytics database).
+LABELLED = ("AWS::Athena::NamedQuery",)
 
 
 def physical_names(template: dict) -> dict[str, str]:
     """``{logical id: name}`` of every resource the template names itself (the others get generated names)."""
     given = {}
     for logical, res in template["Resources"].items():
+        if res["Type"] in LABELLED:
+            continue
         props = res.get("Properties", {})
         for key in NAME_PROPERTIES:
             if isinstance(props.get(key), str):
