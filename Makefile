@@ -7,7 +7,17 @@ STAMP  := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test test-e2e lint format bench bench-reference airflow airflow-stop install prereqs clean
+.PHONY: demo test test-e2e test-spark41 lint format bench bench-reference airflow airflow-stop install prereqs clean
+
+# checkov (the infra tests run it on the synthesized templates) pins libraries the project's own environment
+# pins newer, so it gets a virtualenv of its own; where it cannot be installed its test is skipped and says so.
+CHECKOV_VENV  := build/venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV       ?= checkov==3.3.30
+
+$(CHECKOV_STAMP):
+	@($(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/python -m pip install --quiet "$(CHECKOV)" 2>/dev/null \
+	  && touch $@) || echo "checkov could not be installed into $(CHECKOV_VENV): its infra test will be skipped"
 
 $(STAMP): pyproject.toml constraints.txt
 	@scripts/prereqs.sh $(PYTHON)
@@ -25,7 +35,7 @@ demo: $(STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/msp demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
@@ -35,6 +45,11 @@ test: $(STAMP)
 test-e2e: $(STAMP)
 	@scripts/prereqs.sh $(BIN)/python
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15 -m e2e $(PYTEST_ARGS)
+
+# The Spark-engine tests once more on pyspark 4.1.x, the Spark of AWS Glue 6.0 (4.1.1), in a venv of their own
+# (build/venv-spark41, built on first use): scripts/spark41.sh. Minutes, so not part of `make test`.
+test-spark41:
+	@scripts/spark41.sh $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
