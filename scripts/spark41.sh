@@ -8,7 +8,7 @@
 # the project's requirements and its dev extra are installed, not the project itself (its own requirement pins
 # pyspark 4.2.0, which pip would refuse beside 4.1.1): a .pth file puts the checkout on the venv's path. Then
 # it runs the tests that run code on a Spark session: the jobs through Ibis's pyspark backend against DuckDB
-# (tests/cpi/test_spark_parity.py), the quality gate on the spark engine against DuckDB
+# (tests/*/test_spark_parity.py), the quality gate on the spark engine against DuckDB
 # (tests/quality/test_engines.py), the datasets' Spark schemas (tests/quality/test_contracts.py).
 # Minutes, not part of `make test`. PYTHON picks the interpreter (default python3; Glue 6.0 has 3.13).
 set -euo pipefail
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 PYSPARK=${PYSPARK:-4.1.1}
 VENV=${SPARK41_VENV:-build/venv-spark41}
-TESTS=(tests/cpi/test_spark_parity.py tests/quality/test_engines.py tests/quality/test_contracts.py)
+TESTS=(tests/*/test_spark_parity.py tests/quality/test_engines.py tests/quality/test_contracts.py)
 export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} PYTHONHASHSEED=${PYTHONHASHSEED:-0}
 
 stamp="$VENV/.installed-pyspark-$PYSPARK"
