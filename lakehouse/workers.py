@@ -11,7 +11,9 @@ What stays the same as a serial run:
 
 * **Order.** A stage starts only when every stage it depends on (its declaration: what it reads, ``after``)
   has finished; serial kinds (ingestion, the gate, dispatch, handlers, maintenance) run in the run's own
-  process, with no worker busy, in plan order.
+  process, with no worker busy, in plan order. A serial stage that declares parts (``Stage.parts``: the gate,
+  one part per landing source) runs its parts in the workers instead, each after the parts it names, and
+  nothing after it starts before all its parts are done.
 * **Tables.** Each stage commits its outputs as before. Two workers committing to one table (the event outbox)
   are serialised by the catalog's compare-and-swap: the loser recomputes against the new snapshot and
   retries (:meth:`lakehouse.lake.Lake.replace`). Stages that write the same table own different partition
