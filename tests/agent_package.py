@@ -63,22 +63,25 @@ columns:
 EVENT = '{"type": "object", "required": ["client_id"], "properties": {"client_id": {"type": "string"}}}'
 
 
-def write_agent_package(root: Path) -> Path:
-    """A third-party agent package with its dist-info (entry points), as pip would install it."""
-    pkg = root / "tmpagent"
-    (pkg / "events").mkdir(parents=True)
-    (pkg / "datasets" / "analytics").mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent(DECLARATION))
-    (pkg / "jobs.py").write_text(textwrap.dedent(JOBS))
-    (pkg / "cli.py").write_text(textwrap.dedent(CLI))
-    (pkg / "settings.toml").write_text("busy_threshold = 5  # tickets a day that make a client busy\n")
-    (pkg / "events" / "tmpagent.busy.detected.json").write_text(EVENT)
-    (pkg / "datasets" / "analytics" / "tmpagent_counts.yaml").write_text(textwrap.dedent(DATASET))
-    dist = root / "tmpagent-0.1.dist-info"
+def write_package(root: Path, name: str, files: dict[str, str]) -> Path:
+    """A third-party agent package ``name`` with its dist-info (entry points ``msp.agents`` and
+    ``msp.datasets``), as pip would install it under ``root``; ``files`` maps paths inside the package to
+    their text."""
+    pkg = root / name
+    for relative, text in files.items():
+        (pkg / relative).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / relative).write_text(textwrap.dedent(text))
+    dist = root / f"{name}-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tmpagent\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[msp.agents]\ntmpagent = tmpagent:AGENT\n\n"
-                                           "[msp.datasets]\ntmpagent = tmpagent:datasets\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[msp.agents]\n{name} = {name}:AGENT\n\n"
+                                           f"[msp.datasets]\n{name} = {name}:datasets\n")
     return root
 
 
+def write_agent_package(root: Path) -> Path:
+    """The throwaway agent ``tmpagent`` (see the module docstring)."""
+    return write_package(root, "tmpagent", {
+        "__init__.py": DECLARATION, "jobs.py": JOBS, "cli.py": CLI,
+        "settings.toml": "busy_threshold = 5  # tickets a day that make a client busy\n",
+        "events/tmpagent.busy.detected.json": EVENT, "datasets/analytics/tmpagent_counts.yaml": DATASET})

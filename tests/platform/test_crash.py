@@ -3,11 +3,8 @@ table reading as a whole snapshot, and a rerun converges to exactly the tables o
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,9 @@ import schemas
 from lakehouse.environment import forget_catalogs
 from lakehouse.lake import Lake
 from tests.conftest import make_settings
+from tests.processes import msp
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]
-ROOT = Path(__file__).resolve().parents[2]
 FIRST, LAST = "2024-01-01", "2024-01-02"
 #: the platform's stages always run; one agent is enough to cross every kind of crash point (its stages commit,
 #: emit and are dispatched like any other agent's), and keeps each of the 2 x len(POINTS) runs short
@@ -30,15 +27,6 @@ E2E = pytest.mark.e2e
 POINTS = ["ingest.rejected", "lake.files_written:7", "lake.committed:12", "runner.catalog", "events.dispatching",
           *(pytest.param(p, marks=E2E) for p in ("ingest.parsed", "lake.files_written", "lake.committed",
                                                   "runner.stage_done", "runner.stage_done:3", "catalog.building"))]
-
-
-def msp(home: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MSP_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("MSP_CRASH_AT", None)
-    if crash:
-        env["MSP_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
 
 
 def checksums(home: Path) -> dict[str, str]:

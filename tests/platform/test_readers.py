@@ -4,10 +4,7 @@ the rerun after it."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,20 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import msp
+
 DAY = "2024-01-01"
 STAGES = ("ingest", "quality")  # the platform's stages: they publish raw and processed tables and the catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("readers")]
-
-
-def msp(home: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MSP_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("MSP_CRASH_AT", None)
-    if crash:
-        env["MSP_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ kills its own process when its setting says so."""
 from __future__ import annotations
 
 import os
-import textwrap
 from datetime import date
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 import schemas
 from lakehouse.lake import Lake
 from lakehouse.runner import run_pipeline
+from tests.agent_package import write_package
 from tests.conftest import make_settings
 
 DAY = date(2024, 1, 2)
@@ -118,19 +118,9 @@ def agent(tmp_path, monkeypatch):
     from lakehouse import agents
     from lakehouse.environment import forget_catalogs
 
-    root = tmp_path / "site"
-    pkg = root / "tmppar"
-    (pkg / "datasets" / "analytics").mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent(DECLARATION))
-    (pkg / "jobs.py").write_text(textwrap.dedent(JOBS))
-    (pkg / "settings.toml").write_text('fail = "no"\nhold_seconds = 1.0\n')
-    (pkg / "datasets" / "analytics" / "tmppar_parts.yaml").write_text(textwrap.dedent(PARTS))
-    (pkg / "datasets" / "analytics" / "tmppar_total.yaml").write_text(textwrap.dedent(TOTAL))
-    dist = root / "tmppar-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tmppar\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[msp.agents]\ntmppar = tmppar:AGENT\n\n"
-                                           "[msp.datasets]\ntmppar = tmppar:datasets\n")
+    root = write_package(tmp_path / "site", "tmppar", {
+        "__init__.py": DECLARATION, "jobs.py": JOBS, "settings.toml": 'fail = "no"\nhold_seconds = 1.0\n',
+        "datasets/analytics/tmppar_parts.yaml": PARTS, "datasets/analytics/tmppar_total.yaml": TOTAL})
     monkeypatch.syspath_prepend(str(root))
     agents.reset()
     forget_catalogs()
