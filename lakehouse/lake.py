@@ -136,6 +136,8 @@ def _scalar(value: Any) -> bool:
 
 #: Manifests whose entries a lake keeps in memory (see Lake._plan); a daily run reads a few hundred.
 MANIFESTS_KEPT = 4096
+#: Where a local lake keeps the entries of its manifests (``Lake._entries``), under the lake root.
+MANIFEST_CACHE = "_cache/manifests"
 #: above this many values, a file-pruning IN predicate becomes the values' range (see :func:`where_expression`)
 PRUNE_IN_LIMIT = 32
 
@@ -218,7 +220,8 @@ class Lake:
         self.on_commit = on_commit
         self._tables: dict[str, Table] = {}
         self._plans: dict[tuple[str, int, str], list[DataFile]] = {}
-        self._manifest_entries: dict[str, list[tuple[Any, DataFile]]] = {}
+        self._manifest_entries: dict[str, list[DataFile]] = {}
+        self._raw_entries: dict[str, dict[str, Any]] = {}
         #: Small files read (relative paths): the runner learns from it which promoted models a stage used.
         self.small_reads: set[str] = set()
 
@@ -311,37 +314,132 @@ class Lake:
             return []
         cache_key = (ds.qualified_name, snap.snapshot_id, repr(sorted((where or {}).items(), key=str)))
         if cache_key not in self._plans:
-            files = [f for _raw, f in self._plan(tbl, snap, where)]
+            files = [f for _manifest, f in self._plan(tbl, snap, where)]
             if where:
                 files = [f for f in files if self._may_match(f, where)]
             self._plans[cache_key] = sorted(files, key=lambda f: f.path)
         return self._plans[cache_key]
 
-    def _plan(self, tbl: Table, snap: Any, where: Where | None) -> list[tuple[Any, DataFile]]:
-        """The live data files of a snapshot that may hold rows matching ``where``: (pyiceberg's data file,
-        ours). A manifest file never changes once written and consecutive snapshots share most of theirs, so
-        each manifest is read once per process (pyiceberg's planner reads every manifest at every scan: 4-7 s
-        of a daily run that plans some 300 scans). The caller filters files by their bounds (``_may_match``)
-        and readers filter rows. A snapshot with delete files (which this platform never writes, but another
-        engine could) is planned by pyiceberg."""
+    def _plan(self, tbl: Table, snap: Any, where: Where | None) -> list[tuple[str, DataFile]]:
+        """The live data files of a snapshot that may hold rows matching ``where``: (the manifest that lists
+        it, the file). The caller filters files by their bounds (``_may_match``) and readers filter rows.
+
+        A manifest file never changes once written and consecutive snapshots share most of theirs, so its
+        entries are read once (pyiceberg's planner reads every manifest at every scan: 4-7 s of a daily run
+        that plans some 300 scans) and kept, in memory and, for a local lake, in ``_cache/manifests`` (see
+        :meth:`_entries`). A snapshot with delete files (which this platform never writes, but another engine
+        could) is planned by pyiceberg."""
         from pyiceberg.manifest import ManifestContent
 
         manifests = snap.manifests(tbl.io)
         if any(m.content != ManifestContent.DATA for m in manifests):
-            return [(task.file, DataFile(task.file.file_path, task.file.record_count, self._bounds(tbl, task.file)))
+            return [("", DataFile(task.file.file_path, task.file.record_count, self._bounds(tbl, task.file)))
                     for task in tbl.scan(row_filter=where_expression(where), snapshot_id=snap.snapshot_id).plan_files()]
-        out: list[tuple[Any, DataFile]] = []
-        for m in manifests:
-            entries = self._manifest_entries.get(m.manifest_path)
-            if entries is None:
-                entries = [(e.data_file, DataFile(e.data_file.file_path, e.data_file.record_count,
-                                                  self._bounds(tbl, e.data_file)))
-                           for e in m.fetch_manifest_entry(tbl.io, discard_deleted=True)]
-                self._manifest_entries[m.manifest_path] = entries
-                while len(self._manifest_entries) > MANIFESTS_KEPT:
-                    self._manifest_entries.pop(next(iter(self._manifest_entries)))
-            out.extend(entries)
-        return out
+        return [(m.manifest_path, f) for m in manifests for f in self._entries(tbl, m)]
+
+    def _entries(self, tbl: Table, manifest: Any) -> list[DataFile]:
+        """The live data files a manifest lists. Opening a manifest costs pyiceberg 3-5 ms (its Avro header
+        and reader are rebuilt for every file), and each process of a run (the run's own, every stage worker,
+        every Airflow task) would open the same few hundred again: the entries of a local lake's manifests are
+        kept in ``_cache/manifests/<hash of its path>.json``, written once, read by every later process. The
+        cache is derived data: a missing, unreadable or stale entry (the partition fields changed) is read
+        from the manifest again; maintenance drops the entries of manifests it removed."""
+        path = manifest.manifest_path
+        entries = self._manifest_entries.get(path)
+        if entries is not None:
+            return entries
+        fields = self._bound_fields(tbl)
+        entries = self._cached_entries(path, fields)
+        if entries is None:
+            entries = [DataFile(f.file_path, f.record_count, self._bounds(tbl, f)) for f in self._raw(tbl, manifest).values()]
+            self._cache_entries(path, fields, entries)
+        self._manifest_entries[path] = entries
+        while len(self._manifest_entries) > MANIFESTS_KEPT:
+            self._manifest_entries.pop(next(iter(self._manifest_entries)))
+        return entries
+
+    def _raw(self, tbl: Table, manifest: Any) -> dict[str, Any]:
+        """pyiceberg's live data files of a manifest by path (what a commit deletes must be pyiceberg's own)."""
+        raw = self._raw_entries.get(manifest.manifest_path)
+        if raw is None:
+            raw = {e.data_file.file_path: e.data_file for e in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True)}
+            self._raw_entries[manifest.manifest_path] = raw
+            while len(self._raw_entries) > MANIFESTS_KEPT:
+                self._raw_entries.pop(next(iter(self._raw_entries)))
+        return raw
+
+    def _raw_files(self, tbl: Table, snap: Any, files: list[tuple[str, str]]) -> list[Any]:
+        """pyiceberg's data files for (manifest, file path) pairs of :meth:`_plan`: only the manifests that
+        list them are opened (a manifest of '': the snapshot was planned by pyiceberg, ask it again)."""
+        if not files:
+            return []
+        manifests = {m.manifest_path: m for m in snap.manifests(tbl.io)}
+        planned = ({t.file.file_path: t.file for t in tbl.scan(snapshot_id=snap.snapshot_id).plan_files()}
+                   if any(not m for m, _f in files) else {})
+        return [self._raw(tbl, manifests[m])[f] if m else planned[f] for m, f in files]
+
+    @staticmethod
+    def _bound_fields(tbl: Table) -> list[list[Any]]:
+        schema = tbl.schema()
+        return [[pf.source_id, schema.find_field(pf.source_id).name, str(schema.find_field(pf.source_id).field_type)]
+                for pf in tbl.spec().fields]
+
+    def _manifest_cache_path(self, manifest_path: str) -> Path | None:
+        if not self.local:
+            return None
+        digest = hashlib.sha256(manifest_path.encode()).hexdigest()[:32]
+        return Path(self._small_path(f"{MANIFEST_CACHE}/{digest[:2]}/{digest}.json"))
+
+    def _cached_entries(self, manifest_path: str, fields: list[list[Any]]) -> list[DataFile] | None:
+        import json
+
+        cache = self._manifest_cache_path(manifest_path)
+        if cache is None:
+            return None
+        try:
+            doc = json.loads(cache.read_bytes())
+            if doc["manifest"] != manifest_path or doc["fields"] != fields:
+                return None
+            return [DataFile(p, n, {c: (lo, hi) for c, (lo, hi) in b.items()}) for p, n, b in doc["entries"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _cache_entries(self, manifest_path: str, fields: list[list[Any]], entries: list[DataFile]) -> None:
+        import json
+        import os
+
+        cache = self._manifest_cache_path(manifest_path)
+        plain = (str, int, float, bool)
+        if cache is None or not all(isinstance(v, plain) for e in entries for b in e.bounds.values() for v in b):
+            return  # bounds JSON cannot carry exactly (decimals, bytes): kept in memory only
+        doc = {"manifest": manifest_path, "fields": fields,
+               "entries": [[e.path, e.records, {c: list(b) for c, b in e.bounds.items()}] for e in entries]}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, cache)
+        except OSError as exc:  # a cache: a read-only or full disk costs speed, not correctness
+            log.debug("manifest cache %s not written: %s", cache, exc)
+
+    def prune_manifest_cache(self) -> int:
+        """Drop the cached entries of manifests that no longer exist (maintenance expired them); returns how
+        many went."""
+        import json
+
+        if not self.local:
+            return 0
+        root = Path(self._small_path(MANIFEST_CACHE))
+        removed = 0
+        for cache in root.glob("*/*.json") if root.is_dir() else ():
+            try:
+                manifest = json.loads(cache.read_bytes())["manifest"]
+            except (OSError, ValueError, KeyError, TypeError):
+                manifest = None
+            if manifest is None or not Path(self._fs_path(manifest)).exists():
+                cache.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     @staticmethod
     def _bounds(tbl: Table, data_file) -> dict[str, tuple[Any, Any]]:
@@ -474,7 +572,7 @@ class Lake:
         if snap is not None:
             where = {c: sorted({r[c] for r in replaced}) for c in ds.partition_by}
             wanted = pa.array(sorted({"\x1f".join(str(r[c]) for c in ds.partition_by) for r in replaced}), pa.string())
-            for raw_file, f in self._plan(tbl, snap, where):
+            for manifest_path, f in self._plan(tbl, snap, where):
                 if ds.partition_by:
                     if not self._may_match(f, where):
                         continue
@@ -488,7 +586,8 @@ class Lake:
                     rest = rows.filter(pc.invert(hit))
                     if rest.num_rows:  # the file also holds rows of other partition values: keep them
                         keep.append(rest)
-                old.append(raw_file)
+                old.append((manifest_path, f.path))
+            old = self._raw_files(tbl, snap, old)
         if not old and not data.num_rows:  # nothing to drop, nothing to add: no commit
             return WriteResult(ds.qualified_name, snap.snapshot_id if snap else None, dict(groups))
         new_rows = pa.concat_tables([*keep, data]) if keep else data

@@ -11,7 +11,8 @@ Run by the ``lake.maintain`` stage (weekly, the maintenance DAG) and by ``msp la
    action, so this is the copy-on-write overwrite the lake already does, partition by partition.
 3. **Remove orphans**: files under a table's location that no remaining snapshot references (written for a
    commit that failed or was killed, or released by expiry), once older than ``lake.orphan_min_age_hours``,
-   so a write in flight is never touched. Metadata files the current metadata no longer lists go too.
+   so a write in flight is never touched. Metadata files the current metadata no longer lists go too, and
+   so do the lake's cached entries of manifests that are gone (``Lake.prune_manifest_cache``).
 
 Each step reports what it did per table; nothing is removed that a kept snapshot still reads.
 """
@@ -172,6 +173,9 @@ def maintain(lake: Lake, settings, run_id: str, datasets: list[Dataset] | None =
         r.files_after = len(lake.files(ds))
         r.seconds = round(time.perf_counter() - t0, 3)
         out.append(r)
+    dropped = lake.prune_manifest_cache()
+    if dropped:
+        log.info("manifest cache: %d entries of removed manifests dropped", dropped)
     return out
 
 

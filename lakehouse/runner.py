@@ -59,6 +59,8 @@ class StageReport:
     status: str = "pending"  # ok | unchanged | failed | skipped
     seconds: float = 0.0
     error: str | None = None
+    #: seconds from the run's start to the stage's start: with stages side by side, the run's timeline
+    offset: float = 0.0
 
 
 @dataclass
@@ -220,8 +222,8 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     docs = _deferred_data_docs(ctx)
     try:
         docs.__enter__()
-        dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers)
-        _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched)
+        dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers, t_run)
+        _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched, t_run)
         # Data Docs are built beside the catalog refresh when there is a core for it (the pages are a report:
         # the lake is committed, and a failed build is a warning the next audited run makes good)
         from lakehouse.workers import in_background
@@ -269,7 +271,7 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
 
 
 def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates: list[date], skip_unchanged: bool,
-              failed: list[Stage], observer: StageObserver, workers: int) -> Any:
+              failed: list[Stage], observer: StageObserver, workers: int, t_run: float) -> Any:
     """Run the plan's stages: serial kinds here, in plan order; the others in ``workers`` forked processes as
     soon as what they depend on is done (one worker: all here, in plan order). Returns the outbox snapshot
     the last dispatch saw."""
@@ -289,7 +291,8 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
     def start(st: Stage) -> StageReport | None:
         """The stage's report, or None when it is skipped (a stage it depends on failed)."""
         pending.remove(st)
-        report = reports[st.name] = StageReport(st.name, st.agent)
+        report = reports[st.name] = StageReport(st.name, st.agent,
+                                                offset=round(time.perf_counter() - t_run, 3))
         summary.stages.append(report)
         blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
         if blocker:
@@ -431,7 +434,8 @@ def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date],
 
 
 def _event_rounds(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates: list[date],
-                  skip_unchanged: bool, failed: list[Stage], observer: StageObserver, mark: Any) -> None:
+                  skip_unchanged: bool, failed: list[Stage], observer: StageObserver, mark: Any,
+                  t_run: float) -> None:
     """Dispatch what the handlers emitted, and handle it, round after round (dispatch never waits for handlers:
     they read what it writes). The loop ends when the outbox is as the last dispatch left it, or a dispatch
     delivers nothing new; ids are deterministic and every writer replaces its own partitions (and leaves a
@@ -453,7 +457,8 @@ def _event_rounds(ctx: RunContext, ordered: list[Stage], summary: RunSummary, da
             for st in group:
                 if st in failed or any(_depends(st, f, ordered) for f in failed):
                     continue
-                report = StageReport(f"{st.name} (round {n})", st.agent)
+                report = StageReport(f"{st.name} (round {n})", st.agent,
+                                     offset=round(time.perf_counter() - t_run, 3))
                 summary.stages.append(report)
                 observer.stage_started(st, len(summary.stages) - 1, len(summary.stages))
                 _run_one(ctx, st, report, dates, skip_unchanged, failed)

@@ -180,7 +180,7 @@ def test_unreadable_metadata_is_an_error_naming_the_table(lake, settings):
         fresh.table(EVENTS)
 
 
-def test_maintenance_compacts_expires_and_removes_only_orphans(lake):
+def test_maintenance_compacts_expires_and_removes_only_orphans(lake, settings):
     from datetime import UTC, datetime, timedelta
 
     for i in range(6):  # six daily commits: six files in January
@@ -204,6 +204,49 @@ def test_maintenance_compacts_expires_and_removes_only_orphans(lake):
     assert remove_orphans(lake, EVENTS, min_age_hours=0, now=later) >= 6
     lake._plans.clear()
     assert lake.checksum(EVENTS) == checksum and len(lake.files(EVENTS)) == 1
+    # the cached entries of the manifests maintenance removed go too; the current snapshot's stay
+    assert lake.prune_manifest_cache() >= 1
+    assert lake.prune_manifest_cache() == 0
+    forget_catalogs()
+    assert len(Lake.from_settings(settings).files(EVENTS)) == 1
+
+
+def test_manifest_entries_are_read_once_then_from_the_lake_cache(lake, settings, monkeypatch):
+    from pyiceberg.manifest import ManifestFile
+
+    from lakehouse.lake import MANIFEST_CACHE
+
+    for i in range(3):  # three commits, three manifests
+        lake.replace(EVENTS, rows((f"e{i}", i, 1, f"2024-01-{i + 1:02d}")), run_id=f"run-{i}")
+    expected = lake.files(EVENTS)
+    cached = sorted(Path(lake._small_path(MANIFEST_CACHE)).glob("*/*.json"))
+    assert cached, "the planned manifests' entries are kept in the lake's cache"
+
+    # another process (a fresh lake object) plans from the cache without opening a manifest
+    real_fetch = ManifestFile.fetch_manifest_entry
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a cached manifest was opened")
+
+    monkeypatch.setattr(ManifestFile, "fetch_manifest_entry", refuse)
+    forget_catalogs()
+    other = Lake.from_settings(settings)
+    assert other.files(EVENTS) == expected
+    assert other.files(EVENTS, where={"dt": "2024-01-02"}) == lake.files(EVENTS, where={"dt": "2024-01-02"})
+    monkeypatch.setattr(ManifestFile, "fetch_manifest_entry", real_fetch)
+
+    # a damaged entry is read from its manifest again, and rewritten
+    cached[0].write_text("{not json", encoding="utf-8")
+    forget_catalogs()
+    third = Lake.from_settings(settings)
+    assert third.files(EVENTS) == expected
+    assert cached[0].read_text(encoding="utf-8").startswith("{\"manifest\"")
+
+    # a writer fed by the cache drops exactly the replaced day's file: the rows agree with pyiceberg's scan
+    third.replace(EVENTS, rows(("x", 9, 9, "2024-01-02")), run_id="run-x")
+    assert ids(third) == ["e0", "e2", "x"]
+    scanned = sorted(t.file.file_path for t in third.table(EVENTS, refresh=True).scan().plan_files())
+    assert third.files(EVENTS) == scanned
 
 
 def test_small_files_are_written_atomically(lake):

@@ -160,3 +160,51 @@ def test_old_validation_results_are_pruned_so_data_docs_stay_quick(tmp_path):
     assert results == ["run-2", "run-3"]
     pages = sorted(p.parent.parent.name for p in (project.docs / "validations").rglob("*.html"))
     assert pages == ["run-2", "run-3"]
+
+
+def test_a_checkpoint_gives_the_same_results_with_configurations_built_once(tmp_path, monkeypatch):
+    """The Checkpoint's expectations keep one configuration per run (lakehouse.quality.gx.memoized_configurations):
+    every rule reports exactly what GX reports without it, failures included."""
+    import contextlib
+
+    import pandas as pd
+
+    from lakehouse.quality import gx as gx_module
+    from lakehouse.quality.gx import GxProject
+
+    def rule(kind, kwargs, name, severity="critical"):
+        return {"type": kind, "kwargs": kwargs, "severity": severity, "meta": {"rule": name, "description": name}}
+
+    config = {"name": "analytics.memo_check", "expectations": [
+        rule("expect_column_values_to_not_be_null", {"column": "client_id"}, "not_null:client_id"),
+        rule("expect_column_values_to_be_in_set", {"column": "band", "value_set": ["low", "high"]}, "allowed:band"),
+        rule("expect_column_values_to_be_between", {"column": "score", "min_value": 0, "max_value": 1},
+             "range:score"),
+        rule("expect_column_values_to_be_unique", {"column": "client_id"}, "unique:client_id"),
+        rule("expect_compound_columns_to_be_unique", {"column_list": ["client_id", "band"]}, "unique:pair"),
+        rule("expect_column_values_to_be_between", {"column": "score", "min_value": 0.5,
+                                                     "row_condition": 'band=="high"', "condition_parser": "pandas"},
+             "high:score", "warning"),
+        rule("expect_column_pair_values_a_to_be_greater_than_b", {"column_A": "score", "column_B": "floor",
+                                                                  "or_equal": True}, "floor:score"),
+        rule("expect_table_row_count_to_be_between", {"min_value": 1}, "rows"),
+    ]}
+    frame = pd.DataFrame({"client_id": ["C1", "C2", "C2", None], "band": ["low", "high", "mid", "high"],
+                          "score": [0.1, 0.4, 1.5, 0.9], "floor": [0.0, 0.5, 0.2, 0.1]})
+
+    def outcome(project, run):
+        validation = project.run(config["name"], config, frame, run)
+        return {r.expectation_config.meta["rule"]: (r.success, {k: v for k, v in (r.result or {}).items()})
+                for r in validation.results}
+
+    from great_expectations.expectations.expectation import Expectation
+
+    original = Expectation.__dict__["configuration"]
+    memoized = outcome(GxProject(tmp_path / "a", tmp_path / "a" / "docs", data_docs=False), "run-memo")
+    assert Expectation.__dict__["configuration"] is original  # the class is as GX made it after the block
+    monkeypatch.setattr(gx_module, "memoized_configurations", contextlib.nullcontext)
+    plain = outcome(GxProject(tmp_path / "b", tmp_path / "b" / "docs", data_docs=False), "run-plain")
+    assert memoized == plain
+    failed = sorted(name for name, (ok, _result) in plain.items() if not ok)
+    assert failed == ["allowed:band", "floor:score", "high:score", "not_null:client_id", "range:score",
+                      "unique:client_id"]  # the pairs are unique, and there are rows
