@@ -4,7 +4,10 @@ Locally every declared dataset is a view ``<zone root>.<dataset>`` over exactly 
 table's current Iceberg snapshot, so analysts never see a half-written commit; a dataset with no data yet
 still gets an empty, typed view, so every table can be discovered with ``SHOW ALL TABLES``. A refresh builds
 a new catalog file and swaps it in with one rename: a reader holding the old file open (a notebook, a
-dashboard) keeps reading the snapshot it opened, and never makes a run fail. The files a view names stay
+dashboard) keeps reading the snapshot it opened, and never makes a run fail. The new file starts as a copy
+of the old one, and only the views of tables that changed since (another metadata file in the table catalog)
+or whose declaration changed are rebuilt: a daily run changes about half of the tables. Which snapshot each
+view reads is in the file too: ``SELECT * FROM msp_catalog.views``. The files a view names stay
 until maintenance expires their snapshot (``lake.snapshot_keep_days``) and refreshes the catalog.
 
 ``msp sql --as-of RUN_ID|TIMESTAMP`` builds the same views in memory over the snapshots current at that
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +47,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.lake import Lake
 
 log = logging.getLogger(__name__)
+
+
+#: Where the catalog file says which snapshot each view reads (``SELECT * FROM msp_catalog.views``).
+VIEWS_SCHEMA = "msp_catalog"
+VIEWS_TABLE = f"{VIEWS_SCHEMA}.views"
+
+
+def _metadata_locations(lake: Lake) -> dict[tuple[str, ...], str | None] | None:
+    """Every table's current metadata file from the table catalog in one query, where it can say (the local
+    SQL catalog); else None, and every view is rebuilt."""
+    locations = getattr(lake.catalog, "metadata_locations", None)
+    if locations is None:
+        return None
+    try:
+        return {tuple(k): v for k, v in locations().items()}
+    except Exception as exc:  # the views are rebuilt; the catalog's own error shows where it matters
+        log.debug("metadata locations not read (%s): every view is rebuilt", exc)
+        return None
 
 
 def _quote(text: str) -> str:
@@ -115,27 +138,56 @@ class DuckDBCatalog(SqlCatalog):
         self.settings = settings
         self.path = settings.duckdb_path
 
-    def _build(self, con, lake: Lake, snapshot_of) -> int:
-        n = 0
+    def _build(self, con, lake: Lake, snapshot_of, current: bool = False) -> int:
+        """Create (or replace) a view per declared dataset; returns how many views there are. ``current``: the
+        views are over the current snapshots, and ``con`` may hold the previous refresh's views: a view whose
+        table still has the metadata file and the columns it was built from is kept as it is."""
         for root in sorted({d.zone_root for d in schemas.catalog().values()}):
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{root}"')
-        for ds in schemas.catalog().values():
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {VIEWS_SCHEMA}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (dataset VARCHAR PRIMARY KEY, snapshot_id BIGINT, "
+                    "files INTEGER, metadata_location VARCHAR, columns VARCHAR, refreshed_at TIMESTAMPTZ)")
+        built = {d: (m, c) for d, m, c in con.execute(f"SELECT dataset, metadata_location, columns FROM {VIEWS_TABLE}")
+                 .fetchall()} if current else {}
+        locations = _metadata_locations(lake) if current else None
+        declared = schemas.catalog()
+        for name in sorted(set(built) - set(declared)):  # a dataset no longer declared: its view goes
+            zone_root, _sep, table = name.partition(".")
+            con.execute(f'DROP VIEW IF EXISTS "{zone_root}"."{table}"')
+            con.execute(f"DELETE FROM {VIEWS_TABLE} WHERE dataset = ?", [name])
+        kept = 0
+        for ds in declared.values():
+            columns = json.dumps(ds.duckdb_columns())
+            location = locations.get(tuple(lake.identifier(ds))) if locations is not None else None
+            # a table not created yet has no metadata file: its empty view is kept until it has one
+            if locations is not None and built.get(ds.qualified_name) == (location, columns):
+                kept += 1
+                continue
             snap = snapshot_of(ds)
             files = lake.files(ds, snapshot_id=snap) if snap is not None else []
             con.execute(view_sql(ds, files))
-            n += 1
-        return n
+            con.execute(f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?, ?, ?, ?, now())",
+                        [ds.qualified_name, snap, len(files), location, columns])
+        log.info("catalog: %d of %d views unchanged", kept, len(declared))
+        return len(declared)
 
     def refresh(self, lake: Lake) -> int:
-        """Rebuild the catalog file over every table's current snapshot; returns the number of views."""
+        """Bring the catalog file to every table's current snapshot; returns the number of views. The new file
+        starts as a copy of the current one, whose views of unchanged tables stay."""
         import duckdb
 
         t0 = time.perf_counter()
         with _locked(self.path):
             tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-            con = duckdb.connect(str(tmp))
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
             try:
-                n = self._build(con, lake, lake.snapshot_id)
+                con = duckdb.connect(str(tmp))
+            except duckdb.Error:  # an unreadable previous file: build from nothing
+                tmp.unlink(missing_ok=True)
+                con = duckdb.connect(str(tmp))
+            try:
+                n = self._build(con, lake, lake.snapshot_id, current=True)
                 faults.point("catalog.building")
             finally:
                 con.close()
@@ -173,8 +225,6 @@ class DuckDBCatalog(SqlCatalog):
 
 def resolve_as_of(lake: Lake, as_of: str) -> datetime:
     """A run id (its report's finish time) or an ISO timestamp → the time to read the lake as of."""
-    import json
-
     from lakehouse.lake import LakeError
 
     report = lake.read_text(f"_meta/runs/{as_of}.json")

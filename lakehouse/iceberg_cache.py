@@ -72,5 +72,15 @@ class CachingSqlCatalog(SqlCatalog):
                              catalog=self)
         return super().load_table(identifier)
 
+    def metadata_locations(self) -> dict[tuple[str, str], str | None]:
+        """Every table's current metadata file, by (namespace, name), from one query: a table whose entry
+        names the same file as before has not changed (the analysts' catalog refreshes only the others)."""
+        stmt = select(IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location).where(
+            IcebergTables.catalog_name == self.name)
+        if (type_filter := self._iceberg_type_filter()) is not None:
+            stmt = stmt.where(type_filter)
+        with self.engine.connect() as con:
+            return {(namespace, name): location for namespace, name, location in con.execute(stmt)}
+
     def table_exists(self, identifier: str | tuple[str, ...]) -> bool:
         return self._location(identifier) is not None

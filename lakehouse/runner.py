@@ -304,6 +304,21 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
         return report
 
     try:
+        head = pending[0] if pending else None
+        if (use_pool and head is not None and head.kind == "ingest" and not head.parts
+                and any(not serial(o) or o.parts for o in pending[1:])):
+            # ingestion runs in a worker forked before the workers' libraries are loaded, beside their loading
+            pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
+                              stages=[o for o in pending if not serial(o)], warm=False)
+            report = start(head)
+            if report is None:
+                pool.warm()
+            else:
+                done = pool.lead(head)
+                report.status, report.error, report.seconds = done.report.status, done.report.error, done.report.seconds
+                if report.status == "failed":
+                    failed.append(head)
+                observer.stage_finished(report)
         while pending or running:
             progressed = False
             for i, st in enumerate(pending):

@@ -5,7 +5,9 @@ each other (six agents, each a short chain). They are Python-bound (Arrow, panda
 pyiceberg's commit), so threads would not use a second core; processes do. The run forks ``platform.workers``
 workers once its serial stages are done (``auto``: one per core, at most 4). Forking after the run has
 imported its libraries and opened the GX project means a worker starts in milliseconds with everything
-loaded, where a fresh process would pay the 5-10 s of imports again.
+loaded, where a fresh process would pay the 5-10 s of imports again. Ingestion, the first stage, needs none
+of them: it runs in a worker forked before they are loaded, while the run's process loads them
+(:meth:`WorkerPool.lead`).
 
 What stays the same as a serial run:
 
@@ -86,13 +88,35 @@ class WorkerPool:
     """``size`` forked workers running stages of one run (see the module docstring)."""
 
     def __init__(self, ctx: RunContext, size: int, dates: list[date], skip_unchanged: bool,
-                 run_one: Callable[..., None], stages: list[Stage] | None = None):
+                 run_one: Callable[..., None], stages: list[Stage] | None = None, warm: bool = True):
         self.ctx, self.size, self.dates, self.skip_unchanged, self.run_one = ctx, size, dates, skip_unchanged, run_one
         self._mp = multiprocessing.get_context("fork")
         self._idle: list[_Worker] = []
         self._busy: dict[int, tuple[_Worker, Stage, Any]] = {}
+        self._stages = list(stages or [])
         faults.share_counters()  # the n-th time a crash point is reached counts across the workers
-        _warm(ctx, list(stages or []))
+        if warm:
+            self.warm()
+
+    def warm(self) -> None:
+        """Load what the workers forked from now on need (see :func:`_warm`)."""
+        _warm(self.ctx, self._stages)
+
+    def lead(self, stage: Stage) -> Done:
+        """Run one stage in a worker forked before the workers' libraries are loaded, and load them in the
+        run's process meanwhile: ingestion (about a second) no longer waits for the 4-6 s of imports, nor
+        they for it. The worker is stopped afterwards, so the stages after run in workers that have the
+        libraries."""
+        self.submit(stage)
+        self.warm()
+        done = self.wait()[0]
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+            worker.process.join(timeout=30)
+            worker.close()
+        return done
 
     # ---- the run's side ------------------------------------------------------------------------------------
     @property

@@ -123,6 +123,33 @@ def test_a_reader_holding_the_catalog_open_never_blocks_a_refresh(settings):
     assert sql_catalog(settings).query("SELECT vendor_id FROM processed.vendors")["vendor_id"].tolist() == ["VN-0009"]
 
 
+def test_a_refresh_rebuilds_only_the_views_of_changed_tables_and_says_which_snapshot_each_reads(settings):
+    import schemas
+
+    ctx = publish_vendors(settings)
+    vendors = schemas.get("processed.vendors")
+    catalog = sql_catalog(settings)
+    views = catalog.query("SELECT dataset, snapshot_id, files, refreshed_at FROM msp_catalog.views")
+    assert set(views["dataset"]) == set(schemas.catalog())
+    first = views.set_index("dataset")
+    assert first.loc["processed.vendors", "snapshot_id"] == ctx.lake.snapshot_id(vendors)
+    assert first.loc["processed.vendors", "files"] == 1 and first.loc["processed.tickets", "files"] == 0
+    publish_vendors(settings, vendors=(("VN-0009", "Umbrella", "active"),))
+    again = catalog.query("SELECT dataset, snapshot_id, refreshed_at FROM msp_catalog.views").set_index("dataset")
+    assert again.loc["processed.vendors", "snapshot_id"] == ctx.lake.snapshot_id(vendors)
+    assert again.loc["processed.vendors", "refreshed_at"] > first.loc["processed.vendors", "refreshed_at"]
+    unchanged = [d for d in again.index if d != "processed.vendors"]
+    assert (again.loc[unchanged, "refreshed_at"] == first.loc[unchanged, "refreshed_at"]).all()
+    assert catalog.query("SELECT vendor_id FROM processed.vendors")["vendor_id"].tolist() == ["VN-0009"]
+
+
+def test_a_damaged_catalog_file_is_rebuilt_whole(settings):
+    publish_vendors(settings)
+    settings.duckdb_path.write_bytes(b"not a duckdb file")
+    publish_vendors(settings, vendors=(("VN-0009", "Umbrella", "active"),))
+    assert sql_catalog(settings).query("SELECT vendor_id FROM processed.vendors")["vendor_id"].tolist() == ["VN-0009"]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["run", "--from", "2024-01-03", "--to", "2024-01-01"], "--to 2024-01-01 is before --from 2024-01-03"),
     (["run", "--stages", "nosuchstage"], "unknown stage(s) nosuchstage"),

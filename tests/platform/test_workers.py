@@ -165,6 +165,44 @@ def test_independent_stages_run_at_once_in_workers_and_the_ledger_is_the_serial_
     assert strip == {k: {f: v for f, v in c.items() if f != "notes"} for k, c in serial.counts.items()}
 
 
+def test_ingestion_runs_in_a_worker_while_the_run_loads_the_workers_libraries(agent, tmp_path, monkeypatch):
+    import json
+    import time
+
+    from lakehouse import ingest, workers
+
+    marks = tmp_path / "ingest.json"
+    real_ingest, real_warm, warmed = ingest.run, workers._warm, []
+
+    def timed_ingest(ctx):
+        start = time.time()
+        time.sleep(0.5)
+        real_ingest(ctx)
+        marks.write_text(json.dumps({"pid": os.getpid(), "started": start, "ended": time.time()}))
+
+    def timed_warm(ctx, stages):
+        start = time.time()
+        time.sleep(0.5)
+        real_warm(ctx, stages)
+        warmed.append((start, time.time()))
+
+    monkeypatch.setattr(ingest, "run", timed_ingest)
+    monkeypatch.setattr(workers, "_warm", timed_warm)
+    settings = make_settings(agent, MSP_QUALITY__CHECKPOINT="off")
+    summary = run_pipeline(settings, [DAY], stages=["ingest", "tmppar.a", "tmppar.b"], refresh_catalog=False,
+                           workers=2)
+    assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
+    assert [s.name for s in summary.stages][0] == "ingest"
+    lead = json.loads(marks.read_text())
+    (warm_start, warm_end), = warmed
+    assert lead["pid"] != os.getpid()
+    assert lead["started"] < warm_end and warm_start < lead["ended"], "ingestion did not overlap the loading"
+    parts = Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_parts")).to_pylist()
+    assert sorted(p["part"] for p in parts) == ["a", "b"]
+    assert all(p["started"] >= lead["ended"] for p in parts), "a stage started before ingestion ended"
+    assert lead["pid"] not in {p["pid"] for p in parts}, "the worker forked before the loading ran a stage"
+
+
 @pytest.mark.parametrize("mode,error", [("raise", "ValueError: told to fail"),
                                         ("die", "the worker process running it died (killed by signal 9)")])
 def test_a_stage_that_raises_or_whose_worker_dies_fails_alone(agent, mode, error):

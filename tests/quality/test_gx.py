@@ -208,3 +208,36 @@ def test_a_checkpoint_gives_the_same_results_with_configurations_built_once(tmp_
     failed = sorted(name for name, (ok, _result) in plain.items() if not ok)
     assert failed == ["allowed:band", "floor:score", "high:score", "not_null:client_id", "range:score",
                       "unique:client_id"]  # the pairs are unique, and there are rows
+
+
+def test_data_docs_render_a_suite_page_again_only_when_the_suite_changed(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from lakehouse.quality.gx import GxProject
+
+    project = GxProject(tmp_path / "q", tmp_path / "q" / "docs")
+
+    def config(max_value):
+        return {"name": "processed.y", "expectations": [
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "max_value": max_value},
+             "severity": "critical", "meta": {"rule": "range:a", "description": "a is small"}}]}
+
+    suite_page = project.docs / "expectations" / "processed" / "y.html"
+    with project.deferred_docs():
+        project.run("processed.y", config(10), pd.DataFrame({"a": [1]}), "run-1")
+    assert suite_page.is_file()
+    os.utime(suite_page, (1, 1))  # an old page, still newer than nothing: make the suite newer than it
+    suite = project.gx_dir / "expectations" / "processed" / "y.json"
+    os.utime(suite, (0, 0))
+    index_before = project.index.stat().st_mtime_ns
+    with project.deferred_docs():
+        project.run("processed.y", config(10), pd.DataFrame({"a": [2]}), "run-2")
+    assert suite_page.stat().st_mtime == 1  # the suite did not change: its page was not rendered again
+    pages = sorted(p.parent.parent.name for p in (project.docs / "validations").rglob("*.html"))
+    assert pages == ["run-1", "run-2"] and project.index.stat().st_mtime_ns > index_before
+    assert "run-2" in project.index.read_text(encoding="utf-8")
+    with project.deferred_docs():  # a changed rule rewrites the suite, and its page follows
+        project.run("processed.y", config(20), pd.DataFrame({"a": [3]}), "run-3")
+    assert suite_page.stat().st_mtime > 1 and "20" in suite_page.read_text(encoding="utf-8")
