@@ -351,7 +351,8 @@ class Lake:
         fields = self._bound_fields(tbl)
         entries = self._cached_entries(path, fields)
         if entries is None:
-            entries = [DataFile(f.file_path, f.record_count, self._bounds(tbl, f)) for f in self._raw(tbl, manifest).values()]
+            entries = [DataFile(f.file_path, f.record_count, self._bounds(tbl, f))
+                       for f in self._raw(tbl, manifest).values()]
             self._cache_entries(path, fields, entries)
         self._manifest_entries[path] = entries
         while len(self._manifest_entries) > MANIFESTS_KEPT:
@@ -362,7 +363,8 @@ class Lake:
         """pyiceberg's live data files of a manifest by path (what a commit deletes must be pyiceberg's own)."""
         raw = self._raw_entries.get(manifest.manifest_path)
         if raw is None:
-            raw = {e.data_file.file_path: e.data_file for e in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True)}
+            raw = {e.data_file.file_path: e.data_file
+                   for e in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True)}
             self._raw_entries[manifest.manifest_path] = raw
             while len(self._raw_entries) > MANIFESTS_KEPT:
                 self._raw_entries.pop(next(iter(self._raw_entries)))

@@ -192,7 +192,7 @@ def test_ingestion_runs_in_a_worker_while_the_run_loads_the_workers_libraries(ag
     summary = run_pipeline(settings, [DAY], stages=["ingest", "tmppar.a", "tmppar.b"], refresh_catalog=False,
                            workers=2)
     assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
-    assert [s.name for s in summary.stages][0] == "ingest"
+    assert summary.stages[0].name == "ingest"
     lead = json.loads(marks.read_text())
     (warm_start, warm_end), = warmed
     assert lead["pid"] != os.getpid()

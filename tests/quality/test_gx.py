@@ -194,7 +194,7 @@ def test_a_checkpoint_gives_the_same_results_with_configurations_built_once(tmp_
 
     def outcome(project, run):
         validation = project.run(config["name"], config, frame, run)
-        return {r.expectation_config.meta["rule"]: (r.success, {k: v for k, v in (r.result or {}).items()})
+        return {r.expectation_config.meta["rule"]: (r.success, dict(r.result or {}))
                 for r in validation.results}
 
     from great_expectations.expectations.expectation import Expectation
