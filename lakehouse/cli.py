@@ -9,6 +9,7 @@ out of range, SQL that does not parse) prints one line and exits with 2; ``--deb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -301,6 +302,30 @@ def _broken_cli(name: str, ref: str | None, exc: Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``msp`` command; returns its exit code. Called for the process's own command line (``argv``
+    None: the ``msp`` script, ``python -m lakehouse.cli``), a command that returns ends the process at once,
+    with its output flushed: see :func:`_exit_now`."""
+    code = _main(argv)
+    if argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown. With Great Expectations, scikit-learn and
+    pyiceberg loaded, freeing every module's objects one by one takes 2 s after the command is done (measured:
+    1.7 s of it GX's), and every ``msp`` process would pay it. Everything the command wrote is committed or
+    closed when it returns; output and log handlers are flushed here. A command that raises leaves as usual,
+    traceback and all."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     from lakehouse.agents import DeclarationError
     from lakehouse.lake import LakeError
     from lakehouse.runlock import LakeBusy

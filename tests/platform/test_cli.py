@@ -290,3 +290,29 @@ def test_msp_aws_names_prints_every_name_of_a_deployment(settings, monkeypatch, 
     assert ("lake bucket", "msp-prod-lake-123456789012-eu-west-1") in shown
     assert awscli.main(["names", "--env", "prod", "--account", "123456789012"]) == 0
     assert capsys.readouterr().out == printed
+
+
+def test_msp_as_a_process_ends_with_all_its_output_and_its_exit_code(settings):
+    """The process's own command line ends without the interpreter's teardown (lakehouse.cli._exit_now): what
+    it printed is all there (read through a pipe, without PYTHONUNBUFFERED), and its exit code is the
+    command's."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env.update(MSP_HOME=str(settings.home), PYTHONPATH=str(ROOT))
+
+    def msp(*args):
+        return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    listed = msp("stages")
+    assert listed.returncode == 0, listed.stderr
+    assert "ingest" in listed.stdout and "quality" in listed.stdout and listed.stdout.rstrip().endswith("┘")
+    shown = msp("config", "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["platform.engine"]["value"] == "duckdb"
+    refused = msp("run", "--date", "2024-13-45")
+    assert refused.returncode == 2 and "not a date" in refused.stderr and not refused.stdout
