@@ -220,18 +220,34 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     t_run = time.perf_counter()
     failed: list[Stage] = []
     docs = _deferred_data_docs(ctx)
+    # Data Docs are built in the background when there is a core for it (the pages are a report: the lake is
+    # committed, and a failed build is a warning the next audited run makes good): the pages asked for by the
+    # time the stages that run side by side are done, beside the serial stages after them (dispatch and the
+    # handlers, which rarely audit a row); any asked for after, with the index again, beside the catalog refresh
+    from lakehouse.quality.gx import build_pending_docs, pending_docs
+    from lakehouse.workers import in_background
+
+    builders: list[Any] = []
+    background_docs = workers > 1 and refresh_catalog
+
+    def docs_so_far() -> None:
+        if background_docs and any(pending_docs().values()):
+            started = in_background(build_pending_docs)
+            if started is not None:
+                builders.append(started)
+                for pages in pending_docs().values():  # the background builds these: the run forgets them
+                    pages.clear()
+
     try:
         docs.__enter__()
-        dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers, t_run)
+        dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers, t_run,
+                               parallel_done=docs_so_far)
         _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched, t_run)
-        # Data Docs are built beside the catalog refresh when there is a core for it (the pages are a report:
-        # the lake is committed, and a failed build is a warning the next audited run makes good)
-        from lakehouse.workers import in_background
-
-        building = in_background(docs.__exit__, None, None, None) if workers > 1 and refresh_catalog else None
-        if building is not None:  # the pages are the background's to build: leave the block here, building none
-            from lakehouse.quality.gx import pending_docs
-
+        asked = any(pending_docs().values())
+        building = in_background(docs.__exit__, None, None, None) if background_docs and asked else None
+        if building is not None:
+            builders.append(building)
+        if building is not None or (background_docs and not asked):  # built in the background: leave the block
             for pages in pending_docs().values():
                 pages.clear()
             docs.__exit__(None, None, None)
@@ -255,8 +271,8 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
                 ctx.warn(f"the SQL catalog was not refreshed ({type(exc).__name__}: {exc}); "
                          "`msp catalog refresh` retries")
             log.info("catalog refreshed in %.1f s", time.perf_counter() - t0)
-        if building is not None:
-            problem = building.result()
+        for builder in builders:
+            problem = builder.result()
             if problem:
                 ctx.warn(f"GX Data Docs were not built ({problem}); the next audited run builds them")
     finally:
@@ -271,10 +287,12 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
 
 
 def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates: list[date], skip_unchanged: bool,
-              failed: list[Stage], observer: StageObserver, workers: int, t_run: float) -> Any:
+              failed: list[Stage], observer: StageObserver, workers: int, t_run: float,
+              parallel_done: Callable[[], None] = lambda: None) -> Any:
     """Run the plan's stages: serial kinds here, in plan order; the others in ``workers`` forked processes as
-    soon as what they depend on is done (one worker: all here, in plan order). Returns the outbox snapshot
-    the last dispatch saw."""
+    soon as what they depend on is done (one worker: all here, in plan order). ``parallel_done`` is called
+    when the workers are done and only serial stages are left. Returns the outbox snapshot the last dispatch
+    saw."""
     from lakehouse.workers import PARALLEL_KINDS, WorkerPool, can_fork
 
     use_pool = workers > 1 and can_fork() and (sum(st.kind in PARALLEL_KINDS for st in ordered) > 1
@@ -330,6 +348,8 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
                     if pool is not None and not split:  # the parallel part is over: the run's process goes on
                         pool.close()
                         pool = None
+                        if not any(not serial(o) or o.parts for o in pending):
+                            parallel_done()
                     report = start(st)
                     if report is not None and split:
                         if pool is None:

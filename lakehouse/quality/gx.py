@@ -474,6 +474,20 @@ def pending_docs() -> dict[str, list[Any]]:
         return {f"{root}|{docs}": p._deferred for (root, docs), p in _PROJECTS.items() if p._deferred is not None}
 
 
+def build_pending_docs() -> int:
+    """Build the Data Docs pages every deferring project of this process has been asked for so far, and each
+    one's index; returns how many pages were asked for. (The run calls it in a forked process while its last
+    stages run; it then clears its own lists, see lakehouse/runner.py.)"""
+    with _LOCK:
+        projects = [p for p in _PROJECTS.values() if p._deferred]
+    asked = 0
+    for p in projects:
+        asked += len(p._deferred or [])
+        if p.data_docs:
+            p.build_docs(list(p._deferred or []))
+    return asked
+
+
 def forget_projects() -> None:
     """Drop cached projects (tests that delete a lake)."""
     with _LOCK:

@@ -43,6 +43,8 @@ AGENT = Agent(
         Stage("tmppar.fail", "tmppar.jobs:fail", kind="transform", description="Fails when told to."),
         Stage("tmppar.join", "tmppar.jobs:join", kind="transform", reads=("analytics.tmppar_parts",),
               writes=("analytics.tmppar_total",), after=("tmppar.a", "tmppar.b"), description="Sums the parts."),
+        Stage("tmppar.after", "tmppar.jobs:after", kind="handler", reads=("analytics.tmppar_total",),
+              description="A serial stage after the parallel ones (it runs in the run's own process)."),
         Stage("tmppar.split", "tmppar.jobs:split", kind="gate", writes=("analytics.tmppar_parts",),
               parts="tmppar.jobs:parts", description="One stage whose run splits into parts x, y after x, z."),
     ),
@@ -80,6 +82,9 @@ def split(ctx):
     if ctx.config.fail == "raise" and part == "x":
         raise ValueError("part x told to fail")
     _part(ctx, part, {"x": 1, "y": 2, "z": 3}[part])
+
+def after(ctx):
+    ctx.read_arrow("analytics.tmppar_total")
 
 def join(ctx):
     parts = ctx.read_arrow("analytics.tmppar_parts").to_pylist()
@@ -240,15 +245,26 @@ def test_a_failed_part_fails_the_stage_and_skips_the_parts_after_it(agent):
     assert parts.to_pylist() == ["z"]
 
 
-def test_audited_writes_in_workers_share_one_gx_project_run_after_run(agent):
+@pytest.mark.parametrize("after", [[], ["tmppar.after"]], ids=["workers-last", "serial-stage-after"])
+def test_audited_writes_in_workers_share_one_gx_project_run_after_run(agent, after, tmp_path, monkeypatch):
     """Workers create the Checkpoints of the datasets they write (two at once for one dataset here); a later
     run in the same process, whose new workers are forked from a Data Context that never saw them, finds
-    them; Data Docs list the validations of both runs."""
+    them; Data Docs list the validations of both runs, whether they were built at the end of the run or, with
+    a serial stage after the workers', beside it."""
+    from lakehouse.quality import gx as gx_module
     from lakehouse.quality.gx import forget_projects, project
 
+    early = tmp_path / "built-beside-the-serial-stages"
+    real_build = gx_module.build_pending_docs
+
+    def build_and_mark():
+        early.touch()
+        return real_build()
+
+    monkeypatch.setattr(gx_module, "build_pending_docs", build_and_mark)
     forget_projects()
     settings = make_settings(agent)
-    stages = ["tmppar.a", "tmppar.b", "tmppar.join"]
+    stages = ["tmppar.a", "tmppar.b", "tmppar.join", *after]
     first = run_pipeline(settings, [DAY], stages=stages, refresh_catalog=True, workers=2)
     second = run_pipeline(settings, [date(2024, 1, 3)], stages=stages, refresh_catalog=True, workers=2)
     for summary in (first, second):
@@ -261,4 +277,7 @@ def test_audited_writes_in_workers_share_one_gx_project_run_after_run(agent):
            ["analytics.tmppar_parts", "analytics.tmppar_total"]
     pages = sorted(p.name for p in (gx.docs / "validations" / "analytics" / "tmppar_parts").rglob("*.html"))
     assert len(pages) == 4  # a and b in each of the two runs
+    index = gx.index.read_text(encoding="utf-8")
+    assert all(s.run_id in index for s in (first, second)), "the index lists both runs' validations"
+    assert early.exists() == bool(after)
     forget_projects()
