@@ -32,20 +32,26 @@ class CachingSqlCatalog(SqlCatalog):
 
     def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
         location = orm_table.metadata_location
+        cached = self._cached(orm_table.table_namespace, orm_table.table_name, location)
+        if cached is not None:
+            return cached
+        table = super()._convert_orm_to_iceberg(orm_table)
+        with self._parsed_lock:
+            self._parsed[location] = table.metadata
+            while len(self._parsed) > KEEP:
+                self._parsed.popitem(last=False)
+        return table
+
+    def _cached(self, namespace: str, name: str, location: str | None) -> Table | None:
+        """The table from the parsed metadata file at ``location``, if this process has parsed it."""
         with self._parsed_lock:
             metadata = self._parsed.get(location) if location else None
             if metadata is not None:
                 self._parsed.move_to_end(location)
         if metadata is None:
-            table = super()._convert_orm_to_iceberg(orm_table)
-            with self._parsed_lock:
-                self._parsed[location] = table.metadata
-                while len(self._parsed) > KEEP:
-                    self._parsed.popitem(last=False)
-            return table
-        return Table(identifier=(*Catalog.identifier_to_tuple(orm_table.table_namespace), orm_table.table_name),
-                     metadata=metadata, metadata_location=location,
-                     io=self._load_file_io(metadata.properties, location), catalog=self)
+            return None
+        return Table(identifier=(*Catalog.identifier_to_tuple(namespace), name), metadata=metadata,
+                     metadata_location=location, io=self._load_file_io(metadata.properties, location), catalog=self)
 
     def _location(self, identifier: str | tuple[str, ...]) -> tuple[str, str, str | None] | None:
         """(namespace, name, metadata location) of a table, from one core query (None: no such table)."""
@@ -62,14 +68,11 @@ class CachingSqlCatalog(SqlCatalog):
 
     def load_table(self, identifier: str | tuple[str, ...]) -> Table:
         found = self._location(identifier)
-        if found is not None:
-            namespace, name, location = found
-            with self._parsed_lock:
-                metadata = self._parsed.get(location) if location else None
-            if metadata is not None:
-                return Table(identifier=(*Catalog.identifier_to_tuple(namespace), name), metadata=metadata,
-                             metadata_location=location, io=self._load_file_io(metadata.properties, location),
-                             catalog=self)
+        if found is None:
+            return super().load_table(identifier)  # pyiceberg's own error for a missing table
+        cached = self._cached(*found)
+        if cached is not None:
+            return cached
         return super().load_table(identifier)
 
     def metadata_locations(self) -> dict[tuple[str, str], str | None]:
