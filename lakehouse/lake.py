@@ -196,6 +196,13 @@ def where_mask(table: pa.Table, where: Where | None) -> pa.Table:
     return table
 
 
+def _keep(kept: dict[str, Any], key: str, value: Any) -> None:
+    """Keep ``value`` in a dict of at most :data:`MANIFESTS_KEPT` entries, dropping the oldest first."""
+    kept[key] = value
+    while len(kept) > MANIFESTS_KEPT:
+        kept.pop(next(iter(kept)))
+
+
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     if root.startswith("s3://"):
         fs, path = pafs.FileSystem.from_uri(root)
@@ -354,9 +361,7 @@ class Lake:
             entries = [DataFile(f.file_path, f.record_count, self._bounds(tbl, f))
                        for f in self._raw(tbl, manifest).values()]
             self._cache_entries(path, fields, entries)
-        self._manifest_entries[path] = entries
-        while len(self._manifest_entries) > MANIFESTS_KEPT:
-            self._manifest_entries.pop(next(iter(self._manifest_entries)))
+        _keep(self._manifest_entries, path, entries)
         return entries
 
     def _raw(self, tbl: Table, manifest: Any) -> dict[str, Any]:
@@ -365,9 +370,7 @@ class Lake:
         if raw is None:
             raw = {e.data_file.file_path: e.data_file
                    for e in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True)}
-            self._raw_entries[manifest.manifest_path] = raw
-            while len(self._raw_entries) > MANIFESTS_KEPT:
-                self._raw_entries.pop(next(iter(self._raw_entries)))
+            _keep(self._raw_entries, manifest.manifest_path, raw)
         return raw
 
     def _raw_files(self, tbl: Table, snap: Any, files: list[tuple[str, str]]) -> list[Any]:
@@ -383,23 +386,24 @@ class Lake:
     @staticmethod
     def _bound_fields(tbl: Table) -> list[list[Any]]:
         schema = tbl.schema()
-        return [[pf.source_id, schema.find_field(pf.source_id).name, str(schema.find_field(pf.source_id).field_type)]
-                for pf in tbl.spec().fields]
+        return [[f.field_id, f.name, str(f.field_type)] for f in (schema.find_field(pf.source_id)
+                                                                 for pf in tbl.spec().fields)]
 
-    def _manifest_cache_path(self, manifest_path: str) -> Path | None:
+    def _manifest_cache_file(self, manifest_path: str) -> str | None:
+        """Where a local lake keeps a manifest's entries, relative to the lake root (None: not kept)."""
         if not self.local:
             return None
         digest = hashlib.sha256(manifest_path.encode()).hexdigest()[:32]
-        return Path(self._small_path(f"{MANIFEST_CACHE}/{digest[:2]}/{digest}.json"))
+        return f"{MANIFEST_CACHE}/{digest[:2]}/{digest}.json"
 
     def _cached_entries(self, manifest_path: str, fields: list[list[Any]]) -> list[DataFile] | None:
         import json
 
-        cache = self._manifest_cache_path(manifest_path)
+        cache = self._manifest_cache_file(manifest_path)
         if cache is None:
             return None
-        try:
-            doc = json.loads(cache.read_bytes())
+        try:  # not read_bytes: that records the read among the stage's small reads
+            doc = json.loads(Path(self._small_path(cache)).read_bytes())
             if doc["manifest"] != manifest_path or doc["fields"] != fields:
                 return None
             return [DataFile(p, n, {c: (lo, hi) for c, (lo, hi) in b.items()}) for p, n, b in doc["entries"]]
@@ -408,19 +412,15 @@ class Lake:
 
     def _cache_entries(self, manifest_path: str, fields: list[list[Any]], entries: list[DataFile]) -> None:
         import json
-        import os
 
-        cache = self._manifest_cache_path(manifest_path)
+        cache = self._manifest_cache_file(manifest_path)
         plain = (str, int, float, bool)
         if cache is None or not all(isinstance(v, plain) for e in entries for b in e.bounds.values() for v in b):
             return  # bounds JSON cannot carry exactly (decimals, bytes): kept in memory only
         doc = {"manifest": manifest_path, "fields": fields,
                "entries": [[e.path, e.records, {c: list(b) for c, b in e.bounds.items()}] for e in entries]}
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, cache)
+            self.write_text(cache, json.dumps(doc, separators=(",", ":")))
         except OSError as exc:  # a cache: a read-only or full disk costs speed, not correctness
             log.debug("manifest cache %s not written: %s", cache, exc)
 

@@ -230,27 +230,29 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     builders: list[Any] = []
     background_docs = workers > 1 and refresh_catalog
 
+    def build_in_background(func: Callable[..., Any], *args: Any) -> bool:
+        """Start ``func`` (which builds the pages asked for so far) in a forked process; the run then forgets
+        those pages. False: processes cannot be forked here."""
+        started = in_background(func, *args)
+        if started is None:
+            return False
+        builders.append(started)
+        for pages in pending_docs().values():
+            pages.clear()
+        return True
+
     def docs_so_far() -> None:
         if background_docs and any(pending_docs().values()):
-            started = in_background(build_pending_docs)
-            if started is not None:
-                builders.append(started)
-                for pages in pending_docs().values():  # the background builds these: the run forgets them
-                    pages.clear()
+            build_in_background(build_pending_docs)
 
     try:
         docs.__enter__()
         dispatched = _run_plan(ctx, ordered, summary, dates, skip_unchanged, failed, observer, workers, t_run,
                                parallel_done=docs_so_far)
         _event_rounds(ctx, ordered, summary, dates, skip_unchanged, failed, observer, dispatched, t_run)
-        asked = any(pending_docs().values())
-        building = in_background(docs.__exit__, None, None, None) if background_docs and asked else None
-        if building is not None:
-            builders.append(building)
-        if building is not None or (background_docs and not asked):  # built in the background: leave the block
-            for pages in pending_docs().values():
-                pages.clear()
-            docs.__exit__(None, None, None)
+        if background_docs and (not any(pending_docs().values())
+                                or build_in_background(docs.__exit__, None, None, None)):
+            docs.__exit__(None, None, None)  # nothing left to build here: leave the block
         else:
             t0 = time.perf_counter()
             try:

@@ -110,12 +110,7 @@ class WorkerPool:
         self.submit(stage)
         self.warm()
         done = self.wait()[0]
-        idle, self._idle = self._idle, []
-        for worker in idle:
-            with contextlib.suppress(OSError):
-                worker.conn.send(None)
-            worker.process.join(timeout=30)
-            worker.close()
+        self._stop_idle()
         return done
 
     # ---- the run's side ------------------------------------------------------------------------------------
@@ -195,17 +190,22 @@ class WorkerPool:
 
     def close(self) -> None:
         """Tell idle workers to stop and wait for them; kill any still busy (an interrupted run)."""
-        for worker in self._idle:
-            with contextlib.suppress(OSError):
-                worker.conn.send(None)
-        for worker in self._idle:
-            worker.process.join(timeout=30)
-            worker.close()
+        self._stop_idle()
         for worker, _st, _tag in self._busy.values():
             worker.process.kill()
             worker.process.join(timeout=5)
             worker.close()
         self._idle, self._busy = [], {}
+
+    def _stop_idle(self) -> None:
+        """Tell the idle workers to stop (all at once), then wait for each."""
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in idle:
+            worker.process.join(timeout=30)
+            worker.close()
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe()

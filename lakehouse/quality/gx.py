@@ -106,7 +106,7 @@ def memoized_configurations() -> Iterator[None]:
     every read of the property, and its validator reads it once per domain, success and runtime key of every
     metric it plans: about 100 times per expectation per validation, measured at 35 % of a Checkpoint run
     on a daily batch. A validation reads its expectations and never changes them, so one configuration per
-    expectation is kept for the block (the block is one Checkpoint run; tests/quality/test_gx_project.py
+    expectation is kept for the block (the block is one Checkpoint run; tests/quality/test_gx.py
     shows identical results with and without it). Where GX's class no longer has the property, the block
     does nothing."""
     from great_expectations.expectations.expectation import Expectation
