@@ -45,8 +45,14 @@ def _sqlite_catalog(uri: str, warehouse: str) -> Catalog:
 
     path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000) as con:
+    con = sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000)
+    try:
         con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        # closed now, not when the garbage collector finds it (``with`` only commits): a connection left open
+        # here is inherited by every stage worker forked later, and its late close in the run's process
+        # checkpointed and deleted the WAL under a worker still committing to it (see close_catalog_connections)
+        con.close()
     catalog = CachingSqlCatalog("msp", uri=uri, warehouse=warehouse)
 
     @event.listens_for(catalog.engine, "connect")
@@ -90,6 +96,18 @@ def table_catalog(settings: Settings) -> Catalog:
             else:
                 _CATALOGS[key] = _glue_catalog(settings)
         return _CATALOGS[key]
+
+
+def close_catalog_connections() -> None:
+    """Close this process's pooled connections to the local table catalog (the pool opens new ones when next
+    asked). Called before every fork: SQLite must not have a connection open in a process that forks, or the
+    child's own connections share the parent's lock bookkeeping (SQLite's file locks belong to a process and
+    are not inherited) and a commit made in the child can be overwritten in the WAL and lost."""
+    with _LOCK:
+        for cat in _CATALOGS.values():
+            engine = getattr(cat, "engine", None)
+            if engine is not None:
+                engine.dispose()
 
 
 def forget_catalogs() -> None:

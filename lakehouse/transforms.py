@@ -93,3 +93,15 @@ def months_table(months: Iterable[str]) -> ibis.Table:
     return ibis.memtable(pa.table({"month": pa.array(ms, pa.string()),
                                    "month_start": pa.array([month_start(m) for m in ms], pa.date32()),
                                    "month_end": pa.array([month_end(m) for m in ms], pa.date32())}))
+
+
+def concat_frames(frames: Sequence[Any]) -> Any:
+    """``pandas.concat`` of frames with the same columns, where a frame may leave a column blank (a finding
+    with no lead, a forecast with no model): a column's type comes from the frames that fill it, and every
+    column is kept. This is pandas' behaviour until 2.x, which warns that it will change (blank columns would
+    then turn a typed column into ``object``); the frames must not be empty as a whole."""
+    import pandas as pd
+
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)
+

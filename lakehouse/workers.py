@@ -211,6 +211,7 @@ class WorkerPool:
         parent, child = self._mp.Pipe()
         process = self._mp.Process(target=_main, args=(child, self.ctx, self.dates, self.skip_unchanged,
                                                          self.run_one), daemon=False, name="msp-stage-worker")
+        _before_fork()
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -291,9 +292,18 @@ def in_background(func: Callable[..., Any], *args: Any) -> Background | None:
             child.send(f"{type(exc).__name__}: {exc}")
 
     process = mp.Process(target=main, daemon=False, name="msp-background")
+    _before_fork()
     process.start()
     child.close()
     return Background(process, parent)
+
+
+def _before_fork() -> None:
+    """What the run's process releases before it forks (see
+    :func:`lakehouse.environment.close_catalog_connections`)."""
+    from lakehouse.environment import close_catalog_connections
+
+    close_catalog_connections()
 
 
 # ---- the worker's side ----------------------------------------------------------------------------------------

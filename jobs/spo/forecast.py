@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jobs.spo.common import ACTIVITY_COLUMNS, OPPORTUNITY_COLUMNS, current_model, first_export_day, read
+from lakehouse.transforms import concat_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -71,7 +72,7 @@ def forecast_rows(history: pd.DataFrame, acts: pd.DataFrame, days, cfg, learned=
                                 origin_every=p["origin_every"], activities=acts)
             frames.append(rows.assign(day=d, method="learned", horizon=range(1, len(rows) + 1),
                                       calibrated_owners=None, model_version=version))
-    rows = pd.concat(frames, ignore_index=True)
+    rows = concat_frames(frames)  # the baseline rows have no model version
     rows["dt"] = pd.to_datetime(rows["day"]).dt.strftime("%Y-%m-%d")
     rows["calibrated_owners"] = pd.to_numeric(rows["calibrated_owners"]).astype("Int32")
     rows = money(rows, MONEY).sort_values(["dt", "method", "horizon"], kind="mergesort")

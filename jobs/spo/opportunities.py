@@ -30,6 +30,7 @@ import pandas as pd
 
 from jobs.spo.common import ACTIVITY_COLUMNS, OPPORTUNITY_COLUMNS, read
 from lakehouse.events import episode_id, event_id, make_event
+from lakehouse.transforms import concat_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from lakehouse.context import RunContext
@@ -245,7 +246,7 @@ def find_all(inputs: Mapping[str, pd.DataFrame], days: Sequence, cfg) -> dict[st
                            months=cfg.tm_trailing_months),
              whitespace]
     parts = [p for p in parts if len(p)]
-    findings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=G.FINDING)
+    findings = concat_frames(parts) if parts else pd.DataFrame(columns=G.FINDING)  # a renewal has no lead
     deals = G.deal_states(inputs["opportunities"], days)
     active = agreements.loc[G.flat_fee_active(agreements), ["client_id", "day"]] if len(agreements) else None
     served = set(zip(active["client_id"], active["day"], strict=True)) if active is not None else set()

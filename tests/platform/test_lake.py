@@ -3,6 +3,8 @@ writers that never append twice, time travel, maintenance, and clear errors on b
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -157,6 +159,74 @@ def test_two_writers_rebase_and_never_append_twice(settings):
     assert sorted(zip(got.column("dt").to_pylist(), got.column("event_id").to_pylist(), strict=True)) == [
         ("2024-01-01", "a"), ("2024-01-01", "b"), ("2024-01-02", "a1"), ("2024-01-03", "b2")]
     assert [h["run_id"] for h in a.history(EVENTS)] == ["run-0", "run-b", "run-a"]
+
+
+def _open_files(path: Path) -> list[str]:
+    """The files under ``path`` this process holds open."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                held.append(target)
+    return held
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open files")
+def test_opening_the_local_catalog_leaves_no_connection_open_and_closing_before_a_fork_closes_all(settings):
+    """A SQLite connection open in a process that forks is shared bookkeeping with the child (SQLite's locks
+    belong to a process), so the run keeps none open when it forks a worker."""
+    from lakehouse.environment import close_catalog_connections
+
+    forget_catalogs()
+    home = Path(settings.home)
+    catalog = table_catalog(settings)
+    assert _open_files(home / "iceberg.db") == []  # the connection that sets WAL mode is closed at once
+    catalog.list_namespaces()
+    assert _open_files(home / "iceberg.db")  # a pooled connection
+    close_catalog_connections()
+    assert _open_files(home / "iceberg.db") == []
+    catalog.list_namespaces()  # and the pool opens a new one when asked
+
+
+def test_commits_of_a_forked_worker_survive_the_run_closing_its_catalog_connections(settings):
+    """A worker commits table after table while the run's process, which forked it, closes its own catalog
+    connections (as its garbage collector did with a stray one). Were the run's connection inherited, the
+    run's process would take itself for the database's last user on closing, checkpoint the WAL and delete it
+    under the worker, whose later commits went to the deleted file and were lost."""
+    import time
+
+    from lakehouse.environment import close_catalog_connections
+    from lakehouse.workers import in_background
+
+    forget_catalogs()
+    catalog = table_catalog(settings)
+    names = [f"processed.fork_{i:02d}" for i in range(24)]
+    with contextlib.suppress(Exception):
+        catalog.create_namespace("processed")
+    schema = pa.schema([pa.field("k", pa.string())])
+    for name in names:
+        catalog.create_table(name, schema=schema)
+    catalog.load_table(names[0])  # the run's process holds a pooled connection when it forks
+
+    def commit_all():
+        for i, name in enumerate(names):
+            table = catalog.load_table(name)
+            with table.transaction() as tx:
+                tx.set_properties({"msp.test-commit": str(i)})
+            time.sleep(0.02)
+
+    worker = in_background(commit_all)
+    if worker is None:
+        pytest.skip("processes cannot be forked here")
+    time.sleep(0.15)  # a few commits in
+    close_catalog_connections()
+    catalog.load_table(names[-1])  # and opens a new one
+    assert worker.result() is None
+    forget_catalogs()
+    fresh = table_catalog(settings)
+    assert {name: fresh.load_table(name).properties.get("msp.test-commit") for name in names} == {
+        name: str(i) for i, name in enumerate(names)}
 
 
 def test_bad_data_is_refused_and_nothing_is_committed(lake):
