@@ -378,6 +378,7 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
                 if pool.free <= 0:
                     break
                 if start(st) is not None:
+                    pool.finish_warming()
                     pool.submit(st)
                     running.append(st)
                 progressed = True
@@ -428,6 +429,7 @@ def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport) -> N
                 pending.remove(part)
                 running += 1
         if running:
+            pool.finish_warming()  # beside the parts, which need none of it
             for done in pool.wait():
                 results[done.tag] = (done.report.status, done.report.error)
                 running -= 1

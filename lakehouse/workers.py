@@ -94,24 +94,37 @@ class WorkerPool:
         self._idle: list[_Worker] = []
         self._busy: dict[int, tuple[_Worker, Stage, Any]] = {}
         self._stages = list(stages or [])
+        self._generation = 0  # workers forked before the last warm-up are replaced when they are next idle
+        self._warm_stages = False
         faults.share_counters()  # the n-th time a crash point is reached counts across the workers
         if warm:
             self.warm()
 
-    def warm(self) -> None:
-        """Load what the workers forked from now on need (see :func:`_warm`)."""
-        _warm(self.ctx, self._stages)
+    def warm(self, stages: bool = True) -> None:
+        """Load what the workers forked from now on need (see :func:`_warm`): what every stage needs (the GX
+        project), and unless ``stages`` is false the stages' own modules and model libraries."""
+        if self._warm_stages:
+            return
+        _warm(self.ctx, self._stages if stages else [], models=stages)
+        self._warm_stages = stages
+        self._generation += 1
 
     def lead(self, stage: Stage) -> Done:
-        """Run one stage in a worker forked before the workers' libraries are loaded, and load them in the
-        run's process meanwhile: ingestion (about a second) no longer waits for the 4-6 s of imports, nor
-        they for it. The worker is stopped afterwards, so the stages after run in workers that have the
-        libraries."""
+        """Run one stage in a worker forked before the workers' libraries are loaded, and load what every
+        stage needs in the run's process meanwhile: ingestion (about a second) no longer waits for the 3-4 s
+        of GX's import, nor it for ingestion. The stages' own modules and model libraries (another 3 s) are
+        loaded by :meth:`finish_warming` while the first stages after run. The worker is stopped afterwards."""
         self.submit(stage)
-        self.warm()
+        self.warm(stages=False)
         done = self.wait()[0]
         self._stop_idle()
         return done
+
+    def finish_warming(self) -> None:
+        """Load what :meth:`lead` left out, in the run's process, while the workers run what they were given
+        (the gate's parts, which need none of it); each worker forked before is replaced by a new one, forked
+        with all of it loaded, when it is next idle."""
+        self.warm()
 
     # ---- the run's side ------------------------------------------------------------------------------------
     @property
@@ -163,7 +176,10 @@ class WorkerPool:
                 worker.close()
             else:
                 report = self._merge(message)
-                self._idle.append(worker)
+                if worker.generation == self._generation:
+                    self._idle.append(worker)
+                else:  # forked before the run loaded what the stages need: a new fork replaces it
+                    self._retire(worker)
             self.ctx.lake._tables.clear()  # a worker committed: the run's cached table metadata is stale
             done.append(Done(stage, report, tag))
         return done
@@ -197,6 +213,12 @@ class WorkerPool:
             worker.close()
         self._idle, self._busy = [], {}
 
+    def _retire(self, worker: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            worker.conn.send(None)
+        worker.process.join(timeout=30)
+        worker.close()
+
     def _stop_idle(self) -> None:
         """Tell the idle workers to stop (all at once), then wait for each."""
         idle, self._idle = self._idle, []
@@ -214,7 +236,7 @@ class WorkerPool:
         _before_fork()
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, generation=self._generation)
 
 
 @dataclass
@@ -222,6 +244,7 @@ class _Worker:
     process: Any
     conn: Connection
     pid: int = 0
+    generation: int = 0
 
     def __post_init__(self) -> None:
         self.pid = self.process.pid
@@ -237,15 +260,16 @@ WARM_MODULES = ("joblib", "sklearn.pipeline", "sklearn.compose", "sklearn.ensemb
                 "sklearn.linear_model", "sklearn.impute", "sklearn.preprocessing")
 
 
-def _warm(ctx: RunContext, stages: list[Stage]) -> None:
+def _warm(ctx: RunContext, stages: list[Stage], models: bool = True) -> None:
     """Load in the run's process what every worker would otherwise load again: the stages' own modules, the
-    platform's model libraries and the GX project of an audited local lake (importing GX costs 2-5 s)."""
+    platform's model libraries (``models``) and the GX project of an audited local lake (importing GX costs
+    2-5 s)."""
     import importlib
 
     for st in stages:
         with contextlib.suppress(Exception):  # a stage that cannot even be imported fails in its worker, clearly
             st.func  # noqa: B018 - resolves (imports) the stage's module
-    for name in WARM_MODULES:
+    for name in WARM_MODULES if models else ():
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     cfg = ctx.settings.model("quality")

@@ -160,20 +160,24 @@ def run(ctx: RunContext) -> None:
 
 
 def parts(ctx: RunContext):
-    """The gate's run split by landing source (as the ingestion DAG runs it: one task per source), each after
-    the sources whose processed tables its suites look rows up in. None when the run is already narrowed (an
-    Airflow task) or a suite has no source."""
+    """The gate's run split into one part per dataset, each after the gated datasets its suite looks rows up
+    in (in :func:`gate_order`, which breaks a cycle in name order), so that the workers share the largest
+    source's datasets (a day's PSA export is ten of them). None when the run is already narrowed (an Airflow
+    task gates one landing source) or there is one dataset."""
     from lakehouse.agents import Part
-    from lakehouse.orchestration import source_order
 
     if ctx.params.get("sources") or ctx.params.get("datasets"):
         return None
-    suites = load_all()
-    if not suites or any(not s.dataset.source for s in suites):
+    ordered = gate_order(load_all())
+    if len(ordered) < 2:
         return None
-    order = source_order()
-    sources = sorted({s.dataset.source for s in suites})
-    return [Part(src, {"sources": [src]}, tuple(p for p in order.get(src, []) if p in sources)) for src in sources]
+    position = {s.dataset.name: i for i, s in enumerate(ordered)}
+    out = []
+    for i, suite in enumerate(ordered):
+        parents = {name for zone, _, name in (q.partition(".") for q in suite.lookups)
+                   if zone == "processed" and position.get(name, i) < i}
+        out.append(Part(suite.dataset.name, {"datasets": [suite.dataset.name]}, tuple(sorted(parents))))
+    return out
 
 
 def gate(ctx: RunContext, suites: list[Suite], resolve: Callable[[str], Dataset] = schemas.get) -> list[DatasetResult]:

@@ -185,11 +185,11 @@ def test_ingestion_runs_in_a_worker_while_the_run_loads_the_workers_libraries(ag
         real_ingest(ctx)
         marks.write_text(json.dumps({"pid": os.getpid(), "started": start, "ended": time.time()}))
 
-    def timed_warm(ctx, stages):
+    def timed_warm(ctx, stages, models=True):
         start = time.time()
         time.sleep(0.5)
-        real_warm(ctx, stages)
-        warmed.append((start, time.time()))
+        real_warm(ctx, stages, models=models)
+        warmed.append((start, time.time(), models))
 
     monkeypatch.setattr(ingest, "run", timed_ingest)
     monkeypatch.setattr(workers, "_warm", timed_warm)
@@ -199,13 +199,51 @@ def test_ingestion_runs_in_a_worker_while_the_run_loads_the_workers_libraries(ag
     assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
     assert summary.stages[0].name == "ingest"
     lead = json.loads(marks.read_text())
-    (warm_start, warm_end), = warmed
+    # what every stage needs is loaded beside ingestion; the stages' own modules and model libraries after it
+    (warm_start, warm_end, first_models), (_start, stages_loaded, second_models) = warmed
+    assert (first_models, second_models) == (False, True)
     assert lead["pid"] != os.getpid()
     assert lead["started"] < warm_end and warm_start < lead["ended"], "ingestion did not overlap the loading"
     parts = Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_parts")).to_pylist()
     assert sorted(p["part"] for p in parts) == ["a", "b"]
     assert all(p["started"] >= lead["ended"] for p in parts), "a stage started before ingestion ended"
+    assert all(p["started"] >= stages_loaded for p in parts), "a stage ran in a worker forked before the loading"
     assert lead["pid"] not in {p["pid"] for p in parts}, "the worker forked before the loading ran a stage"
+
+
+def test_the_stages_modules_load_beside_the_first_parts_whose_workers_are_then_replaced(agent, monkeypatch):
+    """After ingestion, the run loads the stages' own modules while the gate's parts (which need none of them)
+    run; the workers that ran the parts are then replaced, so no stage after runs in a worker without them."""
+    import time
+
+    from lakehouse import workers
+
+    real_warm, real_retire, warmed, retired = workers._warm, workers.WorkerPool._retire, [], []
+
+    def timed_warm(ctx, stages, models=True):
+        start = time.time()
+        time.sleep(0.5)
+        real_warm(ctx, stages, models=models)
+        warmed.append((start, time.time(), models))
+
+    def retire(pool, worker):
+        retired.append(worker.pid)
+        real_retire(pool, worker)
+
+    monkeypatch.setattr(workers, "_warm", timed_warm)
+    monkeypatch.setattr(workers.WorkerPool, "_retire", retire)
+    settings = make_settings(agent, MSP_QUALITY__CHECKPOINT="off")
+    summary = run_pipeline(settings, [DAY], stages=["ingest", "tmppar.split", "tmppar.join"],
+                           refresh_catalog=False, workers=2)
+    assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
+    parts = Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_parts")).to_pylist()
+    (_s, _e, first_models), (loading, loaded, second_models) = warmed
+    assert (first_models, second_models) == (False, True)
+    assert any(p["started"] < loaded and loading < p["ended"] for p in parts), "the loading waited for the parts"
+    forked_before = {p["pid"] for p in parts if p["started"] < loaded}
+    assert forked_before and forked_before <= set(retired), "a worker forked before the loading was kept"
+    assert Lake.from_settings(settings).read_arrow(schemas.get("analytics.tmppar_total")).to_pylist() == [
+        {"parts": 3, "total": 6}]
 
 
 @pytest.mark.parametrize("mode,error", [("raise", "ValueError: told to fail"),

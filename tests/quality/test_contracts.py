@@ -170,6 +170,28 @@ def test_sources_can_be_gated_one_at_a_time_in_dependency_order():
         done |= ready
 
 
+def test_a_whole_run_of_the_gate_splits_into_one_part_per_dataset_after_the_parents_it_looks_up(settings):
+    """The local run gates datasets side by side: each part after the parts of the processed tables its suite
+    looks rows up in, and never after a later part (the parts can always be run in their order)."""
+    from lakehouse.context import RunContext
+    from lakehouse.quality.gate import parts
+
+    ctx = RunContext.create(settings, [])
+    split = parts(ctx)
+    assert sorted(p.label for p in split) == sorted(d.name for d in schemas.datasets("raw"))
+    assert all(p.params == {"datasets": [p.label]} for p in split)
+    suites = {s.dataset.name: s for s in load_all()}
+    placed: set[str] = set()
+    for part in split:
+        assert set(part.after) <= placed, f"{part.label} waits for a later part"
+        lookups = {q.split(".", 1)[1] for q in suites[part.label].lookups if q.startswith("processed.")}
+        assert set(part.after) == lookups & placed
+        placed.add(part.label)
+    assert any(p.after for p in split)  # time entries look their tickets up, for one
+    ctx.params = {"sources": ["psa"]}  # an Airflow task, already narrowed to one source
+    assert parts(ctx) is None
+
+
 @pytest.mark.parametrize(("derived", "message"), [
     ({"name": "_span", "expr": "(unix_timestamp(b) - unix_timestamp(a)) / 3600"}, "write unix_seconds"),
     ({"name": "_span", "expr": "sum(a"}, "not a Spark SQL expression"),

@@ -163,8 +163,9 @@ def test_old_validation_results_are_pruned_so_data_docs_stay_quick(tmp_path):
 
 
 def test_a_checkpoint_gives_the_same_results_with_configurations_built_once(tmp_path, monkeypatch):
-    """The Checkpoint's expectations keep one configuration per run (lakehouse.quality.gx.memoized_configurations):
-    every rule reports exactly what GX reports without it, failures included."""
+    """The Checkpoint's expectations keep one configuration per run (lakehouse.quality.gx.memoized_configurations),
+    and GX takes the Checkpoint it was just given as fresh (trusted_freshness): every rule reports exactly what
+    GX reports without either, failures included."""
     import contextlib
 
     import pandas as pd
@@ -197,17 +198,39 @@ def test_a_checkpoint_gives_the_same_results_with_configurations_built_once(tmp_
         return {r.expectation_config.meta["rule"]: (r.success, dict(r.result or {}))
                 for r in validation.results}
 
+    from great_expectations.checkpoint.checkpoint import Checkpoint
+    from great_expectations.core.validation_definition import ValidationDefinition
     from great_expectations.expectations.expectation import Expectation
 
-    original = Expectation.__dict__["configuration"]
+    originals = [Expectation.__dict__["configuration"], Checkpoint.__dict__["is_fresh"],
+                 ValidationDefinition.__dict__["is_fresh"]]
     memoized = outcome(GxProject(tmp_path / "a", tmp_path / "a" / "docs", data_docs=False), "run-memo")
-    assert Expectation.__dict__["configuration"] is original  # the class is as GX made it after the block
+    # the classes are as GX made them after the block
+    assert [Expectation.__dict__["configuration"], Checkpoint.__dict__["is_fresh"],
+            ValidationDefinition.__dict__["is_fresh"]] == originals
     monkeypatch.setattr(gx_module, "memoized_configurations", contextlib.nullcontext)
+    monkeypatch.setattr(gx_module, "trusted_freshness", lambda _checkpoint: contextlib.nullcontext())
     plain = outcome(GxProject(tmp_path / "b", tmp_path / "b" / "docs", data_docs=False), "run-plain")
     assert memoized == plain
     failed = sorted(name for name, (ok, _result) in plain.items() if not ok)
     assert failed == ["allowed:band", "floor:score", "high:score", "not_null:client_id", "range:score",
                       "unique:client_id"]  # the pairs are unique, and there are rows
+
+
+def test_only_the_checkpoint_given_is_taken_as_fresh_any_other_is_checked_as_gx_does(tmp_path):
+    from lakehouse.quality.gx import GxProject, import_gx, trusted_freshness
+
+    gx = import_gx()
+    config = {"name": "analytics.fresh_check", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "k"}, "severity": "critical",
+         "meta": {"rule": "not_null:k", "description": "k"}}]}
+    project = GxProject(tmp_path / "p", tmp_path / "p" / "docs", data_docs=False)
+    given = project.checkpoint(config["name"], config)
+    unsaved = gx.Checkpoint(name="never_added", validation_definitions=given.validation_definitions)
+    with trusted_freshness(given):
+        assert given.is_fresh().success
+        assert not unsaved.is_fresh().success  # never added to the project: GX's own check says so
+    assert given.is_fresh().success  # and GX's check agrees outside the block
 
 
 def test_data_docs_render_a_suite_page_again_only_when_the_suite_changed(tmp_path):
