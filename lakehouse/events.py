@@ -302,6 +302,12 @@ def _write_dead_letters(ctx: RunContext, rows: list[dict[str, Any]], days: Itera
                      replace=[{"dt": d} for d in sorted(set(days))], stage="events.dead_letters")
 
 
+#: A handler rewrites the dead letters of its days whole (every handler's rows of those days): handlers side by
+#: side (stage workers, an Airflow local executor) take this lock around the read and the write, or one could
+#: write back rows read before the other's write.
+DEAD_LETTER_LOCK = "_meta/events/dead_letters"
+
+
 def dead_letter(ctx: RunContext, stage: Any, error: str) -> int:
     """A handler stage failed: keep the inbox rows routed to it for the run's days in ``events.dead_letters``
     with the error (attempts counted per event). Returns how many events are dead-lettered."""
@@ -309,6 +315,11 @@ def dead_letter(ctx: RunContext, stage: Any, error: str) -> int:
              if r["handler"] == stage.name]
     if not inbox:
         return 0
+    with ctx.lake.local_lock(DEAD_LETTER_LOCK):
+        return _dead_letter(ctx, stage, error, inbox)
+
+
+def _dead_letter(ctx: RunContext, stage: Any, error: str, inbox: list[dict[str, Any]]) -> int:
     days = sorted({str(r["dt"]) for r in inbox})
     existing = [r for r in _dead_letter_rows(ctx) if str(r["dt"]) in days]
     by_key = {(r["event_id"], r["handler"]): r for r in existing}
@@ -327,6 +338,11 @@ def dead_letter(ctx: RunContext, stage: Any, error: str) -> int:
 
 def resolve_dead_letters(ctx: RunContext, stage: Any) -> int:
     """A handler stage succeeded over the run's days: its dead letters of those days are resolved."""
+    with ctx.lake.local_lock(DEAD_LETTER_LOCK):
+        return _resolve_dead_letters(ctx, stage)
+
+
+def _resolve_dead_letters(ctx: RunContext, stage: Any) -> int:
     rows = [r for r in _dead_letter_rows(ctx) if str(r["dt"]) in set(ctx.days)]
     mine = [r for r in rows if r["handler"] == stage.name and r["status"] == "dead"]
     if not mine:

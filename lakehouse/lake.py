@@ -682,6 +682,25 @@ class Lake:
             return uri[len("s3://"):]
         return uri
 
+    @contextlib.contextmanager
+    def local_lock(self, relative: str):
+        """An exclusive lock on ``relative`` (a ``.lock`` file beside the lake's small files) for a
+        read-modify-write that processes of one machine share: stage workers, Airflow's local executor. A lake
+        on S3 takes no lock here (its writers are told apart by the partitions they own)."""
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        path = Path(self._small_path(relative + ".lock"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def write_text(self, relative: str, text: str) -> str:
         return self.write_bytes(relative, text.encode("utf-8"))
 

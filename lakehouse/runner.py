@@ -223,7 +223,8 @@ def _run(settings: Settings, dates: list[date], *, agents, stages, kinds, observ
     # Data Docs are built in the background when there is a core for it (the pages are a report: the lake is
     # committed, and a failed build is a warning the next audited run makes good): the pages asked for by the
     # time the stages that run side by side are done, beside the serial stages after them (dispatch and the
-    # handlers, which rarely audit a row); any asked for after, with the index again, beside the catalog refresh
+    # later rounds' handlers, which rarely audit a row); any asked for after, with the index again, beside the
+    # catalog refresh
     from lakehouse.quality.gx import build_pending_docs, pending_docs
     from lakehouse.workers import in_background
 
@@ -544,22 +545,9 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     return "ok"
 
 
-@contextlib.contextmanager
 def _state_lock(ctx: RunContext, st: Stage):
     """An exclusive lock on a stage's state file of a local lake (an S3 lake's state is written in one PUT)."""
-    if not ctx.lake.local:
-        yield
-        return
-    import fcntl
-
-    path = Path(ctx.lake._small_path(_state_path(st) + ".lock"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return ctx.lake.local_lock(_state_path(st))
 
 
 #: The registry's pointer to a model's promoted version (lakehouse/model_registry.py).

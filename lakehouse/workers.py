@@ -12,8 +12,11 @@ of them: it runs in a worker forked before they are loaded, while the run's proc
 What stays the same as a serial run:
 
 * **Order.** A stage starts only when every stage it depends on (its declaration: what it reads, ``after``)
-  has finished; serial kinds (ingestion, the gate, dispatch, handlers, maintenance) run in the run's own
-  process, with no worker busy, in plan order. A serial stage that declares parts (``Stage.parts``: the gate,
+  has finished; serial kinds (ingestion, the gate, dispatch, maintenance) run in the run's own process,
+  with no worker busy, in plan order. The first round's event handlers run in the workers (each agent's
+  handler writes its own tables; the event outbox and the dead letters they share are serialised by the
+  catalog and by :data:`lakehouse.events.DEAD_LETTER_LOCK`); later dispatch rounds run theirs in the run's
+  process. A serial stage that declares parts (``Stage.parts``: the gate,
   one part per landing source) runs its parts in the workers instead, each after the parts it names, and
   nothing after it starts before all its parts are done.
 * **Tables.** Each stage commits its outputs as before. Two workers committing to one table (the event outbox)
@@ -57,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 #: Stage kinds a worker may run; the others are steps of the run itself (see the module docstring).
-PARALLEL_KINDS = ("transform", "score", "train")
+PARALLEL_KINDS = ("transform", "score", "train", "handler")
 MAX_AUTO_WORKERS = 4
 _PR_SET_PDEATHSIG = 1
 #: Objects a worker inherited from the run and must never free (see _after_fork).

@@ -155,6 +155,45 @@ def _msp(home, *args, pythonpath=(), **env):
                           text=True, cwd=root, timeout=600)
 
 
+def test_handlers_failing_side_by_side_keep_each_others_dead_letters(throwaway_agent, settings, monkeypatch):
+    """Two handlers fail on one day in two processes at once (handlers run side by side in the stage workers).
+    Each reads the day's dead letters and writes them back with its own; the lock around both makes the
+    second read the first's write, so neither drops the other's rows (a pause between the read and the write
+    would otherwise let both read the day empty)."""
+    import time
+
+    from lakehouse import events, workers
+    from lakehouse.lake import Lake
+
+    day = date(2024, 2, 29)
+    ctx = RunContext.create(settings, [day])
+    write_outbox(ctx, "client.profitability.changed", [margin_event(), margin_event("C2")], [day.isoformat()])
+    dispatch(ctx)
+    reg = registry()
+    handlers = sorted({h for _a, h in reg.routes["client.profitability.changed"]})[:2]
+    assert len(handlers) == 2 and "tmpagent.on_margin" in handlers
+    real_write = events._write_dead_letters
+
+    def slow_write(c, rows, days):
+        time.sleep(0.5)
+        real_write(c, rows, days)
+
+    monkeypatch.setattr(events, "_write_dead_letters", slow_write)
+
+    def fail_as(handler):
+        mine = RunContext.create(settings, [day])
+        workers._after_fork(mine)
+        assert events.dead_letter(mine, reg.stages[handler], f"{handler} failed") == 2
+
+    running = [workers.in_background(fail_as, h) for h in handlers]
+    if None in running:
+        pytest.skip("processes cannot be forked here")
+    assert [r.result() for r in running] == [None, None]
+    rows = events.dead_letters(Lake.from_settings(settings))
+    assert sorted((r["handler"], r["subject"]) for r in rows) == sorted(
+        (h, s) for h in handlers for s in ("client:C1", "client:C2"))
+
+
 def test_dead_letters_and_redrive_through_the_command_line(throwaway_agent, settings, tmp_path):
     """`msp run` with a handler that really fails leaves dead letters `msp events dead` lists; once the cause is
     gone `msp events redrive` reruns the handler and resolves them; a second redrive has nothing to do."""

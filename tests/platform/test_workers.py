@@ -43,7 +43,7 @@ AGENT = Agent(
         Stage("tmppar.fail", "tmppar.jobs:fail", kind="transform", description="Fails when told to."),
         Stage("tmppar.join", "tmppar.jobs:join", kind="transform", reads=("analytics.tmppar_parts",),
               writes=("analytics.tmppar_total",), after=("tmppar.a", "tmppar.b"), description="Sums the parts."),
-        Stage("tmppar.after", "tmppar.jobs:after", kind="handler", reads=("analytics.tmppar_total",),
+        Stage("tmppar.after", "tmppar.jobs:after", kind="dispatch", reads=("analytics.tmppar_total",),
               description="A serial stage after the parallel ones (it runs in the run's own process)."),
         Stage("tmppar.split", "tmppar.jobs:split", kind="gate", writes=("analytics.tmppar_parts",),
               parts="tmppar.jobs:parts", description="One stage whose run splits into parts x, y after x, z."),
