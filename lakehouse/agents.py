@@ -109,7 +109,7 @@ class Stage:
     description: str = ""
     agent: str = ""
     #: ``"module:function"``, ``parts(ctx) -> list[Part] | None``: how the stage's work for a run splits into
-    #: runs of the stage narrowed by ``ctx.params`` (one per landing source, for the gate) that may run side
+    #: runs of the stage narrowed by ``ctx.params`` (one per dataset, for the gate) that may run side
     #: by side when the run has workers (``lakehouse/workers.py``); None: it does not split for this run.
     parts: str = ""
 

@@ -112,11 +112,8 @@ def close_catalog_connections() -> None:
 
 def forget_catalogs() -> None:
     """Drop cached catalogs (tests that delete a lake between cases)."""
+    close_catalog_connections()
     with _LOCK:
-        for cat in _CATALOGS.values():
-            engine = getattr(cat, "engine", None)
-            if engine is not None:
-                engine.dispose()
         _CATALOGS.clear()
 
 

@@ -17,7 +17,7 @@ What stays the same as a serial run:
   handler writes its own tables; the event outbox and the dead letters they share are serialised by the
   catalog and by :data:`lakehouse.events.DEAD_LETTER_LOCK`); later dispatch rounds run theirs in the run's
   process. A serial stage that declares parts (``Stage.parts``: the gate,
-  one part per landing source) runs its parts in the workers instead, each after the parts it names, and
+  one part per dataset) runs its parts in the workers instead, each after the parts it names, and
   nothing after it starts before all its parts are done.
 * **Tables.** Each stage commits its outputs as before. Two workers committing to one table (the event outbox)
   are serialised by the catalog's compare-and-swap: the loser recomputes against the new snapshot and
@@ -217,20 +217,13 @@ class WorkerPool:
         self._idle, self._busy = [], {}
 
     def _retire(self, worker: _Worker) -> None:
-        with contextlib.suppress(OSError):
-            worker.conn.send(None)
-        worker.process.join(timeout=30)
-        worker.close()
+        """Stop one worker that is not busy."""
+        _stop([worker])
 
     def _stop_idle(self) -> None:
-        """Tell the idle workers to stop (all at once), then wait for each."""
+        """Stop the idle workers."""
         idle, self._idle = self._idle, []
-        for worker in idle:
-            with contextlib.suppress(OSError):
-                worker.conn.send(None)
-        for worker in idle:
-            worker.process.join(timeout=30)
-            worker.close()
+        _stop(idle)
 
     def _spawn(self) -> _Worker:
         parent, child = self._mp.Pipe()
@@ -240,6 +233,16 @@ class WorkerPool:
         process.start()
         child.close()
         return _Worker(process, parent, generation=self._generation)
+
+
+def _stop(workers: list[_Worker]) -> None:
+    """Tell these workers (none busy) to stop, all at once, then wait for each."""
+    for worker in workers:
+        with contextlib.suppress(OSError):
+            worker.conn.send(None)
+    for worker in workers:
+        worker.process.join(timeout=30)
+        worker.close()
 
 
 @dataclass

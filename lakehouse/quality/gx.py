@@ -124,15 +124,26 @@ def memoized_configurations() -> Iterator[None]:
             got = kept[id(self)] = (self, build(self))
         return got[1]
 
-    with _MEMO_LOCK:
-        Expectation.configuration = property(configuration, doc=original.__doc__)
-        try:
-            yield
-        finally:
-            Expectation.configuration = original
+    with _patched({(Expectation, "configuration"): property(configuration, doc=original.__doc__)}):
+        yield
 
 
 _MEMO_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _patched(attributes: dict[tuple[type, str], Any]) -> Iterator[None]:
+    """Set these class attributes of GX for the block, and put GX's own back after it. One block at a time
+    in a process (the classes are shared by its threads)."""
+    with _MEMO_LOCK:
+        originals = {key: key[0].__dict__[key[1]] for key in attributes}
+        for (cls, name), value in attributes.items():
+            setattr(cls, name, value)
+        try:
+            yield
+        finally:
+            for (cls, name), original in originals.items():
+                setattr(cls, name, original)
 
 
 @contextlib.contextmanager
@@ -175,14 +186,8 @@ def trusted_freshness(checkpoint: Any) -> Iterator[None]:
 
         return is_fresh
 
-    with _MEMO_LOCK:
-        for cls in checks:
-            cls.is_fresh = patched(cls)
-        try:
-            yield
-        finally:
-            for cls, original in originals.items():
-                cls.is_fresh = original
+    with _patched({(cls, "is_fresh"): patched(cls) for cls in checks}):
+        yield
 
 
 def gx_context():
