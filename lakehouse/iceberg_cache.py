@@ -85,5 +85,20 @@ class CachingSqlCatalog(SqlCatalog):
         with self.engine.connect() as con:
             return {(namespace, name): location for namespace, name, location in con.execute(stmt)}
 
+    def current_snapshot_ids(self, identifiers: list[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+        """The current snapshot id of each table whose answer needs no file read, from one catalog query: a
+        table the catalog lacks (None), or one whose metadata file this process has parsed. The others are
+        left out (the caller loads them)."""
+        locations = self.metadata_locations()
+        out: dict[tuple[str, str], int | None] = {}
+        with self._parsed_lock:
+            for ident in identifiers:
+                key = (Catalog.namespace_to_string(Catalog.namespace_from(ident)), Catalog.table_name_from(ident))
+                if key not in locations:
+                    out[ident] = None
+                elif (metadata := self._parsed.get(locations[key] or "")) is not None:
+                    out[ident] = metadata.current_snapshot_id
+        return out
+
     def table_exists(self, identifier: str | tuple[str, ...]) -> bool:
         return self._location(identifier) is not None

@@ -299,6 +299,16 @@ class Lake:
         snap = tbl.current_snapshot() if tbl is not None else None
         return snap.snapshot_id if snap else None
 
+    def snapshot_ids(self, datasets: Iterable[Dataset]) -> dict[str, int | None]:
+        """The current snapshot of each table, by qualified name, read afresh as :meth:`snapshot_id` does;
+        from one catalog query where the catalog answers for many tables at once (a stage's signature asks
+        for every table it reads and writes, before and after it runs)."""
+        datasets = list(datasets)
+        batch = getattr(self.catalog, "current_snapshot_ids", None)
+        known = batch([self.identifier(ds) for ds in datasets]) if batch is not None else {}
+        return {ds.qualified_name: (known[ident] if (ident := self.identifier(ds)) in known else self.snapshot_id(ds))
+                for ds in datasets}
+
     def snapshot_as_of(self, ds: Dataset, when: datetime) -> int | None:
         if not self.exists(ds):
             return None

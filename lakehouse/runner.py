@@ -512,7 +512,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     reg = registry()
     state = load_state(ctx, st)
     settings_code = _hash(settings_version(ctx.settings, st), code_version(st))
-    inputs = {name: ctx.lake.snapshot_id(schemas.get(name)) for name in sorted(reg.inputs(st))}
+    inputs = _snapshots(ctx, reg.inputs(st))
     key = _dates_key(dates, ctx.params)
     signature = _hash(settings_code, inputs, key)
     previous = (state.get("runs") or {}).get(key)
@@ -520,19 +520,22 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     models_then = (previous or {}).get("models") or {}
     if (skip_unchanged and st.kind not in NEVER_SKIPPED and previous
             and previous.get("signature") == signature
-            and all(ctx.lake.snapshot_id(schemas.get(d)) == snap for d, snap in outputs_then.items())
+            and _snapshots(ctx, outputs_then) == outputs_then
             and all(_file_digest(ctx, path) == digest for path, digest in models_then.items())):
         ctx.count(f"stage:{st.name}").notes.append(f"unchanged since run {previous.get('run_id')}")
         return "unchanged"
     ctx.stage = st
     ctx.rebuild = state.get("settings_code") != settings_code
     ctx.last_inputs = dict(state.get("inputs") or {})
-    ctx.consumed = {}
+    # its reads see the snapshots its signature names (those of the tables it also writes: as at first read)
+    writes = {schemas.get(d).qualified_name for d in reg.outputs(st)}
+    ctx.consumed = {schemas.get(n).qualified_name: snap for n, snap in inputs.items()
+                    if schemas.get(n).qualified_name not in writes}
     ctx.lake.small_reads.clear()
     st.func(ctx)
     faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
-    outputs = {d: ctx.lake.snapshot_id(schemas.get(d)) for d in sorted(reg.outputs(st))}
+    outputs = _snapshots(ctx, reg.outputs(st))
     # the promoted models it read (a newly promoted model must be applied even when no input changed)
     models = {p: _file_digest(ctx, p) for p in sorted(ctx.lake.small_reads) if _MODEL_POINTER.match(p)}
     entry = {"signature": signature, "outputs": outputs, "models": models, "run_id": ctx.run_id,
@@ -543,6 +546,13 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
         ctx.lake.write_text(_state_path(st), json.dumps({
             "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
     return "ok"
+
+
+def _snapshots(ctx: RunContext, names: Iterable[str]) -> dict[str, int | None]:
+    """The current snapshot of each of these datasets, by name (one catalog query for all of them)."""
+    names = sorted(names)
+    found = ctx.lake.snapshot_ids([schemas.get(n) for n in names])
+    return {n: found[schemas.get(n).qualified_name] for n in names}
 
 
 def _state_lock(ctx: RunContext, st: Stage):

@@ -51,12 +51,17 @@ def throwaway_agent(tmp_path, monkeypatch):
     from lakehouse.environment import forget_catalogs
     from tests.agent_package import write_agent_package
 
+    def forget_package():  # the package and its modules: a test that rewrites tmpagent/jobs.py must load it
+        for name in [m for m in sys.modules if m == "tmpagent" or m.startswith("tmpagent.")]:
+            del sys.modules[name]
+
     root = write_agent_package(tmp_path / "site")
     monkeypatch.syspath_prepend(str(root))
+    forget_package()
     agents.reset()
     forget_catalogs()
     yield root
-    sys.modules.pop("tmpagent", None)
+    forget_package()
     agents.reset()
 
 

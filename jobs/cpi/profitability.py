@@ -45,7 +45,16 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobs.cpi.exact import decimal_literal, fdiv, half_up, ratio, to_decimal, to_double, units
-from lakehouse.transforms import as_of, closing_day, latest, month_of, month_start, months_between, months_table
+from lakehouse.transforms import (
+    TIE_BREAKERS,
+    as_of,
+    closing_day,
+    latest,
+    month_of,
+    month_start,
+    months_between,
+    months_table,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis
@@ -340,23 +349,64 @@ def transform(inputs: ProfitabilityInputs, months: Iterable[str], cfg: CpiSettin
 
 
 # ---- which months a run recomputes -----------------------------------------------------------------
-def reach(today: Mapping[str, ibis.Table], all_lines: ibis.Table, end: date) -> ibis.Table:
+#: Inputs whose records each cover a stretch of days, (key, first day, last day or null while open): an
+#: addition is billed from its effective date to its cancellation, a cost rate applies from effective_from
+#: to effective_to.
+SPANNING = {"additions": ("addition_id", "effective_date", "cancelled_date"),
+            "cost_rates": ("cost_rate_id", "effective_from", "effective_to")}
+
+
+def _span(t: ibis.Table, a: Any, b: Any) -> ibis.Table:
+    return t.select(a=a.cast("date"), b=b.cast("date"))
+
+
+def changed_spans(new: ibis.Table, old: ibis.Table | None, key: str, first: str, last: str,
+                  end: Any) -> list[ibis.Table]:
+    """The stretches of days whose numbers the new versions of spanning records (:data:`SPANNING`) change.
+
+    Without the versions known before (``old`` is None), or for a record not seen before, or one whose
+    values changed (quantity, price, cost, rate, agreement...), it is the record's whole stretch, hull of
+    the old and the new one. A record that only moved an end changes only the days between its old and new
+    end: the yearly cancellation of an addition that has run since 2021 (its last day set to December
+    31st) changes December and January, not the four years before. An open end counts as ``end``."""
+    import ibis
+
+    n = latest(new, [key])
+    if old is None:
+        return [_span(n, n[first], n[last].coalesce(end))]
+    o = latest(old, [key])
+    meta = {key, first, last, "created_at", "updated_at", *TIE_BREAKERS}
+    values = [c for c in n.columns if c in o.columns and c not in meta and not c.startswith("_")]
+    o = o.select(_k=o[key], _first=o[first].cast("date"), _last=o[last].cast("date").coalesce(end),
+                 **{f"_o_{c}": o[c] for c in values})
+    j = n.left_join(o, n[key] == o._k)
+    j = j.mutate(_nf=j[first].cast("date"), _nl=j[last].cast("date").coalesce(end))
+    same = ibis.and_(*[j[c].identical_to(j[f"_o_{c}"]) for c in values]) if values else ibis.literal(True)
+    whole = j.filter(j._k.isnull() | ~same)
+    moved = j.filter(j._k.notnull() & same)
+    starts = moved.filter(moved._nf != moved._first)
+    ends = moved.filter(moved._nl != moved._last)
+    return [_span(whole, ibis.least(whole._nf, whole._first.coalesce(whole._nf)),
+                  ibis.greatest(whole._nl, whole._last.coalesce(whole._nl))),
+            _span(starts, ibis.least(starts._nf, starts._first), ibis.greatest(starts._nf, starts._first)),
+            _span(ends, ibis.least(ends._nl, ends._last), ibis.greatest(ends._nl, ends._last))]
+
+
+def reach(today: Mapping[str, ibis.Table], all_lines: ibis.Table, end: date,
+          before: Mapping[str, ibis.Table | None] | None = None) -> ibis.Table:
     """Distinct (first, last) ``yyyy-MM`` spans that the rows of ``today`` reach (see
-    :func:`affected_months`); ``last`` is capped at the month of ``end``."""
+    :func:`affected_months`); ``last`` is capped at the month of ``end``. ``before`` holds, for the
+    inputs of :data:`SPANNING`, the versions known before the run's days (see :func:`changed_spans`)."""
     import ibis
 
     end_lit = ibis.literal(end, type="date")
-
-    def span(t: ibis.Table, a: Any, b: Any) -> ibis.Table:
-        return t.select(a=a.cast("date"), b=b.cast("date"))
-
+    span = _span
     lines = today["invoice_lines"]
     touched = today["invoices"].select("invoice_id").join(all_lines, "invoice_id")
     spans = [span(df, df.service_period_start, ibis.ifelse(df.line_type == "one_time", df.service_period_start,
                                                            df.service_period_end)) for df in (lines, touched)]
-    add, rates = today["additions"], today["cost_rates"]
-    spans.append(span(add, add.effective_date, add.cancelled_date.coalesce(end_lit)))
-    spans.append(span(rates, rates.effective_from, rates.effective_to.coalesce(end_lit)))
+    for name, (key, first, last) in SPANNING.items():
+        spans.extend(changed_spans(today[name], (before or {}).get(name), key, first, last, end_lit))
     for name, col in (("time_entries", "work_date"), ("payments", "payment_date"), ("endpoints", "snapshot_date")):
         spans.append(span(today[name], today[name][col], today[name][col]))
     tickets = today["tickets"]
@@ -371,18 +421,20 @@ def reach(today: Mapping[str, ibis.Table], all_lines: ibis.Table, end: date) -> 
 
 
 def affected_months(today: Mapping[str, ibis.Table], all_lines: ibis.Table, dates: list[date],
-                    close_days: int) -> set[str]:
+                    close_days: int, before: Mapping[str, ibis.Table | None] | None = None) -> set[str]:
     """Months whose numbers the run's export days can change: the months of the days themselves, months
     that close on one of the days (their final recompute), and the months that rows exported on those days
     reach back to (a late labour invoice, a voided invoice, an addition or cost rate changed in the past).
-    ``today`` holds each input's rows exported on the run's days; ``all_lines`` every invoice line."""
+    ``today`` holds each input's rows exported on the run's days; ``all_lines`` every invoice line;
+    ``before`` the versions of additions and cost rates known before those days, where they are known
+    (:func:`changed_spans`)."""
     months = {month_of(d) for d in dates}
     for d in dates:
         last = d - timedelta(days=close_days)
         if (last + timedelta(days=1)).day == 1:
             months.add(month_of(last))
     end = max(dates)
-    for row in reach(today, all_lines, end).to_pyarrow().to_pylist():
+    for row in reach(today, all_lines, end, before).to_pyarrow().to_pylist():
         if row["a"] <= row["b"]:
             months.update(months_between(row["a"], row["b"]))
     return {m for m in months if m <= month_of(end)}
@@ -397,6 +449,15 @@ def export_days(ctx: RunContext, dataset: str) -> list[str] | None:
         return None
     end = ctx.end.isoformat()
     return sorted(set(ctx.days) | {p["dt"] for p in changed if p.get("dt") and p["dt"] <= end})
+
+
+def versions_before(ctx: RunContext, days: Mapping[str, list[str] | None]) -> dict[str, ibis.Table | None]:
+    """For each input of :data:`SPANNING`, its rows exported before the run's first day: the versions the
+    months already published were computed from, when the stage has seen every earlier day (None when an
+    earlier day changed since: a re-delivered file, rows released from quarantine)."""
+    start = ctx.start.isoformat()
+    return {k: (ctx.table(INPUTS[k], as_of(ctx.start - timedelta(days=1)))
+                if days[k] is not None and min(days[k]) >= start else None) for k in SPANNING}
 
 
 def run(ctx: RunContext) -> None:
@@ -417,8 +478,8 @@ def run(ctx: RunContext) -> None:
     else:
         today = {k: ctx.table(ds, {"dt": days[k]}) for k, ds in INPUTS.items()}
         all_lines = ctx.table(INPUTS["invoice_lines"], as_of(end))
-        months = sorted(m for m in affected_months(today, all_lines, ctx.dates, cfg.month_close_days)
-                        if m >= month_of(first))
+        months = sorted(m for m in affected_months(today, all_lines, ctx.dates, cfg.month_close_days,
+                                                   versions_before(ctx, days)) if m >= month_of(first))
         why = "months the run's export days touch"
     if not months:
         return

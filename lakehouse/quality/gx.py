@@ -108,7 +108,7 @@ def memoized_configurations() -> Iterator[None]:
     on a daily batch. A validation reads its expectations and never changes them, so one configuration per
     expectation is kept for the block (the block is one Checkpoint run; tests/quality/test_gx.py
     shows identical results with and without it). Where GX's class no longer has the property, the block
-    does nothing."""
+    does nothing. The block also names GX's metrics without its generic conversion (:func:`_plain_ids`)."""
     from great_expectations.expectations.expectation import Expectation
 
     original = Expectation.__dict__.get("configuration")
@@ -124,8 +124,51 @@ def memoized_configurations() -> Iterator[None]:
             got = kept[id(self)] = (self, build(self))
         return got[1]
 
-    with _patched({(Expectation, "configuration"): property(configuration, doc=original.__doc__)}):
+    with _patched({(Expectation, "configuration"): property(configuration, doc=original.__doc__),
+                   **_plain_ids()}):
         yield
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether GX's ``convert_to_json_serializable`` would return this value as it is (exact built-in types:
+    strings, integers, booleans, None, numbers that are not NaN, and lists, tuples and string-keyed dicts
+    of those)."""
+    t = type(value)
+    if value is None or t is str or t is int or t is bool:
+        return True
+    if t is float:
+        return value == value  # NaN becomes None
+    if t is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
+    if t is list or t is tuple:
+        return all(_is_plain(v) for v in value)
+    return False
+
+
+def _plain_ids() -> dict[tuple[type, str], Any]:
+    """``IDDict.to_id`` without GX's generic conversion where the values are plain (:func:`_is_plain`).
+
+    GX names each metric it plans by an md5 of its keyword arguments, converted first by
+    ``convert_to_json_serializable``, a chain of type checks per value: 20 % of a daily Checkpoint's
+    validation. For plain values that conversion returns them unchanged (tuples as lists, which ``json``
+    writes alike), so the digest is the same; anything else goes to GX's own method."""
+    try:
+        from great_expectations.core.id_dict import IDDict
+    except ImportError:  # pragma: no cover - another GX
+        return {}
+    original = IDDict.__dict__.get("to_id")
+    if not callable(original):  # pragma: no cover - another GX
+        return {}
+
+    def to_id(self, id_keys=None, id_ignore_keys=None):
+        keys = set(self.keys() if id_keys is None else id_keys) - set(
+            self._id_ignore_keys if id_ignore_keys is None else id_ignore_keys)
+        if len(keys) < 2 or not all(type(k) is str and _is_plain(self[k]) for k in keys):
+            return original(self, id_keys, id_ignore_keys)
+        return hashlib.md5(json.dumps({k: self[k] for k in keys}, sort_keys=True).encode("utf-8"),
+                           usedforsecurity=False).hexdigest()
+
+    return {(IDDict, "to_id"): to_id}
 
 
 _MEMO_LOCK = threading.RLock()

@@ -92,3 +92,41 @@ def test_daily_summary_month_to_date_and_projection(cfg):
     assert (c1["over_utilizer"], c2["over_utilizer"]) == (True, False)
     assert (c1["churn_probability"], c1["risk_band"], c2["risk_band"]) == (0.3, "watch", None)
     assert c1["dt"] == "2024-04-03" and c1["month"] == "2024-04"
+
+
+def test_an_addition_or_rate_that_only_moved_its_end_reaches_only_the_months_between_the_ends():
+    """The yearly reissue: each addition is cancelled on Dec 31 and a new one starts on Jan 1; each cost rate
+    is closed on Dec 31. Known before, they change December and January only; unknown, every month."""
+    all_lines = table("processed.invoice_lines", [])
+    old_addition = {"addition_id": "A1", "agreement_id": "G1", "client_id": "C1", "quantity": 10,
+                    "unit_cost": 3.5, "unit_price": 4.0, "effective_date": "2024-01-01",
+                    "updated_at": "2024-01-01T09:00:00", "dt": "2024-01-01"}
+    old_rate = {"cost_rate_id": "R1", "technician_id": "T1", "cost_rate": 50, "effective_from": "2024-01-01",
+                "updated_at": "2024-01-01T09:00:00", "dt": "2024-01-01"}
+    today = exported_today(
+        additions=[{**old_addition, "cancelled_date": "2025-12-31", "updated_at": "2026-01-01T10:00:00",
+                    "dt": "2026-01-01"},
+                   {**old_addition, "addition_id": "A2", "effective_date": "2026-01-01",
+                    "updated_at": "2026-01-01T10:00:00", "dt": "2026-01-01"}],
+        cost_rates=[{**old_rate, "effective_to": "2025-12-31", "updated_at": "2026-01-01T10:00:00",
+                     "dt": "2026-01-01"}])
+    before = {"additions": table("processed.agreement_additions", [old_addition]),
+              "cost_rates": table("processed.technician_cost_rates", [old_rate])}
+    day = [date(2026, 1, 1)]
+    assert profitability.affected_months(today, all_lines, day, 5, before) == {"2025-12", "2026-01"}
+    # the same rows with what came before unknown: from their first day on
+    everything = set(profitability.months_between("2024-01", "2026-01"))
+    assert profitability.affected_months(today, all_lines, day, 5) == everything
+    assert profitability.affected_months(today, all_lines, day, 5, {"additions": None, "cost_rates": None}) \
+        == everything
+    # a changed value (the unit cost) changes every month the addition ran, old stretch and new
+    repriced = exported_today(additions=[{**old_addition, "unit_cost": 3.9, "effective_date": "2024-06-01",
+                                          "updated_at": "2026-01-01T10:00:00", "dt": "2026-01-01"}])
+    assert profitability.affected_months(repriced, all_lines, day, 5, before) == everything
+    # a start moved from June to March 2025 changes March to June, and only those
+    moved = exported_today(additions=[{**old_addition, "effective_date": "2025-03-01", "dt": "2026-01-01",
+                                       "updated_at": "2026-01-01T10:00:00"}])
+    before_june = {"additions": table("processed.agreement_additions",
+                                      [{**old_addition, "effective_date": "2025-06-15"}])}
+    assert profitability.affected_months(moved, all_lines, day, 5, before_june) == {
+        "2025-03", "2025-04", "2025-05", "2025-06", "2026-01"}

@@ -264,3 +264,38 @@ def test_data_docs_render_a_suite_page_again_only_when_the_suite_changed(tmp_pat
     with project.deferred_docs():  # a changed rule rewrites the suite, and its page follows
         project.run("processed.y", config(20), pd.DataFrame({"a": [3]}), "run-3")
     assert suite_page.stat().st_mtime > 1 and "20" in suite_page.read_text(encoding="utf-8")
+
+
+def test_metric_ids_in_the_block_are_gx_own_and_gx_method_is_back_after_it():
+    """Within memoized_configurations GX names its metrics without its generic conversion (plain values
+    only); every id equals the one GX's own method gives, plain or not."""
+    import math
+    from enum import Enum
+
+    import numpy as np
+
+    from lakehouse.quality.gx import import_gx, memoized_configurations
+
+    import_gx()
+    from great_expectations.core.id_dict import IDDict
+
+    class Mode(Enum):
+        A = "a"
+
+    dicts = [
+        {"column": "client_id", "batch_id": "lake-analytics.churn"},
+        {"column": "score", "min_value": 0, "max_value": 1.5, "strict_min": False, "parse_strings_as_datetimes": None},
+        {"value_set": ["low", "high"], "column": "band", "row_condition": 'band=="high"'},
+        {"column_list": ("client_id", "band"), "nested": {"a": [1, 2.5, None], "b": True}},
+        {"column": "x", "min_value": math.nan, "max_value": 3},          # NaN: converted by GX to None
+        {"column": "x", "value_set": {"b", "a"}, "mode": Mode.A},         # a set and an Enum: GX's path
+        {"column": "x", "max_value": np.int64(4), "other": IDDict({"k": 1, "j": 2})},
+        {"only": "one"}, {},
+    ]
+    original = IDDict.__dict__["to_id"]
+    expected = [IDDict(d).to_id() for d in dicts] + [IDDict(dicts[1]).to_id(id_ignore_keys={"strict_min"})]
+    with memoized_configurations():
+        assert IDDict.__dict__["to_id"] is not original
+        got = [IDDict(d).to_id() for d in dicts] + [IDDict(dicts[1]).to_id(id_ignore_keys={"strict_min"})]
+    assert got == expected
+    assert IDDict.__dict__["to_id"] is original
