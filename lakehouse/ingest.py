@@ -664,6 +664,35 @@ def _holds_lines(ctx: RunContext, results: dict[str, DatasetIngest]) -> bool:
     return False
 
 
+#: Runs of at most this many export days ingest in one piece: a day's ingestion (1-2 s on the small MSP) is
+#: shorter than the loading of GX the run does beside it, so its later parts would only start after that.
+SPLIT_AFTER_DAYS = 1
+
+
+def parts(ctx: RunContext):
+    """A run of several export days split into one part per landing source that holds a file for those days
+    (or a file without a date, which ingestion rejects), so that the workers share the ingestion of a
+    backfill the way Airflow's tasks share a day's (one per source). Sources with no such file have nothing
+    to do and get no part. None when the run is narrowed to sources already, is short
+    (:data:`SPLIT_AFTER_DAYS`), or has fewer than two sources to ingest."""
+    from lakehouse.agents import Part
+
+    if ctx.params.get("sources") or len(ctx.dates) <= SPLIT_AFTER_DAYS:
+        return None
+    landing = Landing(ctx.settings.landing_root)
+    days = set(ctx.days)
+    busy = []
+    for source in sorted({d.source for d in schemas.datasets("raw")}):
+        for ds in (d for d in schemas.datasets("raw") if d.source == source):
+            dated, undated = landing.listing(ds)
+            if undated or any(f.dt in days for f in dated):
+                busy.append(source)
+                break
+    if len(busy) < 2:
+        return None
+    return [Part(source, {"sources": [source]}) for source in busy]
+
+
 def run(ctx: RunContext) -> None:
     """Landing files → raw tables with lineage; malformed files reported, good files loaded."""
     landing = Landing(ctx.settings.landing_root)

@@ -326,14 +326,20 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
 
     try:
         head = pending[0] if pending else None
-        if (use_pool and head is not None and head.kind == "ingest" and not head.parts
+        if (use_pool and head is not None and head.kind == "ingest"
                 and any(not serial(o) or o.parts for o in pending[1:])):
-            # ingestion runs in a worker forked before the workers' libraries are loaded, beside their loading
+            # ingestion runs in workers forked before the workers' libraries are loaded, beside their loading
             pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
                               stages=[o for o in pending if not serial(o)], warm=False)
+            split = _parts(ctx, head)
             report = start(head)
             if report is None:
                 pool.warm()
+            elif split:  # a backfill's sources side by side, the first ones beside the loading of GX
+                _run_parts(pool, head, split, report, warm=lambda: pool.warm(stages=False))
+                if report.status == "failed":
+                    failed.append(head)
+                observer.stage_finished(report)
             else:
                 done = pool.lead(head)
                 report.status, report.error, report.seconds = done.report.status, done.report.error, done.report.seconds
@@ -411,10 +417,13 @@ def _parts(ctx: RunContext, st: Stage) -> list[Any] | None:
     return parts if parts and len(parts) > 1 else None
 
 
-def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport) -> None:
+def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport,
+               warm: Callable[[], None] | None = None) -> None:
     """Run a stage's parts in the workers, each after the parts it names; one report for the stage: failed if
     a part failed (the parts after it are skipped, as Airflow skips the tasks downstream of a failed one),
-    unchanged if all were, else ok."""
+    unchanged if all were, else ok. ``warm`` loads what the workers forked later need, beside the first
+    parts (default: everything left, :meth:`WorkerPool.finish_warming`)."""
+    warm = warm or pool.finish_warming
     t0 = time.perf_counter()
     pending, running, results = list(parts), 0, {}
     while pending or running:
@@ -430,7 +439,7 @@ def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport) -> N
                 pending.remove(part)
                 running += 1
         if running:
-            pool.finish_warming()  # beside the parts, which need none of it
+            warm()  # beside the parts, which need none of it
             for done in pool.wait():
                 results[done.tag] = (done.report.status, done.report.error)
                 running -= 1

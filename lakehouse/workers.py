@@ -98,7 +98,7 @@ class WorkerPool:
         self._busy: dict[int, tuple[_Worker, Stage, Any]] = {}
         self._stages = list(stages or [])
         self._generation = 0  # workers forked before the last warm-up are replaced when they are next idle
-        self._warm_stages = False
+        self._warmed = 0  # 1: what every stage needs is loaded; 2: the stages' own modules too
         faults.share_counters()  # the n-th time a crash point is reached counts across the workers
         if warm:
             self.warm()
@@ -106,10 +106,11 @@ class WorkerPool:
     def warm(self, stages: bool = True) -> None:
         """Load what the workers forked from now on need (see :func:`_warm`): what every stage needs (the GX
         project), and unless ``stages`` is false the stages' own modules and model libraries."""
-        if self._warm_stages:
+        level = 2 if stages else 1
+        if self._warmed >= level:
             return
         _warm(self.ctx, self._stages if stages else [], models=stages)
-        self._warm_stages = stages
+        self._warmed = level
         self._generation += 1
 
     def lead(self, stage: Stage) -> Done:
