@@ -22,6 +22,12 @@ def register(subparsers) -> None:
     p.add_argument("--tables", nargs="+", metavar="TABLE", help="only these tables")
     p.set_defaults(func=cmd_maintain)
 
+    p = sub.add_parser("check", help="does each table's catalog entry name its newest commit, and are its data "
+                                     "files there? (exit 1 if not; changes nothing)")
+    p.add_argument("--tables", nargs="+", metavar="TABLE", help="only these tables")
+    p.add_argument("--no-data-files", action="store_true", help="skip listing the current snapshots' data files")
+    p.set_defaults(func=cmd_check)
+
     cat = subparsers.add_parser("catalog", help="the analysts' SQL catalog (DuckDB locally, Athena on AWS)")
     csub = cat.add_subparsers(dest="catalog_command", required=True, metavar="CATALOG_COMMAND")
     p = csub.add_parser("refresh", help="point every view at its table's current snapshot")
@@ -104,6 +110,31 @@ def cmd_maintain(args, settings: Settings) -> int:
     console.print(table)
     console.print(f"{len(results)} tables checked; catalog refreshed")
     return 0
+
+
+def cmd_check(args, settings: Settings) -> int:
+    from rich.table import Table
+
+    import schemas
+    from lakehouse.cli import console
+    from lakehouse.lake_check import check
+
+    lake = _lake(settings)
+    datasets = [schemas.get(t) for t in args.tables] if args.tables else list(schemas.catalog().values())
+    findings = check(lake, datasets, data_files=not args.no_data_files)
+    if not findings:
+        console.print(f"{len(datasets)} table(s) checked: every catalog entry names its newest metadata file"
+                      + ("" if args.no_data_files else ", and every data file of the current snapshots is there"))
+        return 0
+    table = Table(title=f"Lake check: {len(findings)} finding(s) in {len({f.table for f in findings})} table(s)",
+                  title_justify="left")
+    for col in ("table", "finding", "detail"):
+        table.add_column(col)
+    for f in findings:
+        table.add_row(f.table, f.kind, f.detail)
+    console.print(table)
+    console.print("What each finding means and what to do: docs/architecture.md, \"Checking a lake\"")
+    return 1
 
 
 def cmd_refresh(args, settings: Settings) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -316,3 +317,41 @@ def test_msp_as_a_process_ends_with_all_its_output_and_its_exit_code(settings):
     assert shown.returncode == 0 and json.loads(shown.stdout)["platform.engine"]["value"] == "duckdb"
     refused = msp("run", "--date", "2024-13-45")
     assert refused.returncode == 2 and "not a date" in refused.stderr and not refused.stdout
+
+
+def test_lake_check_finds_a_commit_the_catalog_does_not_name_and_a_missing_data_file(settings, monkeypatch, capsys):
+    """`msp lake check`: clean after ordinary commits; then a lost commit (its metadata file written, the catalog
+    still naming the one before, as when the catalog's WAL was deleted under a writer) and a data file gone
+    are each found, and the command exits 1."""
+    from sqlalchemy import text
+
+    import schemas
+    from lakehouse.environment import forget_catalogs
+    from lakehouse.lake import Lake
+
+    publish_vendors(settings)
+    assert run_cli(monkeypatch, settings, "lake", "check") == 0
+    assert "every catalog entry names its newest metadata file" in capsys.readouterr().out
+    lake = Lake.from_settings(settings)
+    ds = schemas.get("processed.vendors")
+    before = lake.table(ds, refresh=True).metadata_location
+    publish_vendors(settings, vendors=VENDORS[:1])  # the day again, with one vendor: a new snapshot
+    after = lake.table(ds, refresh=True).metadata_location
+    assert after != before
+    with lake.catalog.engine.begin() as con:  # the catalog's pointer left behind
+        con.execute(text("UPDATE iceberg_tables SET metadata_location = :b WHERE metadata_location = :a"),
+                    {"a": after, "b": before})
+    forget_catalogs()
+    assert run_cli(monkeypatch, settings, "lake", "check", "--tables", "processed.vendors") == 1
+    out = capsys.readouterr().out
+    assert "ahead" in out and Path(after.removeprefix("file://")).name[:5] in out
+    # the pointer put back, a data file of the current snapshot removed
+    with Lake.from_settings(settings).catalog.engine.begin() as con:
+        con.execute(text("UPDATE iceberg_tables SET metadata_location = :a WHERE metadata_location = :b"),
+                    {"a": after, "b": before})
+    forget_catalogs()
+    lake = Lake.from_settings(settings)
+    Path(lake.files(ds)[0].removeprefix("file://")).unlink()
+    assert run_cli(monkeypatch, settings, "lake", "check") == 1
+    out = capsys.readouterr().out
+    assert "missing data" in out and "ahead" not in out
