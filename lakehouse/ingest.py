@@ -101,6 +101,7 @@ class LandingFile:
     dataset: str
     relative: str  # path relative to the landing root
     dt: str
+    size: int = 0  # bytes
 
 
 # ---- landing area ---------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ class Landing:
             except ValueError:
                 undated.append((relative, f"impossible export date {m.group(1)!r} in the file name {below!r}"))
                 continue
-            out.append(LandingFile(ds.name, relative, m.group(1)))
+            out.append(LandingFile(ds.name, relative, m.group(1), info.size or 0))
         return sorted(out, key=lambda f: (f.dt, f.relative)), sorted(undated)
 
     def read(self, relative: str) -> bytes:
@@ -664,33 +665,34 @@ def _holds_lines(ctx: RunContext, results: dict[str, DatasetIngest]) -> bool:
     return False
 
 
-#: Runs of at most this many export days ingest in one piece: a day's ingestion (1-2 s on the small MSP) is
-#: shorter than the loading of GX the run does beside it, so its later parts would only start after that.
-SPLIT_AFTER_DAYS = 1
+#: Runs whose landing files hold fewer bytes ingest in one piece. Ingestion reads some 6-7 MB/s here, and the
+#: run loads GX beside it (4-5 s): a smaller run's later parts would only start after that loading, later
+#: than one worker would have finished them all (a day of the small MSP is 0.5 MB; its backfill 100 MB).
+SPLIT_FROM_BYTES = 32 * 2**20
 
 
 def parts(ctx: RunContext):
-    """A run of several export days split into one part per landing source that holds a file for those days
-    (or a file without a date, which ingestion rejects), so that the workers share the ingestion of a
-    backfill the way Airflow's tasks share a day's (one per source). Sources with no such file have nothing
-    to do and get no part. None when the run is narrowed to sources already, is short
-    (:data:`SPLIT_AFTER_DAYS`), or has fewer than two sources to ingest."""
+    """A large run split into one part per landing source that holds a file for its days (or a file without
+    a date, which ingestion rejects), so that the workers share the ingestion of a backfill the way
+    Airflow's tasks share a day's (one per source). Sources with no such file have nothing to do and get no
+    part. None when the run is narrowed to sources already, its files are fewer than
+    :data:`SPLIT_FROM_BYTES`, or fewer than two sources have files."""
     from lakehouse.agents import Part
 
-    if ctx.params.get("sources") or len(ctx.dates) <= SPLIT_AFTER_DAYS:
+    if ctx.params.get("sources"):
         return None
     landing = Landing(ctx.settings.landing_root)
     days = set(ctx.days)
-    busy = []
-    for source in sorted({d.source for d in schemas.datasets("raw")}):
-        for ds in (d for d in schemas.datasets("raw") if d.source == source):
-            dated, undated = landing.listing(ds)
-            if undated or any(f.dt in days for f in dated):
-                busy.append(source)
-                break
-    if len(busy) < 2:
+    sizes: dict[str, int] = {}
+    for ds in schemas.datasets("raw"):
+        dated, undated = landing.listing(ds)
+        mine = [f.size for f in dated if f.dt in days]
+        if mine or undated:
+            sizes[ds.source] = sizes.get(ds.source, 0) + sum(mine)
+    if len(sizes) < 2 or sum(sizes.values()) < SPLIT_FROM_BYTES:
         return None
-    return [Part(source, {"sources": [source]}) for source in busy]
+    # the largest first: the workers forked before GX is loaded take them
+    return [Part(source, {"sources": [source]}) for source in sorted(sizes, key=lambda s: (-sizes[s], s))]
 
 
 def run(ctx: RunContext) -> None:

@@ -284,28 +284,28 @@ def test_documents_text_pdf_and_scanned_pdf():
         parse_document(DOCS, b"%PDF-1.4 garbage", "x/2024-01-01/c4.pdf")
 
 
-def test_a_backfill_splits_into_one_part_per_source_with_files_for_its_days(settings):
-    """`ingest`'s parts: a run of several days gets one part per landing source holding a file of those days
-    (or an undated file, which it rejects); one day, a run narrowed to sources, or a single busy source runs
-    whole."""
-    from lakehouse.ingest import parts
-
-    landing = settings.landing_root
+def test_a_large_run_splits_into_one_part_per_source_with_files_for_its_days(settings, monkeypatch):
+    """`ingest`'s parts: a run whose landing files are large gets one part per landing source holding a file
+    of its days (or an undated file, which it rejects), the largest first; a small run, a run narrowed to
+    sources, or a single busy source runs whole."""
     from pathlib import Path
 
+    from lakehouse import ingest
+
+    landing = Path(settings.landing_root)
     tickets, focus = schemas.get("raw.tickets"), schemas.get("raw.focus_costs")
-    land(Path(landing), tickets, "2024-03-01", "ticket_id\nT1\n")
-    land(Path(landing), focus, "2024-02-10", "x\n1\n")  # a day outside the run
+    land(landing, tickets, "2024-03-01", "ticket_id\nT1\nT2\n")
+    land(landing, focus, "2024-02-10", "x\n1\n")  # a day outside the run
     two = ctx_for(settings, "2024-03-01", "2024-03-02")
-    assert parts(two) is None  # one source with files for the days
-    land(Path(landing), focus, "2024-03-02", "x\n1\n")
-    got = parts(two)
-    assert [(p.label, p.params, p.after) for p in got] == [
-        (focus.source, {"sources": [focus.source]}, ()), (tickets.source, {"sources": [tickets.source]}, ())]
-    assert parts(ctx_for(settings, "2024-03-02")) is None
-    narrowed = RunContext.create(settings, two.dates, params={"sources": [tickets.source]})
-    assert parts(narrowed) is None
+    monkeypatch.setattr(ingest, "SPLIT_FROM_BYTES", 1)
+    assert ingest.parts(two) is None  # one source with files for the days
+    land(landing, focus, "2024-03-02", "x\n1\n")
+    assert [(p.label, p.params, p.after) for p in ingest.parts(two)] == [
+        (tickets.source, {"sources": [tickets.source]}, ()), (focus.source, {"sources": [focus.source]}, ())]
+    assert ingest.parts(RunContext.create(settings, two.dates, params={"sources": [tickets.source]})) is None
     # a source whose only file has no date in its name still has work: ingestion rejects that file
     activities = schemas.get("raw.activities")
-    land(Path(landing), activities, "", "{}", name="activities_latest.jsonl")
-    assert [p.label for p in parts(two)] == sorted({focus.source, tickets.source, activities.source})
+    land(landing, activities, "", "{}", name="activities_latest.jsonl")
+    assert [p.label for p in ingest.parts(two)] == [tickets.source, focus.source, activities.source]
+    monkeypatch.setattr(ingest, "SPLIT_FROM_BYTES", 10_000)  # these few bytes: one piece
+    assert ingest.parts(two) is None

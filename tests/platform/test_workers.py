@@ -319,3 +319,44 @@ def test_audited_writes_in_workers_share_one_gx_project_run_after_run(agent, aft
     assert all(s.run_id in index for s in (first, second)), "the index lists both runs' validations"
     assert early.exists() == bool(after)
     forget_projects()
+
+
+def test_a_large_run_ingests_source_by_source_beside_the_loading_and_every_source_lands(agent, monkeypatch):
+    """Ingestion split by landing source (lakehouse.ingest.parts, forced here with a threshold of one byte):
+    the parts run in the workers while the run loads what every stage needs (GX, then the stages' modules),
+    ingestion reports one landing note per part, and every source's rows land as in one piece."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from lakehouse import ingest, workers
+
+    settings = make_settings(agent, MSP_QUALITY__CHECKPOINT="off")
+    landing = Path(settings.landing_root)
+    days = [DAY, DAY + timedelta(days=1)]
+    for name, n in (("raw.tickets", 3), ("raw.focus_costs", 1)):
+        ds = schemas.get(name)
+        cols = [c.name for c in ds.columns]
+        folder = landing / ds.source / ds.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for day in days:
+            lines = [",".join(cols)] + [",".join(f"{day}-{i}" if c in ds.primary_key else "" for c in cols)
+                                        for i in range(n)]
+            (folder / f"{ds.name}_{day}.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(ingest, "SPLIT_FROM_BYTES", 1)
+    warmed, real_warm = [], workers._warm
+
+    def recording_warm(ctx, stages, models=True):
+        warmed.append(models)
+        real_warm(ctx, stages, models=models)
+
+    monkeypatch.setattr(workers, "_warm", recording_warm)
+    summary = run_pipeline(settings, days, stages=["ingest", "tmppar.a", "tmppar.b"], refresh_catalog=False,
+                           workers=2)
+    assert summary.ok, [(s.name, s.status, s.error) for s in summary.stages]
+    assert summary.stages[0].name == "ingest"
+    notes = summary.counts["stage:ingest"]["notes"]
+    assert len([n for n in notes if n.startswith("landing:")]) == 2  # a part per source
+    lake = Lake.from_settings(settings)
+    assert lake.read_arrow(schemas.get("raw.tickets")).num_rows == 6
+    assert lake.read_arrow(schemas.get("raw.focus_costs")).num_rows == 2
+    assert warmed[:2] == [False, True]  # GX beside the parts, the stages' modules after them
