@@ -61,6 +61,10 @@ class StageReport:
     error: str | None = None
     #: seconds from the run's start to the stage's start: with stages side by side, the run's timeline
     offset: float = 0.0
+    #: a failed stage that published the rest of its outputs: the tables it did not publish (the stages after
+    #: it that read none of them still run). None: what it published is not known, so everything after it is
+    #: skipped.
+    withheld: list[str] | None = None
 
 
 @dataclass
@@ -315,9 +319,9 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
         report = reports[st.name] = StageReport(st.name, st.agent,
                                                 offset=round(time.perf_counter() - t_run, 3))
         summary.stages.append(report)
-        blocker = next((f.name for f in failed if _depends(st, f, ordered)), None)
+        blocker = _blocker(st, failed, ordered, reports)
         if blocker:
-            report.status, report.error = "skipped", f"depends on failed stage {blocker}"
+            report.status, report.error = "skipped", blocker
             failed.append(st)
             observer.stage_finished(report)
             return None
@@ -342,7 +346,7 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
                 observer.stage_finished(report)
             else:
                 done = pool.lead(head)
-                report.status, report.error, report.seconds = done.report.status, done.report.error, done.report.seconds
+                _copy_outcome(done.report, report)
                 if report.status == "failed":
                     failed.append(head)
                 observer.stage_finished(report)
@@ -397,7 +401,7 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
             for done in pool.wait() if pool is not None else []:
                 running.remove(done.stage)
                 report = reports[done.stage.name]
-                report.status, report.error, report.seconds = done.report.status, done.report.error, done.report.seconds
+                _copy_outcome(done.report, report)
                 if report.status == "failed":
                     failed.append(done.stage)
                 observer.stage_finished(report)
@@ -426,6 +430,7 @@ def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport,
     warm = warm or pool.finish_warming
     t0 = time.perf_counter()
     pending, running, results = list(parts), 0, {}
+    withheld: dict[str, list[str] | None] = {}
     while pending or running:
         for part in list(pending):
             if pool.free <= 0:
@@ -442,6 +447,7 @@ def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport,
             warm()  # beside the parts, which need none of it
             for done in pool.wait():
                 results[done.tag] = (done.report.status, done.report.error)
+                withheld[done.tag] = done.report.withheld
                 running -= 1
         elif pending and not any(all(a in results for a in p.after) for p in pending):  # pragma: no cover
             raise RuntimeError(f"parts {[p.label for p in pending]} of {st.name} wait for each other")
@@ -450,6 +456,9 @@ def _run_parts(pool: Any, st: Stage, parts: list[Any], report: StageReport,
                 if status in ("failed", "skipped")]
     report.status = "failed" if problems else "unchanged" if statuses == {"unchanged"} else "ok"
     report.error = "; ".join(problems) or None
+    # what the failed parts did not publish, when each says (a skipped part's outputs are not known)
+    lists = [withheld.get(label) for label, (status, _e) in results.items() if status in ("failed", "skipped")]
+    report.withheld = sorted({t for w in lists for t in w}) if lists and all(lists) else None
     report.seconds = round(time.perf_counter() - t0, 3)
 
 
@@ -463,6 +472,8 @@ def _run_one(ctx: RunContext, st: Stage, report: StageReport, dates: list[date],
         report.status = _run_stage(ctx, st, dates, skip_unchanged)
     except Exception as exc:
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        withheld = getattr(exc, "withheld", None)  # a stage that published the rest says what it withheld
+        report.withheld = sorted(withheld) if withheld else None
         log.error("stage %s failed: %s", st.name, report.error)
         log.info("stage %s traceback (msp --debug or -v shows it):\n%s", st.name, traceback.format_exc())
         failed.append(st)
@@ -504,7 +515,7 @@ def _event_rounds(ctx: RunContext, ordered: list[Stage], summary: RunSummary, da
             if group is handlers and ctx.lake.snapshot_id(inbox) == seen_inbox:
                 return  # nothing new delivered
             for st in group:
-                if st in failed or any(_depends(st, f, ordered) for f in failed):
+                if st in failed or _blocker(st, failed, ordered, {r.name: r for r in summary.stages}):
                     continue
                 report = StageReport(f"{st.name} (round {n})", st.agent,
                                      offset=round(time.perf_counter() - t_run, 3))
@@ -576,6 +587,29 @@ _MODEL_POINTER = re.compile(r"^ml-models/[^/]+/CURRENT\.json$")
 def _file_digest(ctx: RunContext, relative: str) -> str | None:
     data = ctx.lake.read_bytes(relative)
     return None if data is None else hashlib.sha256(data).hexdigest()[:16]
+
+
+def _copy_outcome(done: StageReport, report: StageReport) -> None:
+    """A worker's report of a stage into the run's."""
+    report.status, report.error, report.seconds, report.withheld = done.status, done.error, done.seconds, done.withheld
+
+
+def _blocker(st: Stage, failed: list[Stage], ordered: list[Stage], reports: dict[str, StageReport]) -> str | None:
+    """Why ``st`` must be skipped, or None: it depends on a failed stage (directly or through the stages
+    between), or it reads a table that a partly failed stage withheld (the quality gate refusing one dataset
+    publishes the others; the stages that read none of the refused ones run)."""
+    reg = registry()
+    for f in failed:
+        report = reports.get(f.name)
+        withheld = report.withheld if report is not None and report.status == "failed" else None
+        if withheld is None or f.name in st.after:
+            if _depends(st, f, ordered):
+                return f"depends on failed stage {f.name}"
+            continue
+        read = sorted(set(reg.inputs(st)) & set(withheld)) if st.name in reg.stages else list(withheld)
+        if read and st.depends_on(f):
+            return f"depends on failed stage {f.name}, which did not publish {', '.join(read)}"
+    return None
 
 
 def _depends(stage: Stage, failed: Stage, ordered: list[Stage]) -> bool:

@@ -78,7 +78,12 @@ KEEP_SIGNATURES = 60
 
 
 class QualityGateError(RuntimeError):
-    """One or more datasets failed the gate; nothing was published for them."""
+    """One or more datasets failed the gate; nothing was published for them. ``withheld`` names their
+    processed and quarantine tables (the runner still runs the stages that read none of them)."""
+
+    def __init__(self, message: str, withheld: list[str] | None = None):
+        super().__init__(message)
+        self.withheld = withheld
 
 
 class ReconciliationError(AssertionError):
@@ -156,7 +161,8 @@ def run(ctx: RunContext) -> None:
         messages.append(f"{len(stopped)} dataset(s) published without a file that drifted (fail_on_drift): " +
                         "; ".join(f"{r.dataset}: {r.stop[0]}" for r in stopped))
     if messages:
-        raise QualityGateError(" | ".join(messages))
+        withheld = [d.qualified_name for r in failed for d in output_datasets(schemas.get(f"raw.{r.dataset}"))]
+        raise QualityGateError(" | ".join(messages), withheld=withheld)
 
 
 def parts(ctx: RunContext):

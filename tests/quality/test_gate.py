@@ -303,3 +303,28 @@ def test_a_dataset_whose_parent_failed_fails_too_instead_of_quarantining_orphans
         "looks rows up in processed.q_clients, which failed the gate in this run; gating now would quarantine good "
         "rows as orphans"]
     assert lakehouse.quarantined(TICKETS) == []
+
+
+def test_the_gate_names_the_tables_it_withheld_so_the_runner_runs_the_stages_that_read_none(settings, monkeypatch):
+    """`quality` (the stage) fails when a dataset fails, and its error says which processed and quarantine
+    tables it did not publish (lakehouse.runner skips only the stages that read one of them)."""
+    from datetime import date
+
+    import pytest
+
+    from lakehouse.context import RunContext
+    from lakehouse.quality import gate as gate_module
+    from lakehouse.quality.report import DatasetResult
+
+    def fake_gate(ctx, suites):
+        results = [DatasetResult(s.name, ctx.run_id, ctx.days) for s in suites]
+        for r in results:
+            if r.dataset == "time_entries":
+                r.fail("null share of ticket_id jumped")
+        return results
+
+    monkeypatch.setattr(gate_module, "gate", fake_gate)
+    ctx = RunContext.create(settings, [date(2024, 1, 2)])
+    with pytest.raises(gate_module.QualityGateError, match="time_entries: null share") as raised:
+        gate_module.run(ctx)
+    assert raised.value.withheld == ["processed.time_entries", "quarantine.time_entries"]
