@@ -79,7 +79,8 @@ KEEP_SIGNATURES = 60
 
 class QualityGateError(RuntimeError):
     """One or more datasets failed the gate; nothing was published for them. ``withheld`` names their
-    processed and quarantine tables (the runner still runs the stages that read none of them)."""
+    processed and quarantine tables (the runner still runs the stages that read none of them); None when a
+    dataset stopped the stage (``fail_on_drift``), which skips every stage after it."""
 
     def __init__(self, message: str, withheld: list[str] | None = None):
         super().__init__(message)
@@ -161,7 +162,9 @@ def run(ctx: RunContext) -> None:
         messages.append(f"{len(stopped)} dataset(s) published without a file that drifted (fail_on_drift): " +
                         "; ".join(f"{r.dataset}: {r.stop[0]}" for r in stopped))
     if messages:
-        withheld = [d.qualified_name for r in failed for d in output_datasets(schemas.get(f"raw.{r.dataset}"))]
+        # what the stages after the gate must not read; a stop (fail_on_drift) stops them all, as it means to
+        withheld = None if stopped else [d.qualified_name for r in failed
+                                         for d in output_datasets(schemas.get(f"raw.{r.dataset}"))]
         raise QualityGateError(" | ".join(messages), withheld=withheld)
 
 
