@@ -53,10 +53,14 @@ class CachingSqlCatalog(SqlCatalog):
         return Table(identifier=(*Catalog.identifier_to_tuple(namespace), name), metadata=metadata,
                      metadata_location=location, io=self._load_file_io(metadata.properties, location), catalog=self)
 
+    @staticmethod
+    def _key(identifier: str | tuple[str, ...]) -> tuple[str, str]:
+        """(namespace, name) of a table as the catalog's rows hold them."""
+        return Catalog.namespace_to_string(Catalog.namespace_from(identifier)), Catalog.table_name_from(identifier)
+
     def _location(self, identifier: str | tuple[str, ...]) -> tuple[str, str, str | None] | None:
         """(namespace, name, metadata location) of a table, from one core query (None: no such table)."""
-        namespace = Catalog.namespace_to_string(Catalog.namespace_from(identifier))
-        name = Catalog.table_name_from(identifier)
+        namespace, name = self._key(identifier)
         stmt = select(IcebergTables.metadata_location).where(
             IcebergTables.catalog_name == self.name, IcebergTables.table_namespace == namespace,
             IcebergTables.table_name == name)
@@ -93,7 +97,7 @@ class CachingSqlCatalog(SqlCatalog):
         out: dict[tuple[str, str], int | None] = {}
         with self._parsed_lock:
             for ident in identifiers:
-                key = (Catalog.namespace_to_string(Catalog.namespace_from(ident)), Catalog.table_name_from(ident))
+                key = self._key(ident)
                 if key not in locations:
                     out[ident] = None
                 elif (metadata := self._parsed.get(locations[key] or "")) is not None:

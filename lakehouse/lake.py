@@ -303,11 +303,10 @@ class Lake:
         """The current snapshot of each table, by qualified name, read afresh as :meth:`snapshot_id` does;
         from one catalog query where the catalog answers for many tables at once (a stage's signature asks
         for every table it reads and writes, before and after it runs)."""
-        datasets = list(datasets)
+        idents = [(ds, self.identifier(ds)) for ds in datasets]
         batch = getattr(self.catalog, "current_snapshot_ids", None)
-        known = batch([self.identifier(ds) for ds in datasets]) if batch is not None else {}
-        return {ds.qualified_name: (known[ident] if (ident := self.identifier(ds)) in known else self.snapshot_id(ds))
-                for ds in datasets}
+        known = batch([ident for _ds, ident in idents]) if batch is not None else {}
+        return {ds.qualified_name: known[ident] if ident in known else self.snapshot_id(ds) for ds, ident in idents}
 
     def snapshot_as_of(self, ds: Dataset, when: datetime) -> int | None:
         if not self.exists(ds):

@@ -339,14 +339,11 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
             report = start(head)
             if report is None:
                 pool.warm()
-            elif split:  # a backfill's sources side by side, the first ones beside the loading of GX
-                _run_parts(pool, head, split, report, warm=lambda: pool.warm(stages=False))
-                if report.status == "failed":
-                    failed.append(head)
-                observer.stage_finished(report)
             else:
-                done = pool.lead(head)
-                _copy_outcome(done.report, report)
+                if split:  # a large run's sources side by side, the first ones beside the loading of GX
+                    _run_parts(pool, head, split, report, warm=lambda: pool.warm(stages=False))
+                else:
+                    _copy_outcome(pool.lead(head).report, report)
                 if report.status == "failed":
                     failed.append(head)
                 observer.stage_finished(report)
@@ -549,8 +546,8 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     ctx.last_inputs = dict(state.get("inputs") or {})
     # its reads see the snapshots its signature names (those of the tables it also writes: as at first read)
     writes = {schemas.get(d).qualified_name for d in reg.outputs(st)}
-    ctx.consumed = {schemas.get(n).qualified_name: snap for n, snap in inputs.items()
-                    if schemas.get(n).qualified_name not in writes}
+    read = {n: schemas.get(n).qualified_name for n in inputs}
+    ctx.consumed = {read[n]: snap for n, snap in inputs.items() if read[n] not in writes}
     ctx.lake.small_reads.clear()
     st.func(ctx)
     faults.point("runner.stage_done")
@@ -570,9 +567,9 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
 
 def _snapshots(ctx: RunContext, names: Iterable[str]) -> dict[str, int | None]:
     """The current snapshot of each of these datasets, by name (one catalog query for all of them)."""
-    names = sorted(names)
-    found = ctx.lake.snapshot_ids([schemas.get(n) for n in names])
-    return {n: found[schemas.get(n).qualified_name] for n in names}
+    datasets = {n: schemas.get(n) for n in sorted(names)}
+    found = ctx.lake.snapshot_ids(datasets.values())
+    return {n: found[ds.qualified_name] for n, ds in datasets.items()}
 
 
 def _state_lock(ctx: RunContext, st: Stage):

@@ -400,19 +400,18 @@ def reach(today: Mapping[str, ibis.Table], all_lines: ibis.Table, end: date,
     import ibis
 
     end_lit = ibis.literal(end, type="date")
-    span = _span
     lines = today["invoice_lines"]
     touched = today["invoices"].select("invoice_id").join(all_lines, "invoice_id")
-    spans = [span(df, df.service_period_start, ibis.ifelse(df.line_type == "one_time", df.service_period_start,
-                                                           df.service_period_end)) for df in (lines, touched)]
+    spans = [_span(df, df.service_period_start, ibis.ifelse(df.line_type == "one_time", df.service_period_start,
+                                                            df.service_period_end)) for df in (lines, touched)]
     for name, (key, first, last) in SPANNING.items():
         spans.extend(changed_spans(today[name], (before or {}).get(name), key, first, last, end_lit))
     for name, col in (("time_entries", "work_date"), ("payments", "payment_date"), ("endpoints", "snapshot_date")):
-        spans.append(span(today[name], today[name][col], today[name][col]))
+        spans.append(_span(today[name], today[name][col], today[name][col]))
     tickets = today["tickets"]
     for col in ("created_at", "closed_at"):
         t = tickets.filter(tickets[col].notnull())
-        spans.append(span(t, t[col].date(), t[col].date()))
+        spans.append(_span(t, t[col].date(), t[col].date()))
     union = spans[0]
     for s in spans[1:]:
         union = union.union(s)

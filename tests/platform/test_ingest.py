@@ -303,6 +303,7 @@ def test_a_large_run_splits_into_one_part_per_source_with_files_for_its_days(set
     assert [(p.label, p.params, p.after) for p in ingest.parts(two)] == [
         (tickets.source, {"sources": [tickets.source]}, ()), (focus.source, {"sources": [focus.source]}, ())]
     assert ingest.parts(RunContext.create(settings, two.dates, params={"sources": [tickets.source]})) is None
+    assert ingest.parts(ctx_for(settings, "2024-03-02")) is None  # one export day: never split
     # a source whose only file has no date in its name still has work: ingestion rejects that file
     activities = schemas.get("raw.activities")
     land(landing, activities, "", "{}", name="activities_latest.jsonl")
