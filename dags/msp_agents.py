@@ -1,8 +1,10 @@
 """
 ### Agent DAG: one per agent, data-aware
 
-Derived from the agent's declaration (`jobs/<agent>/__init__.py`): every stage of kind `transform`,
-`score` or `handler` is a task, wired by the tables the stages read and write. Scoring runs here, daily,
+Derived from the agent's declaration (`jobs/<agent>/__init__.py`): its stages of kind `transform`,
+`score` and `handler`, ordered by the tables they read and write. With `airflow.tasks = "dag"` (the
+default) `run_stages` runs them all as `msp run --agents <agent>` does, side by side where they can, and
+`check_stages` fails the run if one failed; with `"stage"` each stage is a task. Scoring runs here, daily,
 with the promoted model: after the features it reads, before the stages that read the scores (the order
 `msp run` uses). Training (kind `train`) runs weekly in `msp_train`.
 
@@ -11,7 +13,7 @@ asset event (the `processed` tables of the sources it reads, from `msp_ingest`, 
 tables), or, if it has handler stages, when the dispatcher routed new events to it (its inbox asset). The
 run processes the days those asset events carry; a manual trigger takes the `start`/`end` parameters.
 
-Each task emits the assets of the tables it wrote with their row counts and days, and, when it writes the
+The tables committed emit their assets with their row counts and days, and, when it writes the
 event outbox, one asset event per event type that got new events, which starts `msp_events`.
 """
 
@@ -34,7 +36,7 @@ def agent_dag(agent: str, stages: list):
                                                                                                    timezone="UTC")),
              ["msp", "agent", agent], f"## {title}\n" + __doc__ + msp.describe(stages, pipeline, dag_id))
     def build():
-        msp.finish(msp.stage_chain(stages, pipeline))
+        msp.tasks(pipeline, dag_id, stages, lambda: msp.finish(msp.stage_chain(stages, pipeline)))
 
     return build()
 

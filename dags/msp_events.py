@@ -25,6 +25,7 @@ if pipeline.dispatch:
     @msp.dag(orch.EVENTS_DAG, AssetAny(*[msp.event_asset(t) for t in event_types]) if event_types else None,
              ["msp", "platform", "events"], __doc__ + msp.describe(pipeline.dispatch, pipeline, orch.EVENTS_DAG))
     def msp_events():
-        msp.finish(msp.stage_chain(pipeline.dispatch, pipeline))
+        msp.tasks(pipeline, orch.EVENTS_DAG, pipeline.dispatch,
+                  lambda: msp.finish(msp.stage_chain(pipeline.dispatch, pipeline)))
 
     msp_events()

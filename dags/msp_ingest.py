@@ -1,16 +1,20 @@
 """
 ### Daily ingestion: landing → raw → quality gate → processed
 
-One task group per landing source (`psa`, `crm`, `rmm`, ... from the raw dataset declarations). In each
-group the platform's stages of kind `ingest` and `gate` run for that source only: `ingest` loads the day's
-export files into `raw.*` (malformed files go to `quarantine.rejected_files`), then the quality gate
-validates them into `processed.*`, refused rows into `quarantine.*`. A source that fails does not hold the
-others back, except the sources whose quality rules look rows up in its tables: their gate runs after its
-gate (parents first, as in `msp run`).
+The platform's stages of kind `ingest` and `gate`: `ingest` loads the day's export files into `raw.*`
+(malformed files go to `quarantine.rejected_files`), then the quality gate validates them into
+`processed.*`, refused rows into `quarantine.*`. A dataset the gate refuses does not hold the others back:
+only what reads it waits.
 
-Every task emits the assets of the tables it wrote (URI: the table's location in the lake) with the rows
-written and the days processed attached; each agent DAG is scheduled on the assets of the tables it reads
-and processes the days those events carry.
+**Tasks** (setting `airflow.tasks`). `dag`, the default: `run_stages` runs both stages for every landing
+source as `msp run` does (a large run's ingestion in one part per source, side by side), then
+`check_stages` fails the run if a stage failed. `stage`: one task group per landing source (`psa`, `crm`,
+`rmm`, ... from the raw dataset declarations), `ingest` then `quality` for that source only; a source whose
+quality rules look rows up in another source's tables runs its gate after that source's gate.
+
+The tables committed emit their assets (URI: the table's location in the lake) with the rows written and the
+days processed attached; each agent DAG is scheduled on the assets of the tables it reads and processes the
+days those events carry.
 
 **Which day.** A scheduled or backfilled run processes the export day of its data interval (its logical
 date). A manual trigger takes the `start`/`end` parameters, else the previous day.
@@ -30,9 +34,7 @@ from lakehouse import orchestration as orch
 pipeline = msp.pipeline()
 
 
-@msp.dag(orch.INGEST_DAG, CronDataIntervalTimetable("@daily", timezone="UTC"), ["msp", "platform", "ingestion"],
-         __doc__ + msp.describe(pipeline.ingestion, pipeline, orch.INGEST_DAG))
-def msp_ingest():
+def by_source():
     sources = sorted(s for s in schemas.raw_sources() if s)
     groups = {}
     for source in sources:
@@ -48,7 +50,13 @@ def msp_ingest():
                     groups[parent][name][1] >> groups[child][name][0]
     if not sources:  # no landing source declared: one chain over everything
         groups[""] = msp.stage_chain(pipeline.ingestion, pipeline)
-    msp.finish(*groups.values())
+    return msp.finish(*groups.values())
+
+
+@msp.dag(orch.INGEST_DAG, CronDataIntervalTimetable("@daily", timezone="UTC"), ["msp", "platform", "ingestion"],
+         __doc__ + msp.describe(pipeline.ingestion, pipeline, orch.INGEST_DAG))
+def msp_ingest():
+    msp.tasks(pipeline, orch.INGEST_DAG, pipeline.ingestion, by_source)
 
 
 msp_ingest()

@@ -21,6 +21,7 @@ if pipeline.maintenance:
              ["msp", "platform", "maintenance"],
              __doc__ + msp.describe(pipeline.maintenance, pipeline, orch.MAINTENANCE_DAG))
     def msp_maintenance():
-        msp.finish(msp.stage_chain(pipeline.maintenance, pipeline))
+        msp.tasks(pipeline, orch.MAINTENANCE_DAG, pipeline.maintenance,
+                  lambda: msp.finish(msp.stage_chain(pipeline.maintenance, pipeline)))
 
     msp_maintenance()

@@ -7,15 +7,19 @@ pandas are imported by the tasks when they run.
 
 **Runners** (:class:`Runner`, picked once from ``platform.runner`` by :func:`runner`):
 
-* :class:`LocalRunner`: one TaskFlow task per stage, running it in the task's own process
-  (:func:`lakehouse.orchestration.run_stage`, DuckDB in-process: no Spark, no subprocess);
+* :class:`LocalRunner`: by default (``airflow.tasks = "dag"``) two tasks per DAG: ``run_stages`` runs all the
+  DAG's stages in its process and worker pool (:func:`lakehouse.orchestration.run_stages`, DuckDB in-process,
+  as ``msp run`` runs them), ``check_stages`` fails the run if one failed. A task is a process that imports
+  pyarrow, pyiceberg, DuckDB, Ibis and GX again; a task per stage made a day through Airflow 76 such
+  processes. With ``airflow.tasks = "stage"``, one TaskFlow task per stage, running it in the task's own
+  process (:func:`lakehouse.orchestration.run_stage`), and a catalog-refresh teardown;
 * :class:`GlueRunner`: a task group per stage: ``prepare`` (days, run id, job-run arguments) → ``submit``
   (``GlueJobOperator``, ``wait_for_completion=False``) → ``wait`` (``GlueJobSensor``: deferrable when the
   provider's triggers can run, i.e. ``aiobotocore`` is installed, else ``reschedule`` mode; neither holds a
   worker slot, and a retry waits for the same Glue run, it never starts a second one) → ``record`` (reads
   the stage result the job left in the lake and emits the asset events).
 
-Either way the last task of a stage emits the assets of the tables the stage wrote, each with
+Either way the task that ran a stage emits the assets of the tables the stage wrote, each with
 :func:`lakehouse.orchestration.outlet_extra` attached, and, through the asset aliases :data:`NEW_EVENTS` and
 :data:`ROUTED_EVENTS`, one asset event per event type / consuming agent that got *new* events.
 """
@@ -54,6 +58,10 @@ START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
 #: Asset aliases through which tasks emit events on assets known only at run time (new events only).
 NEW_EVENTS = AssetAlias(name="msp.new-events", group="events")
 ROUTED_EVENTS = AssetAlias(name="msp.routed-events", group="events")
+#: The alias through which a DAG-wide task (``airflow.tasks = "dag"``) emits the assets of the tables its
+#: stages committed: only those. A declared outlet gets an asset event whenever its task succeeds, and that
+#: task succeeds even when one of its stages failed, so a table a failed stage withheld is never declared.
+PUBLISHED = AssetAlias(name="msp.published-tables", group="lake")
 
 
 # ---- this process's settings and pipeline ------------------------------------------------------------
@@ -172,11 +180,11 @@ def _run_id(context: Mapping[str, Any]) -> str:
     return orch.stage_run_id(ti.dag_id, context["run_id"], ti.task_id)
 
 
-def _metadata(result: Mapping[str, Any], tables: Iterable[str]):
+def _metadata(result: Mapping[str, Any], tables: Iterable[str], alias: AssetAlias | None = None):
     """Asset events of one stage result: rows and days for every table it publishes, and one event per
     event type / consuming agent that got new events."""
     for name in tables:
-        yield Metadata(dataset_asset(name), orch.outlet_extra(result, name))
+        yield Metadata(dataset_asset(name), orch.outlet_extra(result, name), alias=alias)
     new = orch.new_events(result)
     for event_type, n in new["events"].items():
         yield Metadata(event_asset(event_type), {"events": n["rows"], "dates": n["dates"],
@@ -190,6 +198,30 @@ def _summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"run_id": result["run_id"], "status": result.get("status"), "dates": result["dates"],
             "seconds": result.get("seconds"),
             "rows": {k: v.get("rows_out", 0) for k, v in result["counts"].items() if v.get("rows_out")}}
+
+
+def run_stages_here(stage_names: list[str], tables: list[str]):
+    """Local runner, ``airflow.tasks = "dag"``: run the DAG's stages in this task's process and its worker
+    pool, exactly as ``msp run --stages ...`` does (one import of the engines and GX for the whole DAG run),
+    and emit the assets of the tables they committed (``tables`` are the DAG's; a failed stage's withheld
+    tables emit nothing). A failed stage does not fail this task, so that what the others committed still
+    starts the DAGs downstream: :func:`check_stages_here`, next, fails the run."""
+    context = get_current_context()
+    dates = _context_dates(context)
+    run_id = _run_id(context)
+    log.info("stages %s for %s (run id %s)", ", ".join(stage_names), [d.isoformat() for d in dates], run_id)
+    result = orch.run_stages(load_settings(), stage_names, dates, run_id=run_id)
+    done = set(orch.published(result))
+    yield from _metadata(result, [t for t in tables if t in done], alias=PUBLISHED)
+    return {**_summary(result), "ok": result["ok"], "stage": result["stage"], "stages": result["stages"],
+            "errors": result["errors"]}
+
+
+def check_stages_here(outcome: dict[str, Any]) -> dict[str, Any]:
+    """Local runner, ``airflow.tasks = "dag"``: fail when a stage of the DAG run failed (naming it, its error
+    and the run report), so the DAG run fails as a per-stage task would have failed it."""
+    orch.check(outcome)
+    return {n: v["status"] for n, v in outcome["stages"].items()}
 
 
 def run_stage_here(stage_name: str, stage_params: dict[str, Any], tables: list[str]):
@@ -264,6 +296,13 @@ class Runner:
         """What runs after every stage task of a DAG, whatever their outcome (nothing by default)."""
         return None
 
+    def whole_dag(self) -> bool:
+        """Whether a DAG's stages run as one task (:meth:`dag_tasks`) rather than a task per stage."""
+        return False
+
+    def dag_tasks(self, pipe: orch.Pipeline, dag_id: str, stages: Sequence[Stage]) -> tuple[Any, Any]:
+        raise NotImplementedError(f"the {self.name} runner runs a task per stage")  # pragma: no cover
+
     @staticmethod
     def doc(stage: Stage, tables: Sequence[Dataset]) -> str:
         return (f"Stage `{stage.name}` ({stage.kind}, {stage.agent}): {stage.description}\n\n"
@@ -280,6 +319,27 @@ class LocalRunner(Runner):
             run_stage_here)
         op = run(stage_name=stage.name, stage_params=params, tables=[d.qualified_name for d in tables]).operator
         return op, op
+
+    def whole_dag(self) -> bool:
+        return self.cfg.model("airflow").tasks == "dag"
+
+    def dag_tasks(self, pipe, dag_id, stages):
+        """``run_stages`` (every stage of the DAG in one process and its worker pool; the analysts' catalog is
+        refreshed at its end, as after ``msp run``) → ``check_stages`` (fails if a stage failed; no retry:
+        the verdict would not change. Clear ``run_stages`` to run the failed stages again: the others are
+        unchanged and skip in a second)."""
+        names = [s.name for s in stages]
+        outputs = {d.qualified_name for s in stages for d in pipe.outputs(s)}
+        outlets: list[Any] = [PUBLISHED]
+        outlets += [NEW_EVENTS] if orch.OUTBOX in outputs else []
+        outlets += [ROUTED_EVENTS] if orch.INBOX in outputs else []
+        doc = "\n".join([f"Runs the stages of `{dag_id}` as `msp run --stages` does, side by side where they can:",
+                          "", *[f"* `{s.name}` ({s.kind}): {s.description}" for s in stages], "",
+                          "Emits the assets of the tables they committed (alias `msp.published-tables`)."])
+        run = task(task_id="run_stages", outlets=outlets, doc_md=doc)(run_stages_here)(
+            stage_names=names, tables=sorted(d.qualified_name for d in pipe.writes(dag_id)))
+        verdict = task(task_id="check_stages", retries=0, doc_md=check_stages_here.__doc__)(check_stages_here)(run)
+        return run.operator, verdict.operator
 
     def finish(self, chains):
         """A teardown refreshing the DuckDB catalog once the DAG's stages are done (a teardown does not decide
@@ -360,6 +420,16 @@ def stage_chain(stages: Sequence[Stage], pipe: orch.Pipeline | None = None, *, p
             if up.name != s.name and pipe.depends(s, up):
                 tasks[up.name][1] >> tasks[s.name][0]
     return tasks
+
+
+def tasks(pipe: orch.Pipeline, dag_id: str, stages: Sequence[Stage], per_stage: Callable[[], Any],
+          run: Runner | None = None) -> Any:
+    """A DAG's tasks: the runner's one task for all ``stages`` when it runs whole DAGs (the local runner with
+    ``airflow.tasks = "dag"``), else what ``per_stage()`` builds (stage chains and :func:`finish`)."""
+    run = run or runner()
+    if stages and run.whole_dag():
+        return run.dag_tasks(pipe, dag_id, stages)
+    return per_stage()
 
 
 def finish(*chains: Mapping[str, tuple[Any, Any]], run: Runner | None = None) -> Any:

@@ -119,6 +119,7 @@ class SynthSettings(Section):
 
 
 class AirflowSettings(Section):
+    tasks: Literal["dag", "stage"]
     glue_poke_seconds: Annotated[int, Field(ge=5, le=3600)]
     glue_max_hours: Annotated[float, Field(gt=0, le=48)]
     retries: Annotated[int, Field(ge=2, le=10)]

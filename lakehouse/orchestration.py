@@ -371,25 +371,40 @@ def run_stage(settings: Settings, stage: str, dates: Sequence[date], *, params: 
     For the watched event datasets the result counts the *new* rows per group (event type, consuming agent):
     rows on the run's days whose keys were not there before the stage ran (a rerun writing the same
     deterministic event ids counts none)."""
+    return run_stages(settings, [stage], dates, params=params, run_id=run_id, observer=observer,
+                      refresh_catalog=refresh_catalog)
+
+
+def run_stages(settings: Settings, stages: Sequence[str], dates: Sequence[date], *,
+               params: Mapping[str, Any] | None = None, run_id: str | None = None,
+               observer: StageObserver | None = None, refresh_catalog: bool = True,
+               workers: int | None = None) -> dict[str, Any]:
+    """Run declared stages for ``dates`` in this process, as ``msp run --stages`` runs them: in plan order, side
+    by side in ``workers`` forked processes (default ``platform.workers``), a failed stage skipping only the
+    stages that read what it withheld. Returns the result :func:`run_stage` describes, with ``stages``: each
+    stage's status and the tables it published (:func:`published`)."""
     from lakehouse.context import RunContext
     from lakehouse.lake import Lake
     from lakehouse.runner import run_pipeline
 
     reg = registry()
-    if stage not in reg.stages:
-        raise StageFailed(f"unknown stage {stage!r}; declared: {', '.join(sorted(reg.stages))}")
-    st = reg.stages[stage]
+    unknown = [s for s in stages if s not in reg.stages]
+    if unknown or not stages:
+        raise StageFailed(f"unknown stage(s) {', '.join(map(repr, unknown)) or '(none given)'}; declared: "
+                          f"{', '.join(sorted(reg.stages))}")
+    chosen = [reg.stages[s] for s in stages]
     days = sorted({d.isoformat() for d in dates})
     lake = Lake.from_settings(settings)
-    watched = {name: col for name, col in WATCHED.items() if name in reg.outputs(st)}
+    outputs = set().union(*(reg.outputs(st) for st in chosen))
+    watched = {name: col for name, col in WATCHED.items() if name in outputs}
     before = {name: _ids(lake, name, col, days) for name, col in watched.items()}
 
     def context_factory(settings_, dates_, **kwargs):
         return RunContext.create(settings_, dates_, lake=lake, **kwargs)
 
-    summary = run_pipeline(settings, list(dates), stages=[stage], params=dict(params or {}), run_id=run_id,
+    summary = run_pipeline(settings, list(dates), stages=list(stages), params=dict(params or {}), run_id=run_id,
                            observer=observer or LogObserver(), context_factory=context_factory,
-                           refresh_catalog=refresh_catalog)
+                           refresh_catalog=refresh_catalog, workers=workers)
     new: dict[str, dict[str, dict[str, Any]]] = {}
     for name, col in watched.items():
         groups: dict[str, dict[str, Any]] = {}
@@ -398,9 +413,24 @@ def run_stage(settings: Settings, stage: str, dates: Sequence[date], *, params: 
             g["rows"] += 1
             g["dates"].add(str(dt))
         new[name] = {g: {"rows": v["rows"], "dates": sorted(v["dates"])} for g, v in sorted(groups.items())}
+    reports = {r.name: r for r in summary.stages}  # a later dispatch round's report is "<stage> (round N)"
+    outcome = {}
+    for st in chosen:
+        r = reports.get(st.name)
+        status = r.status if r else "skipped"
+        names = sorted(reg.outputs(st))
+        if status in ("ok", "unchanged"):
+            wrote = names
+        elif status == "failed" and r is not None and r.withheld is not None:
+            wrote = [n for n in names if n not in set(r.withheld)]
+        else:
+            wrote = []
+        outcome[st.name] = {"status": status, "published": wrote, "kind": st.kind, "agent": st.agent}
+    first = chosen[0]
     result = {
-        "run_id": summary.run_id, "stage": stage, "kind": st.kind, "agent": st.agent, "dates": days,
-        "ok": summary.ok, "status": summary.stages[0].status if summary.stages else "skipped",
+        "run_id": summary.run_id, "stage": first.name if len(chosen) == 1 else ", ".join(stages),
+        "kind": first.kind, "agent": first.agent, "dates": days, "ok": summary.ok,
+        "status": _overall(outcome), "stages": outcome,
         "errors": [f"{s.name}: {s.error}" for s in summary.stages if s.status not in ("ok", "unchanged")],
         "seconds": summary.seconds, "counts": summary.counts, "new": new, "warnings": list(summary.warnings),
         "params": dict(params or {}),
@@ -408,6 +438,30 @@ def run_stage(settings: Settings, stage: str, dates: Sequence[date], *, params: 
     lake.write_text(f"{RESULTS_DIR}/{summary.run_id}.json", json.dumps(result, indent=1, sort_keys=True,
                                                                        default=str))
     return result
+
+
+def _overall(outcome: Mapping[str, Mapping[str, Any]]) -> str:
+    """One status for a run of stages: failed if one failed, skipped if one was skipped, unchanged if all were,
+    else ok."""
+    statuses = {v["status"] for v in outcome.values()}
+    for status in ("failed", "skipped"):
+        if status in statuses:
+            return status
+    return "unchanged" if statuses == {"unchanged"} else "ok"
+
+
+def published(result: Mapping[str, Any]) -> list[str]:
+    """The tables a result's stages committed: every output of a stage that ran or was unchanged, and the
+    outputs a failed stage published before it failed (not those it withheld)."""
+    return sorted({n for v in result["stages"].values() for n in v["published"]})
+
+
+def writer_of(result: Mapping[str, Any], dataset: str) -> str:
+    """The stage of a result that published ``dataset``."""
+    for name, v in result["stages"].items():
+        if dataset in v["published"]:
+            return name
+    return result["stage"]
 
 
 def read_stage_result(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -424,7 +478,11 @@ def read_stage_result(settings: Settings, run_id: str) -> dict[str, Any]:
 def check(result: Mapping[str, Any]) -> None:
     """Raise :class:`StageFailed` when the stage failed (so its Airflow task, or Glue job, fails)."""
     if not result["ok"]:
-        raise StageFailed(f"stage {result['stage']} failed for {', '.join(result['dates'])}: "
+        statuses = {n: v["status"] for n, v in result["stages"].items()}
+        failed = [n for n, st in statuses.items() if st == "failed"] or [
+            n for n, st in statuses.items() if st not in ("ok", "unchanged")] or [result["stage"]]
+        what = f"stage {failed[0]}" if len(failed) == 1 else f"stages {', '.join(failed)}"
+        raise StageFailed(f"{what} failed for {', '.join(result['dates'])}: "
                           f"{'; '.join(result['errors'])} (run report: _meta/runs/{result['run_id']}.json)")
 
 
@@ -433,9 +491,11 @@ def outlet_extra(result: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     e.g. files already ingested, or the stage was unchanged), partitions, and the days, which downstream runs
     process."""
     c = result["counts"].get(dataset, {})
+    stage = writer_of(result, dataset)
+    status = result["stages"].get(stage, {}).get("status", result["status"])
     return {"rows": c.get("rows_out", 0), "rows_in": c.get("rows_in", 0), "quarantined": c.get("quarantined", 0),
             "partitions": c.get("partitions", 0), "dates": list(result["dates"]), "run_id": result["run_id"],
-            "stage": result["stage"], "status": result.get("status", "ok")}
+            "stage": stage, "status": status}
 
 
 def new_events(result: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -490,5 +550,5 @@ def glue_arguments(settings: Settings, stage: str, dates: Sequence[date], params
 
 __all__ = ["AGENT_KINDS", "EVENTS_DAG", "INGEST_DAG", "KIND_DAGS", "MAINTENANCE_DAG", "PLATFORM", "TRAIN_DAG",
            "LogObserver", "Pipeline", "StageFailed", "agent_dag_id", "check", "dag_of", "glue_arguments",
-           "glue_job_name", "glue_script_location", "outlet_extra", "read_stage_result", "resolve_dates",
-           "run_stage", "source_of", "source_order", "stage_run_id"]
+           "glue_job_name", "glue_script_location", "outlet_extra", "published", "read_stage_result",
+           "resolve_dates", "run_stage", "run_stages", "source_of", "source_order", "stage_run_id"]

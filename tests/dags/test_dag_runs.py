@@ -90,7 +90,8 @@ def agent_scenario_run(airflow_db, tmp_path_factory):
     stages = ["ingest", *zz_stages, *events_stages]
     assert {"zz.count", "zz.on_counted", "events.dispatch"} <= set(stages), stages
     runner = DagRunner(airflow_db, work)
-    handle = runner.start("agent", runs, af_home, extra_path=[str(site)])
+    # a task per stage (the setting's other value): these runs pick single tasks (each source's ingest)
+    handle = runner.start("agent", runs, af_home, extra_path=[str(site)], MSP_AIRFLOW__TASKS="stage")
     msp = Path(sys.executable).with_name("msp")
     env = subprocess_env(cli_home, PYTHONPATH=f"{site}:{subprocess_env(cli_home)['PYTHONPATH']}")
     try:
@@ -163,18 +164,22 @@ def test_the_runs_give_exactly_the_partitions_and_rows_of_msp_run(agent_scenario
     print(f"{len(compared)} tables hold the same partitions and rows")
 
 
-def test_a_failing_blocking_expectation_fails_the_stage_its_task_and_the_dag_run(airflow_db, tmp_path):
+@pytest.mark.parametrize("tasks", ["dag", "stage"])
+def test_a_failing_blocking_expectation_fails_the_stage_its_task_and_the_dag_run(airflow_db, tmp_path, tasks):
     """A throwaway agent writes negative counts into its own table, whose declaration says ``min: 0``: the
     write's audit (the table's Great Expectations Checkpoint on the staged batch) fails a critical expectation,
-    so nothing is committed, the stage fails, its task fails (no retry here) and so does the DAG run."""
+    so nothing is committed, the stage fails, and so does the DAG run: with a task per stage, its task (no
+    retry here); with a task for the DAG's stages, the check after them."""
     site = tmp_path / "site"
     info = harness.write_agent_package(site, "zz", reads=("raw.tickets",), table=True, bad_rows=True)
     runner = DagRunner(airflow_db, tmp_path)
     out = runner.run("failing", [{"dag_id": "msp_zz", "conf": {"start": "2024-01-01", "end": "2024-01-01"}}],
-                     tmp_path / "home", extra_path=[str(site)])
+                     tmp_path / "home", extra_path=[str(site)], MSP_AIRFLOW__TASKS=tasks)
     (run,) = out["runs"]
-    # the catalog teardown runs all the same, and does not turn the run green
-    assert run["state"] == "failed" and run["tasks"] == {"zz_count": "failed", "refresh_catalog": "success"}
+    # the catalog teardown (or the stages' task) runs all the same, and does not turn the run green
+    assert run["state"] == "failed" and run["tasks"] == (
+        {"zz_count": "failed", "refresh_catalog": "success"} if tasks == "stage" else
+        {"run_stages": "success", "check_stages": "failed"})
     assert "StageFailed: stage zz.count failed for 2024-01-01: zz.count: AuditFailed: analytics.zz_counts: " \
            "1 critical expectation(s) failed in the Checkpoint" in out["log"]
     assert not [e for e in out["asset_events"] if e["source_dag_id"] == "msp_zz"]  # a failed task emits nothing

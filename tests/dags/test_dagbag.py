@@ -26,9 +26,12 @@ PARSE_BUDGET_SECONDS = 2.0
 
 @pytest.fixture(scope="module")
 def lake_root(tmp_path_factory):
+    """The lake of these tests, with a task per stage (``airflow.tasks = "stage"``): most tests here check how
+    stages become tasks and are wired; :func:`whole_bag` builds the default, a task for a DAG's stages."""
     home = tmp_path_factory.mktemp("dagbag-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MSP_HOME", str(home))
+        mp.setenv("MSP_AIRFLOW__TASKS", "stage")
         yield str(home / "lake")
 
 
@@ -37,6 +40,16 @@ def bag(lake_root):
     bag = harness.dagbag()
     yield bag
     harness._reset()
+
+
+@pytest.fixture(scope="module")
+def whole_bag(bag):
+    """The DAGs with the default ``airflow.tasks = "dag"``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MSP_AIRFLOW__TASKS")
+        whole = harness.dagbag()
+    harness._reset()
+    return whole
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +351,34 @@ def test_an_agent_with_its_own_tables_gets_a_dag_publishing_them(throwaway_agent
         assert "events.outbox.tmpagent.busy.detected" in {a.name for a in schedule_assets(bag.dags[orch.EVENTS_DAG])}
     finally:
         harness._reset()
+
+
+def test_by_default_a_dag_runs_its_stages_in_one_task_then_checks_them(whole_bag, bag, pipeline):
+    """``airflow.tasks = "dag"``: ``run_stages`` runs the DAG's stages in run order (as ``msp run`` would) and
+    ``check_stages``, without retries, fails the run if one failed. Its outlets are asset aliases only: a
+    declared asset gets an event whenever its task succeeds, and this task succeeds when a stage fails, so
+    the tables it committed are emitted through ``msp.published-tables``, one by one. The schedules are those of
+    the task-per-stage DAGs."""
+    from lakehouse.airflow_dags import NEW_EVENTS, PUBLISHED
+
+    assert sorted(whole_bag.dags) == sorted(bag.dags) == pipeline.dag_ids()
+    for dag_id, dag in whole_bag.dags.items():
+        assert {t.task_id for t in dag.tasks} == {"run_stages", "check_stages"}, dag_id
+        run, check = dag.get_task("run_stages"), dag.get_task("check_stages")
+        assert check.upstream_task_ids == {"run_stages"} and check.retries == 0 and run.retries >= 2
+        assert run.op_kwargs["stage_names"] == [s.name for s in pipeline.by_dag[dag_id]]
+        assert run.op_kwargs["tables"] == sorted(d.qualified_name for d in pipeline.writes(dag_id))
+        assert PUBLISHED in run.outlets and all(type(o).__name__ == "AssetAlias" for o in run.outlets)
+        assert [a.name for a in schedule_assets(dag)] == [a.name for a in schedule_assets(bag.dags[dag_id])]
+    assert NEW_EVENTS in whole_bag.dags["msp_cpi"].get_task("run_stages").outlets
+    assert whole_bag.dags[orch.INGEST_DAG].get_task("run_stages").op_kwargs["stage_names"] == ["ingest", "quality"]
+
+
+def test_the_glue_runner_submits_a_run_per_stage_whatever_airflow_tasks_says(tmp_path):
+    from lakehouse import airflow_dags as msp
+    from tests.conftest import make_settings
+
+    default = make_settings(tmp_path / "home")
+    assert default.model("airflow").tasks == "dag"
+    assert msp.LocalRunner(default).whole_dag() and not msp.GlueRunner(default).whole_dag()
+    assert not msp.LocalRunner(make_settings(tmp_path / "home", MSP_AIRFLOW__TASKS="stage")).whole_dag()

@@ -112,3 +112,29 @@ def test_what_a_failed_stage_withheld_skips_its_readers_and_only_them(home, work
     assert status["tmppf.reads_c"] == ("skipped", "depends on failed stage tmppf.reads_a")
     assert status["tmppf.ordered"] == ("skipped", "depends on failed stage tmppf.produce")
     assert not summary.ok
+
+
+def test_a_run_of_stages_lists_what_each_published_and_check_names_the_failed_one(home):
+    """What a DAG-wide Airflow task (``airflow.tasks = "dag"``) emits assets for: every output of a stage that
+    ran, the outputs a failed stage published, nothing it withheld and nothing of a skipped stage."""
+    from lakehouse import orchestration as orch
+
+    settings = make_settings(home, MSP_QUALITY__CHECKPOINT="off")
+    names = ["tmppf.produce", "tmppf.reads_a", "tmppf.reads_b", "tmppf.reads_c", "tmppf.ordered"]
+    result = orch.run_stages(settings, names, [DAY], run_id="run-pf", refresh_catalog=False, workers=2)
+    assert {n: v["status"] for n, v in result["stages"].items()} == {
+        "tmppf.produce": "failed", "tmppf.reads_a": "skipped", "tmppf.reads_b": "ok", "tmppf.reads_c": "skipped",
+        "tmppf.ordered": "skipped"}
+    assert result["stages"]["tmppf.produce"]["published"] == ["analytics.tmppf_b"]
+    assert orch.published(result) == ["analytics.tmppf_b"]
+    assert result["status"] == "failed" and not result["ok"]
+    extra = orch.outlet_extra(result, "analytics.tmppf_b")
+    assert (extra["stage"], extra["status"], extra["rows"]) == ("tmppf.produce", "failed", 1)
+    assert orch.read_stage_result(settings, "run-pf")["stages"] == result["stages"]
+    with pytest.raises(orch.StageFailed, match=r"^stage tmppf.produce failed for 2024-01-02: tmppf.produce: "
+                                               r"Withheld: a refused; tmppf.ordered: depends on failed stage "
+                                               r"tmppf.produce;"):
+        orch.check(result)
+    ok = orch.run_stages(settings, ["tmppf.ordered"], [DAY], run_id="run-ok", refresh_catalog=False)
+    assert ok["ok"] and ok["status"] == "ok" and orch.published(ok) == [] and ok["stage"] == "tmppf.ordered"
+    orch.check(ok)
