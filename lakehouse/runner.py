@@ -305,6 +305,7 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
     use_pool = workers > 1 and can_fork() and (sum(st.kind in PARALLEL_KINDS for st in ordered) > 1
                                              or any(st.parts for st in ordered))
     pool: WorkerPool | None = None
+    priority = _priorities(ctx, ordered) if use_pool else {}
     pending: list[Stage] = list(ordered)
     running: list[Stage] = []
     reports: dict[str, StageReport] = {}
@@ -349,48 +350,41 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
                 observer.stage_finished(report)
         while pending or running:
             progressed = False
-            for i, st in enumerate(pending):
-                earlier = pending[:i]
-                if serial(st):
-                    if earlier or running:
-                        break  # a serial stage waits for everything before it
-                    split = _parts(ctx, st) if use_pool else None
-                    if pool is not None and not split:  # the parallel part is over: the run's process goes on
-                        pool.close()
-                        pool = None
-                        if not any(not serial(o) or o.parts for o in pending):
-                            parallel_done()
-                    report = start(st)
-                    if report is not None and split:
-                        if pool is None:
-                            pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
-                                              stages=[o for o in pending if not serial(o)])
-                        _run_parts(pool, st, split, report)
-                        if report.status == "failed":
-                            failed.append(st)
-                        observer.stage_finished(report)
-                    elif report is not None:
-                        _run_one(ctx, st, report, dates, skip_unchanged, failed)
-                        if st.kind == "dispatch":  # what the outbox was when it was last dispatched
-                            dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
-                        observer.stage_finished(report)
-                    progressed = True
-                    break
-                if any(serial(o) for o in earlier):
-                    break  # nothing after a serial stage starts before it
-                if any(st.depends_on(o) for o in [*earlier, *running]):
-                    continue
+            ready = _ready(pending, running, serial)
+            if ready:  # the stage with the longest chain after it first
+                st = max(ready, key=lambda o: (priority.get(o.name, 0.0), -pending.index(o)))
                 if pool is None:
                     pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
                                       stages=[o for o in pending if not serial(o)])
-                if pool.free <= 0:
-                    break
-                if start(st) is not None:
-                    pool.finish_warming()
-                    pool.submit(st)
-                    running.append(st)
+                if pool.free > 0:
+                    if start(st) is not None:
+                        pool.finish_warming()
+                        pool.submit(st)
+                        running.append(st)
+                    continue  # rescan: a skip or a start changes what is ready
+            elif pending and serial(pending[0]) and not running:
+                st = pending[0]  # a serial stage waits for everything before it, nothing after it starts before it
+                split = _parts(ctx, st) if use_pool else None
+                if pool is not None and not split:  # the parallel part is over: the run's process goes on
+                    pool.close()
+                    pool = None
+                    if not any(not serial(o) or o.parts for o in pending):
+                        parallel_done()
+                report = start(st)
+                if report is not None and split:
+                    if pool is None:
+                        pool = WorkerPool(ctx, workers, dates, skip_unchanged, _run_one,
+                                          stages=[o for o in pending if not serial(o)])
+                    _run_parts(pool, st, split, report)
+                    if report.status == "failed":
+                        failed.append(st)
+                    observer.stage_finished(report)
+                elif report is not None:
+                    _run_one(ctx, st, report, dates, skip_unchanged, failed)
+                    if st.kind == "dispatch":  # what the outbox was when it was last dispatched
+                        dispatched = ctx.lake.snapshot_id(schemas.get("events.outbox"))
+                    observer.stage_finished(report)
                 progressed = True
-                break  # rescan: a skip or a start changes what is ready
             if progressed:
                 continue
             if not running:  # pragma: no cover - a plan is ordered: its first pending stage can always start
@@ -406,6 +400,41 @@ def _run_plan(ctx: RunContext, ordered: list[Stage], summary: RunSummary, dates:
         if pool is not None:
             pool.close()
     return dispatched
+
+
+def _ready(pending: list[Stage], running: list[Stage], serial: Callable[[Stage], bool]) -> list[Stage]:
+    """The pending stages a worker could start now: those before the first serial one that depend on no stage
+    pending before them or running."""
+    ready = []
+    for i, st in enumerate(pending):
+        if serial(st):
+            break
+        if not any(st.depends_on(o) for o in [*pending[:i], *running]):
+            ready.append(st)
+    return ready
+
+
+def _priorities(ctx: RunContext, ordered: list[Stage]) -> dict[str, float]:
+    """Each stage's *bottom level*: its expected seconds plus the longest chain of expected seconds of the
+    stages that wait for it. Of the stages ready to start, the workers take the highest first, so that a long
+    chain (the OCR of contract scans, then the extraction, the register and the renewals that read it) is
+    not left to run alone after everything else ("critical path first", the classic list-scheduling rule).
+
+    A stage's expected seconds are its own from the last run that ran it on this lake (the run of the same
+    days, else the latest; kept in its state), or 1 when it never ran, so that a cold backfill weighs the
+    chains by their length. Reading the states costs one small file per stage."""
+    expected: dict[str, float] = {}
+    for st in ordered:
+        runs = (load_state(ctx, st).get("runs") or {}) if st.kind != "ingest" else {}
+        last = runs.get(_dates_key(ctx.dates, ctx.params)) or (
+            max(runs.values(), key=lambda r: r.get("finished_at", "")) if runs else {})
+        expected[st.name] = max(float(last.get("seconds") or 1.0), 0.01)
+    level: dict[str, float] = {}
+    for i in range(len(ordered) - 1, -1, -1):  # a plan is ordered: what waits for a stage comes after it
+        st = ordered[i]
+        after = [level[o.name] for o in ordered[i + 1:] if o.depends_on(st)]
+        level[st.name] = expected[st.name] + max(after, default=0.0)
+    return level
 
 
 def _parts(ctx: RunContext, st: Stage) -> list[Any] | None:
@@ -541,6 +570,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
             and all(_file_digest(ctx, path) == digest for path, digest in models_then.items())):
         ctx.count(f"stage:{st.name}").notes.append(f"unchanged since run {previous.get('run_id')}")
         return "unchanged"
+    t0 = time.perf_counter()
     ctx.stage = st
     ctx.rebuild = state.get("settings_code") != settings_code
     ctx.last_inputs = dict(state.get("inputs") or {})
@@ -556,6 +586,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     # the promoted models it read (a newly promoted model must be applied even when no input changed)
     models = {p: _file_digest(ctx, p) for p in sorted(ctx.lake.small_reads) if _MODEL_POINTER.match(p)}
     entry = {"signature": signature, "outputs": outputs, "models": models, "run_id": ctx.run_id,
+             "seconds": round(time.perf_counter() - t0, 3),
              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     with _state_lock(ctx, st):  # parts of one stage may finish at once: merge into the state as it is now
         runs = {**(load_state(ctx, st).get("runs") or {}), key: entry}
