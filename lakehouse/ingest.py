@@ -37,7 +37,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -280,13 +280,17 @@ def parse_csv(ds: Dataset, data: bytes) -> Parsed:
     positions = _header_columns(ds, header, out.warnings)
     width = len(header)
     header_lines = reader.line_num
+    clean = _SURROGATE.search(text) is None  # no undecodable byte anywhere: no row to check for one
+    same = positions == list(range(width))  # the header is the declared columns, in their order
+    rows, numbers = out.rows, out.numbers
     try:  # the fast path: every record reads as a row of the header's width
         for row in reader:
             if not row:
                 continue  # a blank line
-            if len(row) != width or _bad_bytes(SEP.join(row)):
+            if len(row) != width or (not clean and _bad_bytes(SEP.join(row))):
                 break
-            out.add([row[i] for i in positions], len(out.rows) + 1)
+            rows.append(row if same else [row[i] for i in positions])
+            numbers.append(len(rows))
         else:
             return out
     except csv.Error:
@@ -413,8 +417,14 @@ def parse(ds: Dataset, data: bytes, relative: str) -> Parsed:
 
 
 # ---- building the raw table ------------------------------------------------------------------------
-def row_hash(values: Iterable[str | None]) -> str:
-    return hashlib.sha256(SEP.join("\x00" if v is None else v for v in values).encode("utf-8")).hexdigest()
+def row_hash(values: Sequence[str | None]) -> str:
+    """SHA-256 of a row's values joined by the unit separator, a missing value (a JSON line without the key)
+    as NUL."""
+    try:
+        text = SEP.join(values)  # type: ignore[arg-type]
+    except TypeError:  # a None among them
+        text = SEP.join("\x00" if v is None else v for v in values)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, ingested_at, run_id: str) -> pa.Table:
@@ -423,13 +433,14 @@ def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, inges
     columns: list[list[Any]] = [[] for _ in names]
     sources, file_hashes, numbers, hashes = [], [], [], []
     for relative, digest, p in parsed:
-        for i, row in zip(p.numbers, p.rows, strict=True):
-            for col, value in zip(columns, row, strict=True):
-                col.append(value)
-            sources.append(relative)
-            file_hashes.append(digest)
-            numbers.append(i)
-            hashes.append(row_hash(row))
+        if not p.rows:
+            continue
+        for col, values in zip(columns, zip(*p.rows, strict=True), strict=True):  # rows to columns, in C
+            col.extend(values)
+        sources.extend([relative] * len(p.rows))
+        file_hashes.extend([digest] * len(p.rows))
+        numbers.extend(p.numbers)
+        hashes.extend(map(row_hash, p.rows))
     n = len(sources)
     arrays = {name: pa.array(col, pa.string()) for name, col in zip(names, columns, strict=True)}
     lineage = dict(zip([c for c, _, _ in LINEAGE_COLUMNS], [

@@ -83,6 +83,27 @@ def test_replacing_one_day_keeps_the_other_days_of_its_file(lake):
     assert ids(lake) == ["d"]
 
 
+def test_a_write_of_interleaved_months_is_split_once_into_a_file_per_physical_partition(lake):
+    """The writer sorts a write by its physical partition (the month of ``dt``) and hands pyiceberg one slice
+    per partition (its own split filters the whole table once per partition value)."""
+    from lakehouse.lake import _by_partition
+
+    days = ["2024-03-05", "2024-01-01", "2024-02-10", "2024-01-20", "2024-03-05", "2024-02-11"]
+    items = [(f"e{i}", i, i, d) for i, d in enumerate(days)]
+    lake.replace(EVENTS, rows(*items), run_id="run-1")
+    assert len(lake.files(EVENTS)) == 3
+    for month in ("2024-01", "2024-02", "2024-03"):
+        assert len(lake.files(EVENTS, {"dt": [d for d in days if d.startswith(month)]})) == 1, month
+    assert ids(lake) == sorted(f"e{i}" for i in range(len(days)))
+    metadata = lake.table(EVENTS).metadata
+    parts = list(_by_partition(metadata, rows(*items)))
+    assert [sorted({d[:7] for d in p.column("dt").to_pylist()}) for p in parts] == [
+        ["2024-01"], ["2024-02"], ["2024-03"]]
+    assert sorted(r for p in parts for r in p.column("event_id").to_pylist()) == sorted(i[0] for i in items)
+    (whole,) = _by_partition(metadata, rows(*items[1:2]))  # one partition: the rows as they are
+    assert whole.num_rows == 1
+
+
 def test_where_prunes_files_and_rows(lake):
     lake.replace(EVENTS, rows(*JAN, ("e", 1, 1, "2024-02-10")), run_id="run-1")
     assert len(lake.files(EVENTS)) == 2
