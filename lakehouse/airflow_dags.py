@@ -62,6 +62,8 @@ ROUTED_EVENTS = AssetAlias(name="msp.routed-events", group="events")
 #: stages committed: only those. A declared outlet gets an asset event whenever its task succeeds, and that
 #: task succeeds even when one of its stages failed, so a table a failed stage withheld is never declared.
 PUBLISHED = AssetAlias(name="msp.published-tables", group="lake")
+#: Priority of a DAG-wide task's check (absolute; its stages' task has 1).
+CHECK_PRIORITY = 10
 
 
 # ---- this process's settings and pipeline ------------------------------------------------------------
@@ -336,9 +338,12 @@ class LocalRunner(Runner):
         doc = "\n".join([f"Runs the stages of `{dag_id}` as `msp run --stages` does, side by side where they can:",
                           "", *[f"* `{s.name}` ({s.kind}): {s.description}" for s in stages], "",
                           "Emits the assets of the tables they committed (alias `msp.published-tables`)."])
-        run = task(task_id="run_stages", outlets=outlets, doc_md=doc)(run_stages_here)(
-            stage_names=names, tables=sorted(d.qualified_name for d in pipe.writes(dag_id)))
-        verdict = task(task_id="check_stages", retries=0, doc_md=check_stages_here.__doc__)(check_stages_here)(run)
+        run = task(task_id="run_stages", outlets=outlets, doc_md=doc, weight_rule="absolute", priority_weight=1)(
+            run_stages_here)(stage_names=names, tables=sorted(d.qualified_name for d in pipe.writes(dag_id)))
+        # the check takes a free slot before any DAG's stages: the asset events its run_stages emitted start
+        # the DAGs downstream at once, and a check left waiting behind them kept its DAG run open for 24 s
+        verdict = task(task_id="check_stages", retries=0, doc_md=check_stages_here.__doc__, weight_rule="absolute",
+                       priority_weight=CHECK_PRIORITY)(check_stages_here)(run)
         return run.operator, verdict.operator
 
     def finish(self, chains):

@@ -15,7 +15,8 @@
 #        off through asset events have finished, and print each run and the wall time from trigger to the end
 #        of the last run (what "a day through Airflow" costs). Exit 1 if a run failed.
 #
-# Environment (all optional): AIRFLOW_HOME, MSP_AIRFLOW_PORT (8080), MSP_AIRFLOW_HOST (127.0.0.1),
+# Environment (all optional): AIRFLOW_HOME, MSP_AIRFLOW_PORT (8080; not 8793 or 8794, Airflow's log servers),
+# MSP_AIRFLOW_HOST (127.0.0.1),
 # MSP_AIRFLOW_PARALLELISM (4), MSP_AIRFLOW_START_TIMEOUT (120 s), MSP_AIRFLOW_STOP_TIMEOUT (30 s),
 # MSP_AIRFLOW_DAY_TIMEOUT (1800 s, for `day`),
 # MSP_HOME (the lake and landing area the DAGs use; default .msp/ in the project), VENV (.venv).
@@ -138,6 +139,12 @@ start() {
   fi
   if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
     echo "error: port $PORT on $HOST is in use; set MSP_AIRFLOW_PORT to another port" >&2
+    exit 1
+  fi
+  # the task runner's and the triggerer's log servers bind these once standalone runs: the API server would lose
+  local log_ports="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-8793} ${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-8794}"
+  if [[ " $log_ports " == *" $PORT "* ]]; then
+    echo "error: port $PORT is one of Airflow's log-server ports ($log_ports); set MSP_AIRFLOW_PORT to another port" >&2
     exit 1
   fi
   mkdir -p "$AIRFLOW_HOME" "$MSP_HOME"

@@ -56,9 +56,13 @@ subprocess.run([script, "stop"], timeout=300, check=False)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port that is not one of Airflow's log-server ports (8793, 8794), which standalone binds later."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in (8793, 8794):
+            return port
 
 
 class Api:

@@ -335,6 +335,16 @@ def test_the_local_airflow_script_is_valid_bash():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_local_airflow_script_refuses_the_port_of_airflows_log_server(tmp_path):
+    """Port 8793 is free until standalone's task runner binds its log server there: the API server would then
+    fail to bind and `start` would wait for it in vain. `start` refuses it at once and starts nothing."""
+    env = subprocess_env(tmp_path / "msp", airflow_home=tmp_path / "airflow", MSP_AIRFLOW_PORT="8793")
+    out = subprocess.run([str(REPO / "scripts" / "airflow.sh"), "start"], env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 1 and "8793 is one of Airflow's log-server ports" in out.stderr, out.stderr
+    assert not (tmp_path / "airflow" / "standalone.pids").exists()
+
+
 def test_an_agent_with_its_own_tables_gets_a_dag_publishing_them(throwaway_agent, lake_root):
     """The shared throwaway agent of tests/agent_package.py (entry points ``msp.agents`` and ``msp.datasets``):
     its DAG is scheduled on what it reads, or on its inbox (it has a handler), and its task publishes its
@@ -366,6 +376,8 @@ def test_by_default_a_dag_runs_its_stages_in_one_task_then_checks_them(whole_bag
         assert {t.task_id for t in dag.tasks} == {"run_stages", "check_stages"}, dag_id
         run, check = dag.get_task("run_stages"), dag.get_task("check_stages")
         assert check.upstream_task_ids == {"run_stages"} and check.retries == 0 and run.retries >= 2
+        assert (check.weight_rule, run.weight_rule) == ("absolute", "absolute")  # a check never waits behind stages
+        assert check.priority_weight > run.priority_weight
         assert run.op_kwargs["stage_names"] == [s.name for s in pipeline.by_dag[dag_id]]
         assert run.op_kwargs["tables"] == sorted(d.qualified_name for d in pipeline.writes(dag_id))
         assert PUBLISHED in run.outlets and all(type(o).__name__ == "AssetAlias" for o in run.outlets)
