@@ -102,6 +102,9 @@ def test_a_write_of_interleaved_months_is_split_once_into_a_file_per_physical_pa
     assert sorted(r for p in parts for r in p.column("event_id").to_pylist()) == sorted(i[0] for i in items)
     (whole,) = _by_partition(metadata, rows(*items[1:2]))  # one partition: the rows as they are
     assert whole.num_rows == 1
+    grouped = sorted(items, key=lambda i: i[3][:7], reverse=True)  # grouped by month, not sorted: kept in order
+    assert [p.column("event_id").to_pylist() for p in _by_partition(metadata, rows(*grouped))] == [
+        [i[0] for i in grouped if i[3].startswith(m)] for m in ("2024-03", "2024-02", "2024-01")]
 
 
 def test_where_prunes_files_and_rows(lake):
