@@ -42,12 +42,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 import schemas
-from lakehouse import faults
+from lakehouse import csv_arrow, faults
 from schemas import LINEAGE_COLUMNS, Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +64,9 @@ SEP = "\x1f"
 LINE_TEXT_MAX = 4096
 #: Delimiters a CSV export may have been written with instead of a comma.
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+#: CSV files from this size are first offered to the vectorised reader (:mod:`lakehouse.csv_arrow`); below
+#: it the ``csv`` module is as fast (Arrow's fixed costs per file and per day outweigh its speed per row).
+FAST_CSV_FROM_BYTES = 256 * 2**10
 
 
 class MalformedFile(ValueError):
@@ -83,17 +87,54 @@ class BadLine:
     text: str
 
 
+class TableRows(Sequence[list[str | None]]):
+    """The rows of an Arrow table as lists, made only when asked for: ``len`` and truth need no rows."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._rows: list[list[str | None]] | None = None
+
+    def _all(self) -> list[list[str | None]]:
+        if self._rows is None:
+            self._rows = [list(r) for r in zip(*(c.to_pylist() for c in self.table.columns), strict=True)]
+        return self._rows
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._all()[i]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, Sequence) else other)
+
+    def __repr__(self) -> str:
+        return f"TableRows({self.table.num_rows} rows)"
+
+
 @dataclass
 class Parsed:
-    rows: list[list[str | None]] = field(default_factory=list)  # data columns in declared order
+    """A file's rows. Read by the vectorised CSV reader, its data columns are in ``table`` (declared names and
+    order, all text, never null), ``rows`` is a view of it (lists made only when iterated) and ``numbers`` is
+    ``range(1, n + 1)``; otherwise ``table`` is None and ``rows`` a list. :attr:`row_count` counts either."""
+
+    rows: Sequence[list[str | None]] = field(default_factory=list)  # data columns in declared order
     warnings: list[str] = field(default_factory=list)
     #: the data record number of each row (1 = the first record of the file, rejected ones counted)
-    numbers: list[int] = field(default_factory=list)
+    numbers: Sequence[int] = field(default_factory=list)
     bad: list[BadLine] = field(default_factory=list)
+    table: pa.Table | None = None
+
+    @property
+    def row_count(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.rows)
 
     def add(self, row: list[str | None], number: int) -> None:
-        self.rows.append(row)
-        self.numbers.append(number)
+        self.rows.append(row)  # type: ignore[attr-defined]
+        self.numbers.append(number)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -266,8 +307,40 @@ def _physical_lines(text: str) -> list[str]:
 
 
 def parse_csv(ds: Dataset, data: bytes) -> Parsed:
+    """A CSV file's rows. A file of :data:`FAST_CSV_FROM_BYTES` or more (after decompression) is offered to
+    the vectorised reader first (:func:`parse_csv_arrow`: the largest exports spent most of ingestion's time
+    in the ``csv`` module); it takes the file only when it can prove it reads it exactly as the ``csv``
+    module does, and every other file (small, not UTF-8, any quoting doubt, a ragged record...) is read by
+    :func:`parse_csv_rows`, which also locates and refuses the lines that do not read."""
     out = Parsed()
-    text = _decode_lenient(_unzipped(data, out.warnings))
+    data = _unzipped(data, out.warnings)
+    if len(data) >= FAST_CSV_FROM_BYTES:
+        fast = parse_csv_arrow(ds, data, out.warnings)
+        if fast is not None:
+            return fast
+    return parse_csv_rows(ds, data, out)
+
+
+def parse_csv_arrow(ds: Dataset, data: bytes, warnings: Sequence[str] = ()) -> Parsed | None:
+    """A (decompressed) CSV file read by Arrow (:func:`lakehouse.csv_arrow.read`), or None when it cannot be
+    sure to give what :func:`parse_csv_rows` gives: then nothing is reported, the caller reads the file again.
+    A header that misses a declared column raises as it does there. ``warnings`` are the file's so far."""
+    read = csv_arrow.read(data)
+    if read is None:
+        return None
+    header, records = read
+    out = Parsed(warnings=list(warnings))
+    positions = _header_columns(ds, header, out.warnings)
+    table = pa.table([records.column(i) for i in positions], names=[c.name for c in ds.data_columns])
+    out.table, out.rows, out.numbers = table, TableRows(table), range(1, table.num_rows + 1)
+    return out
+
+
+def parse_csv_rows(ds: Dataset, data: bytes, out: Parsed | None = None) -> Parsed:
+    """A (decompressed) CSV file read record by record with the ``csv`` module (``out`` holds the warnings
+    so far)."""
+    out = out if out is not None else Parsed()
+    text = _decode_lenient(data)
     if not text.strip():
         raise MalformedFile(1, "empty file: no header row")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -428,8 +501,46 @@ def row_hash(values: Sequence[str | None]) -> str:
 
 
 def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, ingested_at, run_id: str) -> pa.Table:
-    """The raw rows of one export day: ``parsed`` holds (file, its SHA-256, its parsed rows)."""
+    """The raw rows of one export day: ``parsed`` holds (file, its SHA-256, its parsed rows), as Python rows or
+    as an Arrow table (the vectorised CSV reader's); the table is the same either way. The files with rows are
+    turned into columns in runs of the same kind, in order, and the runs concatenated."""
     names = [c.name for c in ds.data_columns]
+    pieces: list[dict[str, pa.Array]] = []
+    listed: list[tuple[str, str, Parsed]] = []
+    for relative, digest, p in parsed:
+        if p.table is None:
+            listed.append((relative, digest, p))
+        elif p.table.num_rows:
+            if listed:
+                pieces.append(_listed_columns(names, listed))
+                listed = []
+            pieces.append(_table_columns(names, relative, digest, p))
+    if listed or not pieces:
+        pieces.append(_listed_columns(names, listed))
+    arrays = pieces[0] if len(pieces) == 1 else {k: pa.concat_arrays([p[k] for p in pieces]) for k in pieces[0]}
+    n = len(arrays[LINEAGE_COLUMNS[0][0]])
+    at, run = (c for c, _, _ in LINEAGE_COLUMNS[4:])
+    arrays[at] = pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC"))
+    arrays[run] = pa.array([run_id] * n, pa.string())
+    arrays["dt"] = pa.array([dt] * n, pa.string())
+    return pa.table(arrays)
+
+
+def _table_columns(names: list[str], relative: str, digest: str, p: Parsed) -> dict[str, pa.Array]:
+    """A file read as an Arrow table: its data columns and its rows' file, file hash, number and row hash."""
+    assert p.table is not None and p.table.column_names == names, "the table holds the declared data columns"
+    n = p.table.num_rows
+    arrays = {name: p.table.column(name).combine_chunks() for name in names}
+    numbers = (np.arange(p.numbers.start, p.numbers.stop, dtype=np.int64)
+               if isinstance(p.numbers, range) and p.numbers.step == 1 else p.numbers)
+    lineage = [pa.array([relative] * n, pa.string()), pa.array([digest] * n, pa.string()),
+               pa.array(numbers, pa.int64()), csv_arrow.row_hashes(list(arrays.values()), SEP)]
+    arrays.update(zip([c for c, _, _ in LINEAGE_COLUMNS[:4]], lineage, strict=True))
+    return arrays
+
+
+def _listed_columns(names: list[str], parsed: list[tuple[str, str, Parsed]]) -> dict[str, pa.Array]:
+    """Files read as Python rows: their data columns and their rows' file, file hash, number and row hash."""
     columns: list[list[Any]] = [[] for _ in names]
     sources, file_hashes, numbers, hashes = [], [], [], []
     for relative, digest, p in parsed:
@@ -441,16 +552,13 @@ def raw_table(ds: Dataset, parsed: list[tuple[str, str, Parsed]], dt: str, inges
         file_hashes.extend([digest] * len(p.rows))
         numbers.extend(p.numbers)
         hashes.extend(map(row_hash, p.rows))
-    n = len(sources)
     arrays = {name: pa.array(col, pa.string()) for name, col in zip(names, columns, strict=True)}
-    lineage = dict(zip([c for c, _, _ in LINEAGE_COLUMNS], [
+    lineage = dict(zip([c for c, _, _ in LINEAGE_COLUMNS[:4]], [
         pa.array(sources, pa.string()), pa.array(file_hashes, pa.string()), pa.array(numbers, pa.int64()),
-        pa.array(hashes, pa.string()), pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
-        pa.array([run_id] * n, pa.string()),
+        pa.array(hashes, pa.string()),
     ], strict=True))
     arrays.update(lineage)
-    arrays["dt"] = pa.array([dt] * n, pa.string())
-    return pa.table(arrays)
+    return arrays
 
 
 def known_files(ctx: RunContext, ds: Dataset, days: list[str]) -> dict[str, set[tuple[str, str]]]:
