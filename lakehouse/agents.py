@@ -61,6 +61,8 @@ STAGE_KINDS: dict[str, str] = {
     "dispatch": "routes new events to the agents that consume them (the event DAG)",
     "maintenance": "table maintenance: expire snapshots, compact, remove orphans (the weekly maintenance DAG)",
 }
+#: How a stage's run of many days may be divided (:attr:`Stage.window`).
+WINDOWS = ("", "month")
 #: Kinds a plain ``msp run`` runs; the others run when named or on their own schedule.
 DAILY_KINDS = ("ingest", "gate", "transform", "score", "handler", "dispatch")
 PANEL_CHARTS = ("line", "bar", "table", "kpi")
@@ -112,6 +114,15 @@ class Stage:
     #: runs of the stage narrowed by ``ctx.params`` (one per dataset, for the gate) that may run side
     #: by side when the run has workers (``lakehouse/workers.py``); None: it does not split for this run.
     parts: str = ""
+    #: ``"month"``: a run of more days than one calendar month runs the stage once per month of its days, in
+    #: order (``ctx.dates`` is the month), its writes staged and each table committed once when the last month
+    #: is done (:meth:`lakehouse.context.RunContext.deferred_writes`), so memory holds a month, not the
+    #: history. Its reads of a table it writes see the months staged before, and ``ctx.rebuild`` holds for the
+    #: first month only (the later ones follow what the first built, as a next day's run would). Only for a
+    #: stage whose output for some days is the same computed all at once or a month at a time
+    #: (``tests/platform/test_windows.py`` checks every such stage); ``platform.window = "off"`` turns it
+    #: off. ``""``: all at once.
+    window: str = ""
 
     @property
     def func(self) -> Callable[[RunContext], None]:
@@ -565,6 +576,8 @@ def validate(reg: Registry) -> None:
                 raise DeclarationError(f"{sw}: an agent's stage names start with '{a.name}.'")
             if s.kind not in STAGE_KINDS:
                 raise DeclarationError(f"{sw}: kind {s.kind!r} is not one of {', '.join(STAGE_KINDS)}")
+            if s.window not in WINDOWS:
+                raise DeclarationError(f"{sw}: window {s.window!r} is not one of {', '.join(map(repr, WINDOWS))}")
             for pattern in (*s.reads, *s.writes):
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in declared):
                     raise DeclarationError(f"{sw}: no declared dataset matches {pattern!r} (schemas/datasets/)")

@@ -82,6 +82,7 @@ class PlatformSettings(Section):
     skip_unchanged: bool
     run_lock_wait_seconds: Annotated[float, Field(ge=0, le=86_400)]
     workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)]
+    window: Literal["month", "off"]
 
 
 class SparkSettings(Section):

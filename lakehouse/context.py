@@ -5,8 +5,10 @@ A stage reads with :meth:`RunContext.table` (a table expression over the current
 engine) or :meth:`RunContext.read_pandas` / :meth:`~RunContext.read_arrow` (small tables, models), and
 writes with :meth:`RunContext.write`, which audits the rows against the dataset's expectations (the
 write-audit-publish audit: a Great Expectations Checkpoint on the staged batch) and commits them in one
-Iceberg snapshot. A stage may only read and write what its declaration names: reading or writing anything
-else is refused, so the declaration that orders the run and schedules the DAGs cannot drift from the code.
+Iceberg snapshot; inside :meth:`RunContext.deferred_writes` (a windowed stage's run of many days, done a
+month at a time) the writes are staged and each table is committed once, at the end. A stage may only read
+and write what its declaration names: reading or writing anything else is refused, so the declaration that
+orders the run and schedules the DAGs cannot drift from the code.
 
 Incremental work: :attr:`RunContext.rebuild` is true when the stage's settings or code changed since it last
 ran (or it never ran): it must recompute everything it owns. Otherwise :meth:`RunContext.changed` tells
@@ -15,15 +17,16 @@ which partition values of an input changed since the stage last consumed it.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import schemas
 from lakehouse.config import Settings
-from lakehouse.lake import Lake, WriteResult, day_partitions, where_mask
+from lakehouse.lake import Lake, StagedWrite, WriteResult, day_partitions, where_mask
 from schemas import Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +88,9 @@ class RunContext:
     last_inputs: dict[str, int | None] = field(default_factory=dict)
     #: Input dataset -> the snapshot read in this run (recorded in the stage state when the stage succeeds).
     consumed: dict[str, int | None] = field(default_factory=dict)
+    #: Open staged writes by table while :meth:`deferred_writes` runs (None: each write commits at once).
+    deferred: dict[str, StagedWrite] | None = None
+    _fresh: bool = field(default=True, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
     @classmethod
@@ -169,14 +175,18 @@ class RunContext:
         ds = _dataset(dataset)
         self._check(ds, write=False)
         snap = self._snapshot(ds)
-        t = self.engine.files(ds, self.lake.files(ds, where, snap) if snap is not None else [])
+        t = self.engine.files(ds, self.lake.files(ds, where, snap) if self._holds(ds, snap) else [])
         return filter_where(t, where)
+
+    def _holds(self, ds: Dataset, snap: int | None) -> bool:
+        """Whether the table may hold rows for this stage: it has a snapshot, or this stage staged rows."""
+        return snap is not None or ds.qualified_name in self.lake.staged
 
     def read_arrow(self, dataset: str | Dataset, where: Mapping[str, Any] | None = None) -> pa.Table:
         ds = _dataset(dataset)
         self._check(ds, write=False)
         snap = self._snapshot(ds)
-        if snap is None:
+        if not self._holds(ds, snap):
             return ds.arrow_schema().empty_table()
         return self.lake.read_arrow(ds, where, snap)
 
@@ -188,7 +198,7 @@ class RunContext:
         ds = _dataset(dataset)
         self._check(ds, write=False)
         snap = self._snapshot(ds)
-        return self.lake.partition_values(ds, column, snap) if snap is not None else []
+        return self.lake.partition_values(ds, column, snap) if self._holds(ds, snap) else []
 
     def changed(self, dataset: str | Dataset) -> list[dict[str, str]] | None:
         """Partition values of an input whose rows changed since this stage last consumed it; None when
@@ -218,14 +228,57 @@ class RunContext:
             from lakehouse.quality.audit import audit_batch
 
             audit_batch(self, ds, table)
-        result = self.lake.replace(ds, table, run_id=self.run_id, replace=replace,
-                                   stage=self.stage.name if self.stage else "", properties=properties)
+        stage = self.stage.name if self.stage else ""
+        if self.deferred is not None:
+            staged = self.deferred.get(ds.qualified_name)
+            if staged is None:
+                staged = self.deferred[ds.qualified_name] = self.lake.stage(
+                    ds, run_id=self.run_id, stage=stage, properties=properties, fresh=self._fresh)
+            result = staged.add(table, replace)
+        else:
+            result = self.lake.replace(ds, table, run_id=self.run_id, replace=replace, stage=stage,
+                                       properties=properties)
         c = self.count(result.dataset)
         c.rows_out += result.rows
         c.partitions += len(result.partitions)
+        if result.snapshot_id is not None or self.deferred is None:
+            self._published(result)
+        return result
+
+    def _published(self, result: WriteResult) -> None:
         self.outputs[result.dataset] = {"rows": result.rows, "partitions": len(result.partitions),
                                         "snapshot_id": result.snapshot_id}
-        return result
+
+    @contextlib.contextmanager
+    def deferred_writes(self, fresh: bool = True) -> Iterator[dict[str, StagedWrite]]:
+        """Inside, :meth:`write` stages its rows (data files are written, nothing is published) and this
+        context's reads of a staged table see them; at the end each table written is committed in ONE
+        snapshot, in the order first written (so a stage that writes its audit records before its data still
+        commits them first). An exception discards everything staged: no table changes. Inside another
+        ``deferred_writes`` it stages into the outer one, which commits. ``fresh=False``: the block does not
+        read what it writes, so a staged write may start from the table as last loaded (no catalog read; a
+        stale one makes the commit retry on the new snapshot)."""
+        if self.deferred is not None:
+            yield self.deferred
+            return
+        self.deferred, self._fresh = (staged := {}), fresh
+        try:
+            yield staged
+        except BaseException:
+            self.deferred = None
+            for w in staged.values():
+                w.discard()
+            raise
+        self.deferred = None
+        pending = list(staged.values())
+        try:
+            while pending:
+                self._published(pending[0].commit())
+                pending.pop(0)
+        except BaseException:
+            for w in pending:
+                w.discard()
+            raise
 
     def to_arrow(self, data: Any, ds: Dataset) -> pa.Table:
         """Rows as Arrow with the declared columns (extra columns dropped, types cast by the lake)."""

@@ -118,6 +118,12 @@ class DuckDBEngine(Engine):
             kwargs["memory_limit"] = memory_limit
         super().__init__(ibis.duckdb.connect(**kwargs))
 
+    def empty(self, ds: Dataset) -> ibis.Table:
+        """An empty table of ``ds`` bound to this engine's connection. A memtable belongs to no backend, so an
+        expression over it alone (a lookup of a parent table never published) would be cached by ``.cache()``
+        in ibis's default backend, another DuckDB connection, where this engine's queries do not find it."""
+        return self.con.create_table(self._name(ds.qualified_name), ds.arrow_schema().empty_table(), temp=True)
+
     def _read_parquet(self, paths: list[str], ds: Dataset) -> ibis.Table:
         local = [p.removeprefix("file://") for p in paths]
         try:

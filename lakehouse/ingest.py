@@ -657,17 +657,17 @@ def ingest_dataset(ctx: RunContext, ds: Dataset, landing: Landing, force: bool =
                 reject(rel, dt, hashes[rel], exc.line, exc.reason, exc.column)
                 continue
             good.append((rel, hashes[rel], p))
-            if not p.rows and not p.bad:
+            if not p.row_count and not p.bad:
                 empty.setdefault(dt, []).append([rel, hashes[rel]])
             for w in p.warnings:
                 ctx.warn(f"{ds.name}: {rel}: {w}")
             if p.bad:
                 stats["lines_rejected"] += len(p.bad)
                 first = p.bad[0]
-                ctx.warn(f"{ds.name}: {rel}: {len(p.bad)} line(s) not read as rows, {len(p.rows)} row(s) loaded "
+                ctx.warn(f"{ds.name}: {rel}: {len(p.bad)} line(s) not read as rows, {p.row_count} row(s) loaded "
                          f"(line {first.line}: {first.reason}; all in {REJECTED_LINES})")
                 line_rows += [{"dataset": ds.name, "source_file": rel, "line": b.line, "record": b.record,
-                               "reason": b.reason, "text": b.text, "rows_loaded": len(p.rows), "sha256": hashes[rel],
+                               "reason": b.reason, "text": b.text, "rows_loaded": p.row_count, "sha256": hashes[rel],
                                "run_id": ctx.run_id, "dt": dt} for b in p.bad]
         table = raw_table(ds, good, dt, ctx.started_at, ctx.run_id)
         stats["rows"] += table.num_rows
@@ -727,7 +727,9 @@ def ingest(ctx: RunContext, datasets: list[Dataset], landing: Landing) -> dict[s
         faults.point("ingest.rejected")
     day_replace = [{"dataset": name, "dt": d} for name, res in results.items() for d in res.days]
     lines = [r for res in results.values() for r in res.lines]
-    if day_replace and (lines or _holds_lines(ctx, results)):
+    # a run a month at a time (the stage's window) stages them every month, so that its commits at the end go
+    # in the order of the first month's writes: the audit records before the raw days
+    if day_replace and (lines or ctx.deferred is not None or _holds_lines(ctx, results)):
         _write(ctx, REJECTED_LINES, pa.Table.from_pylist(lines, schema=schemas.get(REJECTED_LINES).arrow_schema()),
                day_replace)
     totals = dict.fromkeys(("files", "loaded", "skipped", "rejected", "lines_rejected", "other_days"), 0)

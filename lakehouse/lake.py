@@ -232,6 +232,8 @@ class Lake:
         self._raw_entries: dict[str, dict[str, Any]] = {}
         #: Small files read (relative paths): the runner learns from it which promoted models a stage used.
         self.small_reads: set[str] = set()
+        #: Open staged writes by table (:meth:`stage`): this lake's reads of those tables see their rows.
+        self.staged: dict[str, StagedWrite] = {}
 
     @classmethod
     def from_settings(cls, settings, **kwargs: Any) -> Lake:
@@ -317,7 +319,16 @@ class Lake:
 
     # ---- reading --------------------------------------------------------------------------------------------
     def data_files(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None) -> list[DataFile]:
-        """The data files of a snapshot (default: the current one) that may hold rows matching ``where``."""
+        """The data files of a snapshot (default: the current one) that may hold rows matching ``where``; with
+        a staged write open on the table (:meth:`stage`), those of the snapshot it started from as the write
+        will leave them."""
+        staged = self.staged.get(ds.qualified_name)
+        if staged is not None and (snapshot_id is None or snapshot_id == staged.base):
+            return staged.live(where)
+        return self._committed_files(ds, where, snapshot_id)
+
+    def _committed_files(self, ds: Dataset, where: Where | None = None, snapshot_id: int | None = None
+                         ) -> list[DataFile]:
         # "current" means current now, not when first loaded
         tbl = self._load(ds) if snapshot_id is None else (self._tables.get(ds.qualified_name) or self._load(ds))
         if tbl is None:
@@ -545,82 +556,24 @@ class Lake:
         in ``replace`` with no rows in ``data`` ends up empty, so a rerun that now yields nothing leaves no
         stale rows). An unpartitioned table is replaced whole. Nothing to drop and nothing to add: no commit.
         """
-        from pyiceberg.exceptions import CommitFailedException, ValidationException
+        staged = StagedWrite(self, ds, run_id=run_id, stage=stage, properties=properties)
+        try:
+            staged.add(data, replace)
+            return staged.commit()
+        except BaseException:
+            staged.discard()
+            raise
 
-        data = _conform(data, ds.arrow_schema(), ds)
-        _check_required(data, ds)
-        groups = _group_counts(data, ds.partition_by)
-        for part in replace or ():
-            groups.setdefault(partition_key({c: part[c] for c in ds.partition_by}), 0)
-        replaced = [parse_partition_key(k) for k in groups] if ds.partition_by else []
-        key = idempotency_key(ds.qualified_name, run_id, stage, sorted(groups))
-        props = {RUN_ID: run_id, STAGE: stage, IDEMPOTENCY_KEY: key,
-                 REPLACED: _describe(replaced), **dict(properties or {})}
-        last: Exception | None = None
-        for attempt in range(self.commit_retries + 1):
-            tbl = self.table(ds, refresh=attempt > 0 or ds.qualified_name not in self._tables)
-            try:
-                result = self._commit(ds, tbl, data, replaced, groups, props)
-            except (CommitFailedException, ValidationException) as exc:
-                last = exc
-                log.warning("%s: commit lost a race with another writer (%s); retrying on the new snapshot (%d/%d)",
-                            ds.qualified_name, exc, attempt + 1, self.commit_retries)
-                continue
-            if self.on_commit is not None:
-                self.on_commit(ds, result)
-            return result
-        raise LakeError(f"{ds.qualified_name}: another writer kept committing to the table; gave up after "
-                        f"{self.commit_retries + 1} attempts ({last}). Nothing of this write was published; rerun it.")
-
-    def _commit(self, ds: Dataset, tbl: Table, data: pa.Table, replaced: list[dict[str, str]],
-                groups: dict[str, int], props: dict[str, str]) -> WriteResult:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-        from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
-        snap = tbl.current_snapshot()
-        old: list[Any] = []
-        keep: list[pa.Table] = []
-        if snap is not None:
-            where = {c: sorted({r[c] for r in replaced}) for c in ds.partition_by}
-            wanted = pa.array(sorted({"\x1f".join(str(r[c]) for c in ds.partition_by) for r in replaced}), pa.string())
-            for manifest_path, f in self._plan(tbl, snap, where):
-                if ds.partition_by:
-                    if not self._may_match(f, where):
-                        continue
-                    rows = _conform(_fill_missing(pq.read_table(self._fs_path(f.path), filesystem=self.fs),
-                                                  ds.arrow_schema()), ds.arrow_schema(), ds)
-                    cols = [rows.column(c) for c in ds.partition_by]
-                    key = pc.binary_join_element_wise(*cols, "\x1f") if len(cols) > 1 else cols[0]
-                    hit = pc.is_in(key, value_set=wanted)
-                    if not pc.any(hit).as_py():
-                        continue
-                    rest = rows.filter(pc.invert(hit))
-                    if rest.num_rows:  # the file also holds rows of other partition values: keep them
-                        keep.append(rest)
-                old.append((manifest_path, f.path))
-            old = self._raw_files(tbl, snap, old)
-        if not old and not data.num_rows:  # nothing to drop, nothing to add: no commit
-            return WriteResult(ds.qualified_name, snap.snapshot_id if snap else None, dict(groups))
-        new_rows = pa.concat_tables([*keep, data]) if keep else data
-        added = 0
-        with tbl.transaction() as tx, tx.update_snapshot(snapshot_properties=props).overwrite() as op:
-            for f in old:
-                op.delete_data_file(f)
-            if new_rows.num_rows:
-                counter = itertools.count(0)
-                for part in _by_partition(tx.table_metadata, new_rows):
-                    for data_file in _dataframe_to_data_files(table_metadata=tx.table_metadata, df=part, io=tbl.io,
-                                                              write_uuid=op.commit_uuid, counter=counter):
-                        op.append_data_file(data_file)
-                        added += 1
-            faults.point("lake.files_written")
-        faults.point("lake.committed")
-        tbl = self.table(ds, refresh=True)
-        new_snap = tbl.current_snapshot()
-        log.info("committed %s snapshot %s: %d rows in %d partition value(s), %d file(s) in, %d out",
-                 ds.qualified_name, new_snap.snapshot_id, data.num_rows, len(groups), added, len(old))
-        return WriteResult(ds.qualified_name, new_snap.snapshot_id, dict(groups), added, len(old))
+    def stage(self, ds: Dataset, *, run_id: str, stage: str = "", properties: Mapping[str, str] | None = None,
+              fresh: bool = True) -> StagedWrite:
+        """A write to ``ds`` whose rows come in several parts (:meth:`StagedWrite.add`, a month at a time) and
+        are committed in one snapshot (:meth:`StagedWrite.commit`). Until then this lake's reads of the table
+        see the staged rows in place of those they replace; other readers see the table as it was."""
+        name = ds.qualified_name
+        if name in self.staged:
+            raise LakeError(f"{name}: a staged write to the table is open already; commit or discard it first")
+        self.staged[name] = StagedWrite(self, ds, run_id=run_id, stage=stage, properties=properties, fresh=fresh)
+        return self.staged[name]
 
     # ---- history ------------------------------------------------------------------------------------------------
     def history(self, ds: Dataset) -> list[dict[str, Any]]:
@@ -758,6 +711,240 @@ class Lake:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class _StagedFile:
+    """A data file a staged write has written: pyiceberg's description (what the commit appends) and ours."""
+
+    file: Any
+    entry: DataFile
+    #: rows kept from a file of the snapshot the write started from: written again if that snapshot moves
+    from_base: bool = False
+
+
+class StagedWrite:
+    """One table's write of a stage, made of parts and committed in one snapshot (see :meth:`Lake.stage`).
+
+    Each :meth:`add` replaces some partition values, exactly as :meth:`Lake.replace` would, but against what
+    the write has staged so far on top of its base snapshot: data files are written at once (so memory holds
+    one part, a month of a backfill, not the whole run), files of the base that hold replaced rows are
+    marked dropped (their other rows written again), and staged files of an earlier part whose values are
+    replaced again are dropped too. :meth:`commit` publishes all of it in ONE snapshot; a crash before leaves
+    the table as it was (the staged files are orphans that ``msp lake maintain`` removes; :meth:`discard`
+    deletes them at once). When another writer committed meanwhile, the commit recomputes what it drops
+    against the new snapshot and tries again, like :meth:`Lake.replace`.
+
+    The Iceberg library writes data files only inside a transaction it commits at once (pyiceberg 0.12's
+    ``append``/``overwrite`` take a whole table), so the parts are written with its data-file writer and
+    added to one overwrite at the end, which is what a transaction does with them anyway."""
+
+    def __init__(self, lake: Lake, ds: Dataset, *, run_id: str, stage: str = "",
+                 properties: Mapping[str, str] | None = None, fresh: bool = False):
+        self.lake, self.ds, self.run_id, self.stage = lake, ds, run_id, stage
+        self.properties = dict(properties or {})
+        # a one-part write may start from the table as last loaded (a commit on a stale snapshot fails and is
+        # redone on the new one); a write of several parts reads its own rows meanwhile, from a current base
+        self.tbl = lake.table(ds, refresh=fresh)
+        snap = self.tbl.current_snapshot()
+        self.base: int | None = snap.snapshot_id if snap is not None else None
+        #: rows staged per replaced partition value (``dt=2024-01-01`` → rows)
+        self.groups: dict[str, int] = {}
+        #: files of the base snapshot the write drops: path → (the manifest that lists it, the file)
+        self.dropped: dict[str, tuple[str, DataFile]] = {}
+        self.files: list[_StagedFile] = []
+        self._uuid = uuid.uuid4()
+        self._counter = itertools.count(0)
+        self.closed = False
+
+    # ---- what the write leaves --------------------------------------------------------------------------------
+    def live(self, where: Where | None = None) -> list[DataFile]:
+        """The table's data files as the write will leave them, that may hold rows matching ``where``."""
+        out = []
+        if self.base is not None:
+            snap = self.tbl.snapshot_by_id(self.base)
+            out = [f for _m, f in self.lake._plan(self.tbl, snap, where) if f.path not in self.dropped]
+        out += [s.entry for s in self.files]
+        if where:
+            out = [f for f in out if self.lake._may_match(f, where)]
+        return sorted(out, key=lambda f: f.path)
+
+    # ---- staging ------------------------------------------------------------------------------------------------
+    def add(self, data: pa.Table, replace: Iterable[Mapping[str, Any]] | None = None) -> WriteResult:
+        """Stage ``data`` in place of the rows of the partition values in ``replace`` and in ``data``; returns
+        the rows staged per value (no snapshot id: nothing is published before :meth:`commit`)."""
+        if self.closed:
+            raise LakeError(f"{self.ds.qualified_name}: the staged write was committed or discarded already")
+        ds = self.ds
+        data = _conform(data, ds.arrow_schema(), ds)
+        _check_required(data, ds)
+        groups = _group_counts(data, ds.partition_by)
+        for part in replace or ():
+            groups.setdefault(partition_key({c: part[c] for c in ds.partition_by}), 0)
+        if not groups:
+            return WriteResult(ds.qualified_name, None, {})
+        replaced = [parse_partition_key(k) for k in groups] if ds.partition_by else []
+        kept_base, kept_new, dropped = [], [], 0
+        if self.base is not None:
+            snap = self.tbl.snapshot_by_id(self.base)
+            for manifest, f in self.lake._plan(self.tbl, snap, self._where(replaced)):
+                if f.path in self.dropped:
+                    continue
+                rest = self._rest(f, replaced)
+                if rest is None:
+                    continue
+                self.dropped[f.path] = (manifest, f)
+                dropped += 1
+                if rest.num_rows:
+                    kept_base.append(rest)
+        for s in list(self.files):
+            rest = self._rest(s.entry, replaced)
+            if rest is None:
+                continue
+            self.files.remove(s)
+            self._delete(s)
+            dropped += 1
+            if rest.num_rows:
+                (kept_base if s.from_base else kept_new).append(rest)
+        added = self._write(pa.concat_tables([*kept_new, data]) if kept_new else data)
+        if kept_base:
+            added += self._write(pa.concat_tables(kept_base), from_base=True)
+        self.groups.update(groups)
+        faults.point("lake.part_staged")
+        return WriteResult(ds.qualified_name, None, dict(groups), added, dropped)
+
+    def _where(self, replaced: list[dict[str, str]]) -> Where | None:
+        if not self.ds.partition_by:
+            return None
+        return {c: sorted({r[c] for r in replaced}) for c in self.ds.partition_by}
+
+    def _rest(self, f: DataFile, replaced: list[dict[str, str]]) -> pa.Table | None:
+        """None when the file holds no replaced row; else its other rows (an empty table: none)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        ds, lake = self.ds, self.lake
+        if not ds.partition_by:  # an unpartitioned table is replaced whole
+            return ds.arrow_schema().empty_table()
+        if not lake._may_match(f, self._where(replaced)):
+            return None
+        rows = _conform(_fill_missing(pq.read_table(lake._fs_path(f.path), filesystem=lake.fs), ds.arrow_schema()),
+                        ds.arrow_schema(), ds)
+        wanted = pa.array(sorted({"\x1f".join(str(r[c]) for c in ds.partition_by) for r in replaced}), pa.string())
+        cols = [rows.column(c) for c in ds.partition_by]
+        key = pc.binary_join_element_wise(*cols, "\x1f") if len(cols) > 1 else cols[0]
+        hit = pc.is_in(key, value_set=wanted)
+        if not pc.any(hit).as_py():
+            return None
+        return rows.filter(pc.invert(hit))
+
+    def _write(self, rows: pa.Table, from_base: bool = False) -> int:
+        """Write rows as data files of the table (one or more per physical partition); returns how many."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        if not rows.num_rows:
+            return 0
+        n = 0
+        meta = self.tbl.metadata
+        for part in _by_partition(meta, rows):
+            for data_file in _dataframe_to_data_files(table_metadata=meta, df=part, io=self.tbl.io,
+                                                      write_uuid=self._uuid, counter=self._counter):
+                entry = DataFile(data_file.file_path, data_file.record_count, self.lake._bounds(self.tbl, data_file))
+                self.files.append(_StagedFile(data_file, entry, from_base))
+                n += 1
+        return n
+
+    def _delete(self, s: _StagedFile) -> None:
+        """Remove a staged file no snapshot lists (replaced again before the commit)."""
+        with contextlib.suppress(OSError):
+            self.lake.fs.delete_file(self.lake._fs_path(s.entry.path))
+
+    # ---- publishing ---------------------------------------------------------------------------------------------
+    def commit(self) -> WriteResult:
+        """Publish what was staged in one snapshot (none when nothing is dropped and nothing added)."""
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        if self.closed:
+            raise LakeError(f"{self.ds.qualified_name}: the staged write was committed or discarded already")
+        ds, lake = self.ds, self.lake
+        replaced = [parse_partition_key(k) for k in self.groups] if ds.partition_by else []
+        key = idempotency_key(ds.qualified_name, self.run_id, self.stage, sorted(self.groups))
+        props = {RUN_ID: self.run_id, STAGE: self.stage, IDEMPOTENCY_KEY: key,
+                 REPLACED: _describe(replaced), **self.properties}
+        last: Exception | None = None
+        try:
+            for attempt in range(lake.commit_retries + 1):
+                tbl = lake.table(ds, refresh=True) if attempt else self.tbl
+                snap = tbl.current_snapshot()
+                if (snap.snapshot_id if snap is not None else None) != self.base:
+                    self._rebase(tbl, snap, replaced)
+                if not self.groups or (not self.dropped and not self.files):  # nothing to drop, nothing to add
+                    return WriteResult(ds.qualified_name, self.base, dict(self.groups))
+                try:
+                    result = self._commit(tbl, snap, props)
+                except (CommitFailedException, ValidationException) as exc:
+                    last = exc
+                    log.warning("%s: commit lost a race with another writer (%s); retrying on the new snapshot "
+                                "(%d/%d)", ds.qualified_name, exc, attempt + 1, lake.commit_retries)
+                    continue
+                if lake.on_commit is not None:
+                    lake.on_commit(ds, result)
+                return result
+        finally:
+            self.close()
+        raise LakeError(f"{ds.qualified_name}: another writer kept committing to the table; gave up after "
+                        f"{lake.commit_retries + 1} attempts ({last}). Nothing of this write was published; rerun it.")
+
+    def _rebase(self, tbl: Table, snap: Any, replaced: list[dict[str, str]]) -> None:
+        """Another writer committed since the write began: drop the replaced rows from its snapshot instead."""
+        for s in [s for s in self.files if s.from_base]:
+            self.files.remove(s)
+            self._delete(s)
+        self.tbl, self.base, self.dropped = tbl, snap.snapshot_id if snap is not None else None, {}
+        if snap is None:
+            return
+        kept = []
+        for manifest, f in self.lake._plan(tbl, snap, self._where(replaced)):
+            rest = self._rest(f, replaced)
+            if rest is None:
+                continue
+            self.dropped[f.path] = (manifest, f)
+            if rest.num_rows:
+                kept.append(rest)
+        if kept:
+            self._write(pa.concat_tables(kept), from_base=True)
+
+    def _commit(self, tbl: Table, snap: Any, props: dict[str, str]) -> WriteResult:
+        ds, lake = self.ds, self.lake
+        old = lake._raw_files(tbl, snap, [(m, f.path) for m, f in self.dropped.values()]) if snap is not None else []
+        with tbl.transaction() as tx, tx.update_snapshot(snapshot_properties=props).overwrite() as op:
+            for f in old:
+                op.delete_data_file(f)
+            for s in self.files:
+                op.append_data_file(s.file)
+            faults.point("lake.files_written")
+        faults.point("lake.committed")
+        tbl = lake.table(ds, refresh=True)
+        new_snap = tbl.current_snapshot()
+        rows = sum(self.groups.values())
+        log.info("committed %s snapshot %s: %d rows in %d partition value(s), %d file(s) in, %d out",
+                 ds.qualified_name, new_snap.snapshot_id, rows, len(self.groups), len(self.files), len(old))
+        return WriteResult(ds.qualified_name, new_snap.snapshot_id, dict(self.groups), len(self.files), len(old))
+
+    def discard(self) -> None:
+        """Give the write up: delete its staged files; the table stays as it was."""
+        if self.closed:
+            return
+        for s in self.files:
+            self._delete(s)
+        self.files = []
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.lake.staged.get(self.ds.qualified_name) is self:
+            del self.lake.staged[self.ds.qualified_name]
+
+
 def _rows_by_value(lake: Lake, ds: Dataset, files: list[DataFile]) -> dict[tuple, bytes]:
     """Per partition value, an order-independent digest of its rows in some data files."""
     import pandas as pd

@@ -30,7 +30,7 @@ PLATFORM_STAGES = Agent(
     package=__name__,
     summary="ingestion, the quality gate, event dispatch, consensus and table maintenance",
     stages=(
-        Stage("ingest", "lakehouse.ingest:run", kind="ingest", parts="lakehouse.ingest:parts",
+        Stage("ingest", "lakehouse.ingest:run", kind="ingest", parts="lakehouse.ingest:parts", window="month",
               writes=("raw.*", "quarantine.rejected_files", "quarantine.rejected_lines"),
               description="Landing files → raw tables with lineage; malformed files and lines reported, good rows "
                           "loaded."),

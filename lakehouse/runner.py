@@ -579,7 +579,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     read = {n: schemas.get(n).qualified_name for n in inputs}
     ctx.consumed = {read[n]: snap for n, snap in inputs.items() if read[n] not in writes}
     ctx.lake.small_reads.clear()
-    st.func(ctx)
+    _call(ctx, st, dates)
     faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
     outputs = _snapshots(ctx, reg.outputs(st))
@@ -594,6 +594,37 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
         ctx.lake.write_text(_state_path(st), json.dumps({
             "stage": st.name, "settings_code": settings_code, "inputs": inputs, "runs": runs}, indent=1))
     return "ok"
+
+
+def windows(settings: Settings, st: Stage, dates: list[date]) -> list[list[date]]:
+    """The parts of ``dates`` a stage runs on one after the other (:attr:`Stage.window`): one per calendar month
+    for a windowed stage (when ``platform.window`` is on), else all of them at once."""
+    if not st.window or settings.get("platform.window") == "off" or len(dates) < 2:
+        return [list(dates)]
+    months: dict[tuple[int, int], list[date]] = {}
+    for d in sorted(dates):
+        months.setdefault((d.year, d.month), []).append(d)
+    return list(months.values())
+
+
+def _call(ctx: RunContext, st: Stage, dates: list[date]) -> None:
+    """Run the stage function on the run's days: at once, or a window at a time with its writes committed
+    together at the end (nothing of it is published when a window fails)."""
+    parts = windows(ctx.settings, st, dates)
+    if len(parts) == 1:
+        st.func(ctx)
+        return
+    try:
+        with ctx.deferred_writes():
+            for i, window in enumerate(parts):
+                ctx.progress(f"{st.name} {window[0]:%Y-%m}", i, len(parts))
+                ctx.dates = window
+                st.func(ctx)
+                # what the stage owns before the next month is built now: the next month is a run after it
+                ctx.rebuild = False
+                faults.point("runner.window_done")
+    finally:
+        ctx.dates = list(dates)
 
 
 def _snapshots(ctx: RunContext, names: Iterable[str]) -> dict[str, int | None]:

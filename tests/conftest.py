@@ -75,13 +75,14 @@ def spark(tmp_path_factory):
     stop_spark()
 
 
-def build_pipeline_lake(home: Path) -> dict:
-    """Generate the tiny MSP into ``home`` and run every stage over it; returns the run summaries."""
+def build_pipeline_lake(home: Path, **env: str) -> dict:
+    """Generate the tiny MSP into ``home`` and run every stage over it (``env``: settings besides
+    :data:`PIPELINE_ENV`); returns the run summaries."""
     from lakehouse.context import date_range
     from lakehouse.runner import run_pipeline
     from lakehouse.synth.cli import generate_with_progress
 
-    settings = make_settings(home, **PIPELINE_ENV)
+    settings = make_settings(home, **PIPELINE_ENV, **env)
     generate_with_progress(settings, scale="tiny", seed=42)
     days = date_range(TINY_FIRST, TINY_LAST)
     runs = {"daily": run_pipeline(settings, days, refresh_catalog=False),

@@ -11,9 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def msp(home: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``msp ARGS`` on the lake at ``home``; ``crash`` names a crash point (lakehouse/faults.py)."""
-    env = {**os.environ, "MSP_HOME": str(home), "PYTHONPATH": str(ROOT)}
+def msp(home: Path, *args: str, crash: str | None = None, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run ``msp ARGS`` on the lake at ``home``; ``crash`` names a crash point (lakehouse/faults.py), ``env``
+    adds settings (``MSP_SECTION__KEY``)."""
+    env = {**os.environ, "MSP_HOME": str(home), "PYTHONPATH": str(ROOT), **(env or {})}
     env.pop("MSP_CRASH_AT", None)
     if crash:
         env["MSP_CRASH_AT"] = crash

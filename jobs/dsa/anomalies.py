@@ -114,12 +114,28 @@ SCORE_COLUMNS = ["method", "source", "dimension", "segment", "actual", "expected
                  "score", "flagged", "rule", "start_estimate", "excess", "dt"]
 
 
-def score_rows(cube, res, method: str) -> pd.DataFrame:
-    """The scores table's rows of the target days: watched segments, then the cost lines' expectations."""
+def active(cube, t: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """(segments x days, cost lines x days): whether a segment (a cost line) had a charge in the ``lookback``
+    days up to each target day, the history a day's run reads. Rows are written for those only, so the
+    table is the same whether the days were scored one run a day, a month at a time or all at once (a run
+    over a longer span would otherwise write empty rows for lines before they started or long after they
+    stopped)."""
+    spent = cube.L != 0
+    seen = np.concatenate([np.zeros((len(spent), 1), np.int64), np.cumsum(spent, axis=1)], axis=1)
+    t = np.asarray(t, dtype=np.int64)
+    leaf = (seen[:, t + 1] - seen[:, np.maximum(t - lookback, 0)]) > 0
+    seg = np.stack([leaf[m].any(axis=0) for m in cube.members]) if cube.members else np.zeros((0, len(t)), bool)
+    return seg, leaf
+
+
+def score_rows(cube, res, method: str, lookback: int) -> pd.DataFrame:
+    """The scores table's rows of the target days: watched segments, then the cost lines' expectations, on the
+    days they are active (:func:`active`)."""
     sc, t, watched = res.scores, res.targets, res.watched
     n, S = len(t), len(watched)
     if not n:
         return pd.DataFrame(columns=SCORE_COLUMNS)
+    seg_on, leaf_on = active(cube, t, lookback)
     days = np.asarray([cube.day(int(d)).isoformat() for d in t], dtype=object)
     keys = np.asarray([cube.keys[i] for i in watched], dtype=object).reshape(S, 3)
 
@@ -141,7 +157,7 @@ def score_rows(cube, res, method: str) -> pd.DataFrame:
         "score": fin(sc.score).T.ravel(), "flagged": flag.T.ravel(),
         "rule": np.asarray([RULE_NAMES.get(int(r)) for r in rule.T.ravel()], dtype=object),
         "start_estimate": start_day, "excess": np.where(flag, fin(sc.excess), np.nan).T.ravel(),
-        "dt": np.repeat(days, S)})
+        "dt": np.repeat(days, S)})[seg_on[watched].T.ravel()]
     leaves = cube.leaves.to_dict("records")
     usage = [i for i, r in enumerate(leaves) if not r["recurring"]]
     L = len(usage)
@@ -151,8 +167,8 @@ def score_rows(cube, res, method: str) -> pd.DataFrame:
         "method": method, "source": np.tile(srcs, n), "dimension": "leaf", "segment": np.tile(names, n),
         "actual": fin(cube.L[usage][:, t]).T.ravel(), "expected": fin(res.leaf_expected[usage]).T.ravel(),
         "lower": np.nan, "upper": np.nan, "variance": np.nan, "score": np.nan, "flagged": False, "rule": None,
-        "start_estimate": None, "excess": np.nan, "dt": np.repeat(days, L)})
-    out = pd.concat([seg, lf], ignore_index=True) if L else seg
+        "start_estimate": None, "excess": np.nan, "dt": np.repeat(days, L)})[leaf_on[usage].T.ravel()]
+    out = pd.concat([seg, lf], ignore_index=True) if L else seg.reset_index(drop=True)
     return out[SCORE_COLUMNS]
 
 
@@ -262,7 +278,7 @@ def run(ctx: RunContext) -> None:
                      leaf_known=leaf_known, first_spend=seg_first, leaf_first=leaf_first,
                      lake_first=cube.index(first), worsen_ratio=cfg.worsen_ratio, method=method)
     replace = [{"dt": d.isoformat()} for d in days]
-    ctx.write(SCORES, score_rows(cube, res, method), replace=replace)
+    ctx.write(SCORES, score_rows(cube, res, method, lookback_days(cfg)), replace=replace)
     ctx.write(ANOMALIES, anomaly_rows(res.snapshots) if res.snapshots else empty(ANOMALIES), replace=replace)
     events = [to_event(e, cfg.min_impact) for e in res.events]
     ctx.count(ANOMALIES).notes.append(f"{'rebuild: ' if full else ''}{len(days)} day(s) scored, "

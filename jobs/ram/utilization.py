@@ -143,7 +143,11 @@ def transform(techs: dict[str, data.Technician], calendar: pd.DataFrame, entries
     rows: list[dict[str, Any]] = []
     for r in f.to_dict("records"):
         p, tech = wanted[(r["grain"], r["period"])], techs[r["technician_id"]]
-        avail, b, th, lh = r["available_hours"], r["billable_hours"], r["ticket_hours"], r["l1_hours"]
+        # sums of hours rounded first: the same entries give the same percentages in whatever order they were
+        # read (the order of a table's files is not fixed, and 16.6 h of 32 h is 51.875 %, exactly on a rounding
+        # edge, so the last bit of a float sum decided 51.87 or 51.88)
+        avail, b, th, lh = (round(float(r[k]), 6) for k in ("available_hours", "billable_hours", "ticket_hours",
+                                                               "l1_hours"))
         rows.append({
             "technician_id": tech.technician_id, "grain": p.grain, "period": p.period, "period_start": p.start,
             "period_end": p.end, "role": tech.role, "senior": tech.role in cfg.senior_roles,

@@ -62,6 +62,34 @@ class AuditResult:
     def ok(self) -> bool:
         return not self.failed
 
+    @classmethod
+    def merged(cls, parts: list[AuditResult]) -> AuditResult:
+        """One result for the Checkpoint runs of several batches of one dataset (a gate's months): rows and
+        unexpected counts added up, a rule successful when it was in every batch."""
+        first = parts[0]
+        out = cls(first.dataset, 0, checkpoint=first.checkpoint)
+        for p in parts:
+            out.rows += p.rows
+            out.success = out.success and p.success
+            out.failed.update(p.failed)
+            for rule, text in p.warned.items():
+                out.warned.setdefault(rule, text)
+            out.result_key += p.result_key
+            out.seconds += p.seconds
+            for rule, r in p.results.items():
+                have = out.results.get(rule)
+                if have is None:
+                    out.results[rule] = dict(r, partial_unexpected_list=list(r.get("partial_unexpected_list") or []))
+                    continue
+                have["success"] = bool(have["success"] and r["success"])
+                for k in ("unexpected_count", "element_count"):
+                    if r.get(k) is not None:
+                        have[k] = (have.get(k) or 0) + r[k]
+                have["partial_unexpected_list"] = (have["partial_unexpected_list"]
+                                                   + list(r.get("partial_unexpected_list") or []))[:5]
+                have["exception"] = have.get("exception") or r.get("exception")
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "rows": self.rows, "success": self.success, "failed": self.failed,
                 "warned": self.warned, "result_key": self.result_key, "seconds": round(self.seconds, 3)}

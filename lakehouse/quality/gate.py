@@ -48,7 +48,7 @@ import numpy as np
 
 import schemas
 from lakehouse.context import is_in
-from lakehouse.lake import Range
+from lakehouse.lake import Range, day_partitions
 from lakehouse.quality import report
 from lakehouse.quality.compile import (
     DUP,
@@ -119,11 +119,20 @@ class Parents:
             self.snapshots[ds.qualified_name] = self.ctx.lake.snapshot_id(ds)
         return self.snapshots[ds.qualified_name]
 
-    def write(self, ds: Dataset, rows: pa.Table, **kwargs: Any):
-        """``ctx.write``, remembering the snapshot it committed."""
-        result = self.ctx.write(ds, rows, replace=self.ctx.date_partitions(), **kwargs)
-        self.snapshots[ds.qualified_name] = result.snapshot_id
+    def write(self, ds: Dataset, rows: pa.Table, days: list[str] | None = None, **kwargs: Any):
+        """``ctx.write`` replacing the run's days (or ``days``), remembering the snapshot it committed."""
+        replace = self.ctx.date_partitions() if days is None else day_partitions(days)
+        result = self.ctx.write(ds, rows, replace=replace, **kwargs)
+        if result.snapshot_id is not None:
+            self.snapshots[ds.qualified_name] = result.snapshot_id
         return result
+
+    def published(self, ctx: RunContext, datasets: tuple[Dataset, ...]) -> None:
+        """Remember the snapshots that the commits of staged writes (``ctx.deferred_writes``) produced."""
+        for ds in datasets:
+            out = ctx.outputs.get(ds.qualified_name)
+            if out is not None and out.get("snapshot_id") is not None:
+                self.snapshots[ds.qualified_name] = out["snapshot_id"]
 
     def table(self, d: Derived) -> ibis.Table:
         parent = self.resolve(d.lookup)
@@ -312,53 +321,90 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
         return
     _row_count_check(suite, raw_rows, cfg, result)
 
-    # ---- the engine: one tagged frame for all the run's days, one query -------------------------------------
-    files = ctx.lake.files(ds, {"dt": days}, snap)
-    raw = ctx.engine.files(ds, files)
-    frame = _tagged(ctx, suite, raw.filter(is_in(raw.dt, list(days))), parents)
-    result.seconds["engine"] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    stats = _file_stats(frame, suite)
-    per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
-    _retype_check(stats, suite, cfg, result)
-    _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, result)
-    _rule_results(suite, flag_totals, result)
-    samples = _samples(frame, suite, cfg.sample_failing_rows) if any(flag_totals.values()) else {}
-    for rule in result.rules:
-        rule["samples"] = samples.get(rule["id"], [])
-    result.seconds["checks"] = round(time.perf_counter() - t, 3)
-    if result.status == "failed":
-        return
-    good, refused = _outputs(frame, suite)
-    del frame
+    # ---- a month at a time: the engine's tagged frame, the audit, the staged outputs ---------------------------
+    from lakehouse.quality.audit import AuditFailed, AuditResult, audit_batch, gated_suite_config
 
-    # ---- audit (the dataset's GX Checkpoint on the staged processed batch), then publish ----------------------
-    from lakehouse.quality.audit import AuditFailed, audit_batch, gated_suite_config
-
-    t = time.perf_counter()
     config = gated_suite_config(processed, suite)
+    stats: list[dict[str, Any]] = []
+    samples: dict[str, list[dict[str, Any]]] = {}
+    audits: list[AuditResult] = []
+    written: dict[str, int] = {}
+    refused_written: dict[str, int] = {}
+    seconds = dict.fromkeys(("engine", "checks", "audit", "publish"), 0.0)
+    seconds["engine"] = time.perf_counter() - t
+    so_far: list[str] = []
     try:
-        audit = audit_batch(ctx, processed, good, config=config)
-    except AuditFailed as exc:
-        result.fail(f"the Great Expectations audit of the batch to publish failed (a bug of the gate, which let "
-                    f"these rows through): {exc}")
+        # the gate reads none of its outputs: a staged write may start from the table as loaded
+        with ctx.deferred_writes(fresh=False):
+            for span in _spans(ctx, days):
+                so_far += span
+                with_rows = [d for d in span if present.get(d)]
+                t = time.perf_counter()
+                frame = None
+                if with_rows:
+                    files = ctx.lake.files(ds, {"dt": with_rows}, snap)
+                    raw = ctx.engine.files(ds, files)
+                    frame = _tagged(ctx, suite, raw.filter(is_in(raw.dt, with_rows)), parents)
+                    span_stats = _file_stats(frame, suite)
+                    stats += span_stats
+                    for rule, rows in _samples(frame, suite, cfg.sample_failing_rows).items():
+                        kept = samples.setdefault(rule, [])
+                        kept += rows[: cfg.sample_failing_rows - len(kept)]
+                    good, refused = _outputs(frame, suite)
+                    del frame
+                else:  # no raw rows on these days any more: their published rows go
+                    good, refused = processed.arrow_schema().empty_table(), quarantine.arrow_schema().empty_table()
+                seconds["engine"] += time.perf_counter() - t
+                t = time.perf_counter()
+                if with_rows and result.status != "failed":  # the checks so far, before anything is audited
+                    probe = DatasetResult(ds.name, ctx.run_id, so_far)
+                    per_day, _ = _reconcile_input(stats, raw_rows, so_far, suite, probe)
+                    _retype_check(span_stats, suite, cfg, probe)
+                    _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, probe)
+                    if probe.status == "failed":
+                        result.status = "failed"  # the checks below say why, over all the run's days
+                seconds["checks"] += time.perf_counter() - t
+                if result.status == "failed":  # nothing will be published: the rest is only counted and checked
+                    continue
+                t = time.perf_counter()
+                if with_rows:
+                    try:
+                        audits.append(audit_batch(ctx, processed, good, config=config))
+                    except AuditFailed as exc:
+                        result.fail(f"the Great Expectations audit of the batch to publish failed (a bug of the "
+                                    f"gate, which let these rows through): {exc}")
+                        raise _Withdrawn from None
+                seconds["audit"] += time.perf_counter() - t
+                t = time.perf_counter()
+                good, refused = _sorted(processed, good, refused)
+                # quarantine first: consumers never see a new processed day whose refused rows are not recorded
+                refused_written.update(parents.write(quarantine, refused, days=span).partitions)
+                written.update(parents.write(processed, good, days=span, audit=False).partitions)  # audited above
+                seconds["publish"] += time.perf_counter() - t
+            t = time.perf_counter()
+            per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
+            _retype_check(stats, suite, cfg, result)
+            _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, result)
+            _rule_results(suite, flag_totals, result)
+            for rule in result.rules:
+                rule["samples"] = samples.get(rule["id"], [])
+            seconds["checks"] += time.perf_counter() - t
+            if result.status == "failed":
+                raise _Withdrawn
+            t = time.perf_counter()
+        parents.published(ctx, (quarantine, processed))
+        seconds["publish"] += time.perf_counter() - t
+    except _Withdrawn:  # nothing of the dataset was published
         return
-    result.audit = audit.to_json()
-    for rule in result.rules:
-        if rule["id"] in audit.results:
-            rule["audit"] = audit.results[rule["id"]]
-    result.seconds["audit"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    names = [c.name for c in processed.stored_columns()]
-    order = [*processed.partition_by, *(processed.primary_key or [c.name for c in processed.data_columns])]
-    good = good.select(names).sort_by([(c, "ascending") for c in order])
-    refused = refused.sort_by([("dt", "ascending"), ("_source_file", "ascending"), ("_row_number", "ascending")])
-    # quarantine first: consumers never see a new processed day whose refused rows are not recorded
-    refused_write = parents.write(quarantine, refused)
-    written = parents.write(processed, good, audit=False)  # audited above
-    result.seconds["publish"] = round(time.perf_counter() - t, 3)
-    _reconcile_output(per_day, written.partitions, refused_write.partitions, result)
+    finally:
+        result.seconds.update({k: round(v, 3) for k, v in seconds.items()})
+    if audits:
+        audit = AuditResult.merged(audits)
+        result.audit = audit.to_json()
+        for rule in result.rules:
+            if rule["id"] in audit.results:
+                rule["audit"] = audit.results[rule["id"]]
+    _reconcile_output(per_day, written, refused_written, result)
     result.published = True
     _save_day_stats(ctx, ds, per_day)
 
@@ -373,6 +419,31 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
                                       or result.drift or result.rejected_files or totals["quarantined"]):
         result.status = "warned"
     _remember(ctx, parents, ds, state, key, signature, processed, quarantine, result)
+
+
+class _Withdrawn(Exception):
+    """A dataset's gate decided not to publish (the reason is in its result): its staged writes are discarded."""
+
+
+def _spans(ctx: RunContext, days: list[str]) -> list[list[str]]:
+    """The run's days in the parts the gate decides and stages one after the other: a calendar month each
+    (``platform.window``; the engine's frame, the audit's batch and the memory hold a month), or all at once."""
+    if ctx.settings.get("platform.window") == "off":
+        return [list(days)]
+    months: dict[str, list[str]] = {}
+    for d in days:
+        months.setdefault(d[:7], []).append(d)
+    return list(months.values())
+
+
+def _sorted(processed: Dataset, good: pa.Table, refused: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The two outputs in the order they are stored (partition, then key or all columns; quarantine by file
+    and row)."""
+    names = [c.name for c in processed.stored_columns()]
+    order = [*processed.partition_by, *(processed.primary_key or [c.name for c in processed.data_columns])]
+    good = good.select(names).sort_by([(c, "ascending") for c in order])
+    refused = refused.sort_by([("dt", "ascending"), ("_source_file", "ascending"), ("_row_number", "ascending")])
+    return good, refused
 
 
 COMPILED_DIR = "_meta/quality/compiled"

@@ -318,7 +318,10 @@ def _decide(e: Episode, day: int, cube: Cube, seg_of: dict[str, int], labels: li
         leaf = next((k for k in members if labels[k] == {x: top[x] for x in labels[k]}), None)
         home = _home_dimension(spec, str(top.get("source")))
         if leaf is not None:
-            for o in others:
+            # the earliest-started finer episode covers it (ties by segment): an order of its own, not the
+            # order the episodes were opened in this process, which a run resuming from stored state does
+            # not know (a daily run after a backfill must choose what the backfill chose)
+            for o in sorted(others, key=lambda o: (o.start, o.source, o.dimension, o.segment, o.rule)):
                 if o is e or o.last_detected < e.start or (o.end is not None and o.end < e.start) or o.start > day:
                     continue
                 j = seg_of.get(segment_key(o.source, o.dimension, o.segment))

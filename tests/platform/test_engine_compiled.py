@@ -48,3 +48,19 @@ def test_a_kept_query_gives_the_expressions_rows_and_is_reused_until_its_key_or_
     wider = {**rows, "a": other.arrow(pa.table({"k": [1], "x": [4], "extra": ["e"]}))}
     assert other.to_arrow_compiled(build, wider, "v2", cache).column("y").to_pylist() == [8]
     assert len(calls) == 4 and len(cache) == 3
+
+
+def test_a_cached_lookup_of_a_table_never_published_is_bound_to_the_engine_that_queries_it():
+    """A parent the gate looks rows up in may have no snapshot yet (a first export without clients): its
+    empty table must live in the engine's own connection, or ``.cache()`` puts the lookup in ibis's default
+    backend and the gate's query cannot find it."""
+    import schemas
+    from lakehouse.quality.compile import lookup_table
+    from lakehouse.quality.suite import load_all
+
+    suite = next(s for s in load_all() if any(d.lookup == "processed.clients" for d in s.derived))
+    derived = next(d for d in suite.derived if d.lookup == "processed.clients")
+    engine = DuckDBEngine()
+    cached = lookup_table(engine.empty(schemas.get("processed.clients")), derived).cache()
+    found = engine.to_arrow_compiled(lambda t: t["lookup"], {"lookup": cached}, "lookup-of-empty", Cache())
+    assert found.num_rows == 0 and set(derived.on.values()) <= set(found.column_names)
