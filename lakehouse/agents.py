@@ -62,7 +62,7 @@ STAGE_KINDS: dict[str, str] = {
     "maintenance": "table maintenance: expire snapshots, compact, remove orphans (the weekly maintenance DAG)",
 }
 #: How a stage's run of many days may be divided (:attr:`Stage.window`).
-WINDOWS = ("", "month")
+WINDOWS = ("", "month", "quarter")
 #: Kinds a plain ``msp run`` runs; the others run when named or on their own schedule.
 DAILY_KINDS = ("ingest", "gate", "transform", "score", "handler", "dispatch")
 PANEL_CHARTS = ("line", "bar", "table", "kpi")
@@ -114,14 +114,14 @@ class Stage:
     #: runs of the stage narrowed by ``ctx.params`` (one per dataset, for the gate) that may run side
     #: by side when the run has workers (``lakehouse/workers.py``); None: it does not split for this run.
     parts: str = ""
-    #: ``"month"``: a run of more days than one calendar month runs the stage once per month of its days, in
-    #: order (``ctx.dates`` is the month), its writes staged and each table committed once when the last month
-    #: is done (:meth:`lakehouse.context.RunContext.deferred_writes`), so memory holds a month, not the
-    #: history. Its reads of a table it writes see the months staged before, and ``ctx.rebuild`` holds for the
-    #: first month only (the later ones follow what the first built, as a next day's run would). Only for a
-    #: stage whose output for some days is the same computed all at once or a month at a time
-    #: (``tests/platform/test_windows.py`` checks every such stage); ``platform.window = "off"`` turns it
-    #: off. ``""``: all at once.
+    #: ``"month"`` (or ``"quarter"``): a run of more days than one calendar month (quarter) runs the stage once
+    #: per month (quarter) of its days, in order (``ctx.dates`` is the window), its writes staged and each
+    #: table committed once when the last window is done (:meth:`lakehouse.context.RunContext.
+    #: deferred_writes`), so memory holds a window, not the history. Its reads of a table it writes see the
+    #: windows staged before, and ``ctx.rebuild`` holds for the first window only (the later ones follow what
+    #: the first built, as a next day's run would). Only for a stage whose output for some days is the same
+    #: computed all at once or a window at a time (``tests/platform/test_windows.py`` checks every such
+    #: stage); ``platform.window = "off"`` turns it off. ``""``: all at once.
     window: str = ""
 
     @property

@@ -113,6 +113,7 @@ class QualitySettings(Section):
     sample_failing_rows: Annotated[int, Field(ge=0, le=1000)]
     checkpoint: Literal["on", "off"]
     data_docs: Literal["on", "off"]
+    batch_rows: Annotated[int, Field(ge=1000)]
 
 
 class SynthSettings(Section):

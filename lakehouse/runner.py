@@ -579,7 +579,12 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     read = {n: schemas.get(n).qualified_name for n in inputs}
     ctx.consumed = {read[n]: snap for n, snap in inputs.items() if read[n] not in writes}
     ctx.lake.small_reads.clear()
-    _call(ctx, st, dates)
+    try:
+        _call(ctx, st, dates)
+    finally:
+        # the next stage (a worker runs many) gets a new engine: the in-memory tables this one handed to the
+        # engine are released with it, not kept until the worker ends
+        ctx.close()
     faults.point("runner.stage_done")
     # what the stage's output now is, for the next run's comparison
     outputs = _snapshots(ctx, reg.outputs(st))
@@ -598,13 +603,14 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
 
 def windows(settings: Settings, st: Stage, dates: list[date]) -> list[list[date]]:
     """The parts of ``dates`` a stage runs on one after the other (:attr:`Stage.window`): one per calendar month
-    for a windowed stage (when ``platform.window`` is on), else all of them at once."""
+    (or quarter) for a windowed stage when ``platform.window`` is on, else all of them at once."""
     if not st.window or settings.get("platform.window") == "off" or len(dates) < 2:
         return [list(dates)]
-    months: dict[tuple[int, int], list[date]] = {}
+    size = 3 if st.window == "quarter" else 1
+    parts: dict[tuple[int, int], list[date]] = {}
     for d in sorted(dates):
-        months.setdefault((d.year, d.month), []).append(d)
-    return list(months.values())
+        parts.setdefault((d.year, (d.month - 1) // size), []).append(d)
+    return list(parts.values())
 
 
 def _call(ctx: RunContext, st: Stage, dates: list[date]) -> None:
@@ -620,8 +626,11 @@ def _call(ctx: RunContext, st: Stage, dates: list[date]) -> None:
                 ctx.progress(f"{st.name} {window[0]:%Y-%m}", i, len(parts))
                 ctx.dates = window
                 st.func(ctx)
-                # what the stage owns before the next month is built now: the next month is a run after it
+                # what the stage owns before the next window is built now: the next window is a run after it
                 ctx.rebuild = False
+                # a new engine for the next window: what a window registered in it (in-memory tables a stage
+                # handed to the engine, 300 MB a quarter for DSA's costs) is released with it
+                ctx.close()
                 faults.point("runner.window_done")
     finally:
         ctx.dates = list(dates)

@@ -38,7 +38,7 @@ AGENT = Agent(
     settings=DsaSettings,
     defaults="settings.toml",
     stages=(
-        Stage("dsa.costs", "jobs.dsa.costs:run", kind="transform", window="month",
+        Stage("dsa.costs", "jobs.dsa.costs:run", kind="transform", window="quarter",
               reads=("processed.focus_costs", "processed.expenses", "processed.entitlements"),
               writes=(COSTS, LEAVES),
               description="Cloud export, PSA expenses and licences in FOCUS columns with department and client "
@@ -47,7 +47,7 @@ AGENT = Agent(
               writes=(BUDGET, ROI),
               description="Budget vs actual per department and month: variance, forecast to month end, AWS "
                           "Budgets-style alerts on actual and forecasted spend; ROI and payback of stated benefits."),
-        Stage("dsa.detect", "jobs.dsa.anomalies:run", kind="score", reads=(LEAVES,), window="month",
+        Stage("dsa.detect", "jobs.dsa.anomalies:run", kind="score", reads=(LEAVES,),
               writes=(SCORES, ANOMALIES, "events.outbox"),
               description="Spend anomalies per monitored segment (department, vendor, service, resource, tag): "
                           "seasonal expectation and interval, new-service rule, root causes; AWS-shaped records "

@@ -59,7 +59,8 @@ AGENT = Agent(
               after=("spo.forecast_train",),
               description="Expected bookings (MRR, one-time) per month with a band: Alga's stage-weighted "
                           "forecast (base and owner rates) and the learned one."),
-        Stage("spo.opportunities", "jobs.spo.opportunities:run", kind="transform", reads=GENERATOR_INPUTS,
+        Stage("spo.opportunities", "jobs.spo.opportunities:run", kind="transform", window="quarter",
+              reads=GENERATOR_INPUTS,
               writes=(OPPORTUNITIES, "events.outbox"),
               description="Stalled deals, close dates passed, renewals due, T&M clients ripe for a managed "
                           "agreement, whitespace: one sales.opportunity.identified event per episode."),

@@ -336,7 +336,7 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     try:
         # the gate reads none of its outputs: a staged write may start from the table as loaded
         with ctx.deferred_writes(fresh=False):
-            for span in _spans(ctx, days):
+            for span in _spans(ctx, days, raw_rows):
                 so_far += span
                 with_rows = [d for d in span if present.get(d)]
                 t = time.perf_counter()
@@ -425,15 +425,29 @@ class _Withdrawn(Exception):
     """A dataset's gate decided not to publish (the reason is in its result): its staged writes are discarded."""
 
 
-def _spans(ctx: RunContext, days: list[str]) -> list[list[str]]:
-    """The run's days in the parts the gate decides and stages one after the other: a calendar month each
-    (``platform.window``; the engine's frame, the audit's batch and the memory hold a month), or all at once."""
+def _spans(ctx: RunContext, days: list[str], raw_rows: dict[str, int]) -> list[list[str]]:
+    """The run's days in the batches the gate decides and stages one after the other: consecutive whole
+    calendar months of at most ``quality.batch_rows`` raw rows (a month larger than that is a batch alone),
+    so that the engine's frame, the audit's batch and the memory hold a batch, not the run, while a small
+    dataset's run stays one batch (each batch costs a Checkpoint run). All at once when ``platform.window``
+    is off. Months, not days, because a month is a data file of the tables the gate writes."""
     if ctx.settings.get("platform.window") == "off":
         return [list(days)]
+    budget = ctx.settings.model("quality").batch_rows
     months: dict[str, list[str]] = {}
     for d in days:
         months.setdefault(d[:7], []).append(d)
-    return list(months.values())
+    spans: list[list[str]] = []
+    rows = 0
+    for month in months.values():
+        n = sum(raw_rows.get(d, 0) for d in month)
+        if spans and rows + n <= budget:
+            spans[-1] += month
+            rows += n
+        else:
+            spans.append(list(month))
+            rows = n
+    return spans
 
 
 def _sorted(processed: Dataset, good: pa.Table, refused: pa.Table) -> tuple[pa.Table, pa.Table]:

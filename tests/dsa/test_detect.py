@@ -130,3 +130,38 @@ def test_statsforecast_conformal_variant_runs_on_a_short_series(cfg):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method"):
         detect(np.zeros((1, 10)), np.arange(10), params("nope"))
+
+
+def test_the_daily_layer_is_the_same_computed_a_few_days_or_all_days_at_once(monkeypatch):
+    """The log-normal layer works on blocks of target days sized to the series (memory and speed); every
+    target day is independent, so the blocks change nothing."""
+    from models.dsa import detect as D
+
+    rng = np.random.default_rng(7)
+    Y = np.where(rng.random((40, 500)) < 0.6, rng.lognormal(3, 1, (40, 500)), 0.0)
+    t = np.arange(380, 500)
+    p = params("model")
+    assert D.daily_block(818, p.fit_days) == 1 and D.daily_block(5, p.fit_days) == 128
+    whole = D.lognormal_daily(Y, t, p, 0)
+    monkeypatch.setattr(D, "DAILY_BLOCK_ELEMENTS", 40 * p.fit_days * 3)  # blocks of 3 days
+    assert D.daily_block(40, p.fit_days) == 3
+    blocks = D._daily(Y, t, p, 0, None)
+    for k, v in whole.items():
+        np.testing.assert_array_equal(blocks[k], v, err_msg=k)
+
+
+def test_the_frequency_cusum_is_the_same_computed_a_few_days_or_all_days_at_once(cfg, monkeypatch):
+    from models.dsa import detect as D
+
+    rng = np.random.default_rng(3)
+    N = rng.poisson(0.4, (30, 600)).astype(float)
+    N[:5, 450:] = rng.poisson(1.2, (5, 150))
+    t = np.arange(420, 600)
+    p = cfg.detector("model")
+    monkeypatch.setattr(D, "DAILY_BLOCK_ELEMENTS", 2**40)  # one block
+    whole = count_cusum(N, t, p, 0)
+    monkeypatch.setattr(D, "DAILY_BLOCK_ELEMENTS", 30 * p.fit_days * 7)  # blocks of a week
+    blocks = count_cusum(N, t, p, 0)
+    assert whole["flag"][:5].any()
+    for k, v in whole.items():
+        np.testing.assert_array_equal(blocks[k], v, err_msg=k)

@@ -114,6 +114,8 @@ def test_windowed_stages_run_a_month_at_a_time_when_the_setting_is_on(settings):
     assert windows(off, ingest, days) == [days]
     plain = next(s for s in reg.stages.values() if not s.window)
     assert windows(settings, plain, days) == [days]
+    quarterly = next(s for s in reg.stages.values() if s.window == "quarter")
+    assert windows(settings, quarterly, [*days, date(2024, 4, 2)]) == [days, [date(2024, 4, 2)]]
 
 
 def test_every_windowed_stage_writes_what_the_whole_run_at_once_writes(pipeline_lake, tmp_path):
@@ -122,7 +124,7 @@ def test_every_windowed_stage_writes_what_the_whole_run_at_once_writes(pipeline_
     from tests.conftest import build_pipeline_lake
 
     windowed = [s.name for s in registry().stages.values() if s.window]
-    assert {"ingest", "dsa.costs", "dsa.detect"} <= set(windowed)
+    assert {"ingest", "dsa.costs", "spo.opportunities"} <= set(windowed)
     home = tmp_path / "whole"
     report = build_pipeline_lake(home, MSP_PLATFORM__WINDOW="off")
     assert all(r["ok"] for r in report.values()), report
