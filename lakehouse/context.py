@@ -90,6 +90,8 @@ class RunContext:
     consumed: dict[str, int | None] = field(default_factory=dict)
     #: Open staged writes by table while :meth:`deferred_writes` runs (None: each write commits at once).
     deferred: dict[str, StagedWrite] | None = None
+    #: What the running stage computed once and reuses (:meth:`cached`); emptied when a stage starts.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     _fresh: bool = field(default=True, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
@@ -137,6 +139,13 @@ class RunContext:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()`` the first time the running stage asks for ``key``, the same value afterwards: for code
+        called once per item that reads the same rows each time (a vote per proposal reads a score table)."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     # ---- the declaration bounds what a stage touches ------------------------------------------------------
     def _check(self, ds: Dataset, write: bool) -> None:

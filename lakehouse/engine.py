@@ -117,12 +117,18 @@ class DuckDBEngine(Engine):
         if memory_limit:
             kwargs["memory_limit"] = memory_limit
         super().__init__(ibis.duckdb.connect(**kwargs))
+        self._empties: dict[str, ibis.Table] = {}
 
     def empty(self, ds: Dataset) -> ibis.Table:
-        """An empty table of ``ds`` bound to this engine's connection. A memtable belongs to no backend, so an
-        expression over it alone (a lookup of a parent table never published) would be cached by ``.cache()``
-        in ibis's default backend, another DuckDB connection, where this engine's queries do not find it."""
-        return self.con.create_table(self._name(ds.qualified_name), ds.arrow_schema().empty_table(), temp=True)
+        """An empty table of ``ds`` bound to this engine's connection, made once per dataset (11 ms each: a
+        vote that finds no rows runs once per proposal). A memtable belongs to no backend, so an expression
+        over it alone (a lookup of a parent table never published) would be cached by ``.cache()`` in ibis's
+        default backend, another DuckDB connection, where this engine's queries do not find it."""
+        empty = self._empties.get(ds.qualified_name)
+        if empty is None or empty.schema() != ds.ibis_schema():
+            empty = self._empties[ds.qualified_name] = self.con.create_table(
+                self._name(ds.qualified_name), ds.arrow_schema().empty_table(), temp=True)
+        return empty
 
     def _read_parquet(self, paths: list[str], ds: Dataset) -> ibis.Table:
         local = [p.removeprefix("file://") for p in paths]

@@ -579,6 +579,7 @@ def _run_stage(ctx: RunContext, st: Stage, dates: list[date], skip_unchanged: bo
     read = {n: schemas.get(n).qualified_name for n in inputs}
     ctx.consumed = {read[n]: snap for n, snap in inputs.items() if read[n] not in writes}
     ctx.lake.small_reads.clear()
+    ctx.memo.clear()
     try:
         _call(ctx, st, dates)
     finally:
@@ -628,6 +629,7 @@ def _call(ctx: RunContext, st: Stage, dates: list[date]) -> None:
                 st.func(ctx)
                 # what the stage owns before the next window is built now: the next window is a run after it
                 ctx.rebuild = False
+                ctx.memo.clear()
                 # a new engine for the next window: what a window registered in it (in-memory tables a stage
                 # handed to the engine, 300 MB a quarter for DSA's costs) is released with it
                 ctx.close()

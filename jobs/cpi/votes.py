@@ -13,17 +13,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from lakehouse.lake import Range
-
 CHURN = "analytics.churn"
 UTILIZATION = "analytics.technician_utilization"
 
 
+def _monthly_utilization(ctx) -> list[dict[str, Any]]:
+    """The monthly rows of RAM's utilization table, read once per stage (a vote runs once per proposal)."""
+    def read():
+        t = ctx.table(UTILIZATION)
+        t = t.filter(t.grain == "month")
+        return t.select("period", "period_end", "billable_hours", "available_hours").to_pyarrow().to_pylist()
+
+    return ctx.cached((__name__, UTILIZATION), read)
+
+
+def _churn_by_client(ctx) -> dict[str, list[dict[str, Any]]]:
+    """Every client's churn scores (dt, probability, band), read once per stage."""
+    def read():
+        rows = ctx.table(CHURN).select("client_id", "churn_probability", "risk_band", "dt").to_pyarrow().to_pylist()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["client_id"], []).append(r)
+        return out
+
+    return ctx.cached((__name__, CHURN), read)
+
+
 def team_utilization(ctx, day) -> tuple[float | None, str | None]:
     """(billable / available hours x 100 of all technicians, month) of the last complete month before ``day``."""
-    t = ctx.table(UTILIZATION)
-    t = t.filter((t.grain == "month") & (t.period_end < day))
-    rows = t.select("period", "billable_hours", "available_hours").to_pyarrow().to_pylist()
+    rows = [r for r in _monthly_utilization(ctx) if r["period_end"] < day]
     if not rows:
         return None, None
     month = max(r["period"] for r in rows)
@@ -37,9 +55,7 @@ def churn_veto(proposal: dict[str, Any], ctx, cfg) -> dict[str, Any]:
     if not client:
         return {"decision": "abstain", "note": "the proposal names no client"}
     day = proposal["time"]
-    t = ctx.table(CHURN, {"dt": Range(None, day.isoformat())})
-    rows = t.filter(t.client_id == client).select("client_id", "churn_probability", "risk_band", "dt") \
-        .to_pyarrow().to_pylist()
+    rows = [r for r in _churn_by_client(ctx).get(client, ()) if str(r["dt"]) <= day.isoformat()]
     if not rows:
         return {"decision": "abstain", "metric": "churn_probability", "note": f"no churn score for {client}"}
     last = max(rows, key=lambda r: str(r["dt"]))
