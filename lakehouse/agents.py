@@ -460,8 +460,12 @@ class Registry:
 
 
 def order(stages: Iterable[Stage], reg: Registry | None = None) -> list[Stage]:
-    """Dependency order (a stage after those writing what it reads), ties in name order; refuses cycles."""
-    stages = sorted(stages, key=lambda s: s.name)
+    """Dependency order (a stage after those writing what it reads), ties in name order with the event handlers
+    last; refuses cycles. Handlers last: the dispatch stages that do not wait for them (the digest) then come
+    before them, not between them, and run in the run's process before the handlers start side by side (a
+    dispatch stage between two handlers made the workers wait for it and the second handler wait for the
+    first: 28 s of one idle core in the reference backfill)."""
+    stages = sorted(stages, key=lambda s: (s.kind == "handler", s.name))
 
     def depends(a: Stage, b: Stage) -> bool:
         if b.name in a.after:

@@ -631,7 +631,8 @@ def _call(ctx: RunContext, st: Stage, dates: list[date]) -> None:
                 ctx.rebuild = False
                 ctx.memo.clear()
                 # a new engine for the next window: what a window registered in it (in-memory tables a stage
-                # handed to the engine, 300 MB a quarter for DSA's costs) is released with it
+                # handed to the engine, 300 MB a quarter for the cost table of the reference backfill) is
+                # released with it
                 ctx.close()
                 faults.point("runner.window_done")
     finally:
