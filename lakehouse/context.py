@@ -250,7 +250,7 @@ class RunContext:
         c = self.count(result.dataset)
         c.rows_out += result.rows
         c.partitions += len(result.partitions)
-        if result.snapshot_id is not None or self.deferred is None:
+        if self.deferred is None:  # a staged part is published when the block commits
             self._published(result)
         return result
 

@@ -783,19 +783,9 @@ class StagedWrite:
         if not groups:
             return WriteResult(ds.qualified_name, None, {})
         replaced = [parse_partition_key(k) for k in groups] if ds.partition_by else []
-        kept_base, kept_new, dropped = [], [], 0
-        if self.base is not None:
-            snap = self.tbl.snapshot_by_id(self.base)
-            for manifest, f in self.lake._plan(self.tbl, snap, self._where(replaced)):
-                if f.path in self.dropped:
-                    continue
-                rest = self._rest(f, replaced)
-                if rest is None:
-                    continue
-                self.dropped[f.path] = (manifest, f)
-                dropped += 1
-                if rest.num_rows:
-                    kept_base.append(rest)
+        before = len(self.dropped)
+        kept_base = self._drop_from_base(replaced)
+        kept_new, dropped = [], len(self.dropped) - before
         for s in list(self.files):
             rest = self._rest(s.entry, replaced)
             if rest is None:
@@ -811,6 +801,23 @@ class StagedWrite:
         self.groups.update(groups)
         faults.point("lake.part_staged")
         return WriteResult(ds.qualified_name, None, dict(groups), added, dropped)
+
+    def _drop_from_base(self, replaced: list[dict[str, str]]) -> list[pa.Table]:
+        """Mark the base snapshot's files holding replaced rows dropped (those not dropped already); returns
+        their other rows, to be written again."""
+        if self.base is None:
+            return []
+        kept = []
+        for manifest, f in self.lake._plan(self.tbl, self.tbl.snapshot_by_id(self.base), self._where(replaced)):
+            if f.path in self.dropped:
+                continue
+            rest = self._rest(f, replaced)
+            if rest is None:
+                continue
+            self.dropped[f.path] = (manifest, f)
+            if rest.num_rows:
+                kept.append(rest)
+        return kept
 
     def _where(self, replaced: list[dict[str, str]]) -> Where | None:
         if not self.ds.partition_by:
@@ -900,16 +907,7 @@ class StagedWrite:
             self.files.remove(s)
             self._delete(s)
         self.tbl, self.base, self.dropped = tbl, snap.snapshot_id if snap is not None else None, {}
-        if snap is None:
-            return
-        kept = []
-        for manifest, f in self.lake._plan(tbl, snap, self._where(replaced)):
-            rest = self._rest(f, replaced)
-            if rest is None:
-                continue
-            self.dropped[f.path] = (manifest, f)
-            if rest.num_rows:
-                kept.append(rest)
+        kept = self._drop_from_base(replaced)
         if kept:
             self._write(pa.concat_tables(kept), from_base=True)
 

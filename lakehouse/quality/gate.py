@@ -333,36 +333,52 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
     seconds = dict.fromkeys(("engine", "checks", "audit", "publish"), 0.0)
     seconds["engine"] = time.perf_counter() - t
     so_far: list[str] = []
+    flags = list(Layout(suite).flags.values())
+
+    def final_checks() -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+        """The dataset checks over all the run's days, recorded in the result."""
+        per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
+        _retype_check(stats, suite, cfg, result)
+        _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, result)
+        _rule_results(suite, flag_totals, result)
+        for rule in result.rules:
+            rule["samples"] = samples.get(rule["id"], [])
+        return per_day, flag_totals
+
+    checked = None
     try:
         # the gate reads none of its outputs: a staged write may start from the table as loaded
         with ctx.deferred_writes(fresh=False):
-            for span in _spans(ctx, days, raw_rows):
+            spans = _spans(ctx, days, raw_rows)
+            for i, span in enumerate(spans):
                 so_far += span
                 with_rows = [d for d in span if present.get(d)]
                 t = time.perf_counter()
-                frame = None
                 if with_rows:
                     files = ctx.lake.files(ds, {"dt": with_rows}, snap)
                     raw = ctx.engine.files(ds, files)
                     frame = _tagged(ctx, suite, raw.filter(is_in(raw.dt, with_rows)), parents)
                     span_stats = _file_stats(frame, suite)
                     stats += span_stats
-                    for rule, rows in _samples(frame, suite, cfg.sample_failing_rows).items():
-                        kept = samples.setdefault(rule, [])
-                        kept += rows[: cfg.sample_failing_rows - len(kept)]
+                    if any(s[f] for s in span_stats for f in flags):  # some rule failed: show a few rows
+                        for rule, rows in _samples(frame, suite, cfg.sample_failing_rows).items():
+                            kept = samples.setdefault(rule, [])
+                            kept += rows[: cfg.sample_failing_rows - len(kept)]
                     good, refused = _outputs(frame, suite)
                     del frame
                 else:  # no raw rows on these days any more: their published rows go
                     good, refused = processed.arrow_schema().empty_table(), quarantine.arrow_schema().empty_table()
                 seconds["engine"] += time.perf_counter() - t
                 t = time.perf_counter()
-                if with_rows and result.status != "failed":  # the checks so far, before anything is audited
+                if with_rows and result.status != "failed" and i == len(spans) - 1:
+                    checked = final_checks()  # the last batch: the checks of the whole run, before its audit
+                elif with_rows and result.status != "failed":  # the checks so far, before anything is audited
                     probe = DatasetResult(ds.name, ctx.run_id, so_far)
                     per_day, _ = _reconcile_input(stats, raw_rows, so_far, suite, probe)
                     _retype_check(span_stats, suite, cfg, probe)
                     _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, probe)
                     if probe.status == "failed":
-                        result.status = "failed"  # the checks below say why, over all the run's days
+                        result.status = "failed"  # the checks of the whole run say why
                 seconds["checks"] += time.perf_counter() - t
                 if result.status == "failed":  # nothing will be published: the rest is only counted and checked
                     continue
@@ -382,12 +398,9 @@ def _gate(ctx: RunContext, suite: Suite, parents: Parents, result: DatasetResult
                 written.update(parents.write(processed, good, days=span, audit=False).partitions)  # audited above
                 seconds["publish"] += time.perf_counter() - t
             t = time.perf_counter()
-            per_day, flag_totals = _reconcile_input(stats, raw_rows, days, suite, result)
-            _retype_check(stats, suite, cfg, result)
-            _null_share_check(ctx, suite, snap, per_day, raw_rows, cfg, result)
-            _rule_results(suite, flag_totals, result)
-            for rule in result.rules:
-                rule["samples"] = samples.get(rule["id"], [])
+            if checked is None:  # the last batch had no rows, or an earlier one failed a check
+                checked = final_checks()
+            per_day, _ = checked
             seconds["checks"] += time.perf_counter() - t
             if result.status == "failed":
                 raise _Withdrawn
